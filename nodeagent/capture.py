@@ -1,0 +1,196 @@
+"""``capture``: pack exactly the host files discovery read, so ``--root`` reproduces the inventory.
+
+Discovery runs once with the Host's trace on. Every path it read, listed or probed is then packed:
+files with the bytes discovery saw (so the capture and the inventory agree even for counters that
+move), directories, and every symlink met on the way, with its target unchanged (sysfs links are
+relative, so they keep working below any root). Character devices become empty files, the stand-in
+fixture trees use. Nothing secret goes in: no ``/proc/<pid>``, no credentials or keys.
+
+A few facts can only be had live (the KVM ioctl, the kubelet process); they are listed in
+:data:`LIVE_ONLY_FIELDS` and written to the capture's manifest for the reader, not to the tree.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import stat
+import tarfile
+import time
+from dataclasses import dataclass, field
+
+from nodeagent import __version__
+from nodeagent.discover import discover
+from nodeagent.host import Host, HostTrace
+from nodeagent.inventory import Inventory
+
+MANIFEST = "NODEAGENT-CAPTURE.json"
+
+# Inventory fields that a capture cannot carry: they come from live-only sources or from processes.
+LIVE_ONLY_FIELDS = (
+    "root", "skipped",
+    "kvm.device", "kvm.api_version", "kvm.max_vcpus", "kvm.recommended_vcpus",
+    "kubelet.running", "kubelet.started_at",
+)
+
+_SECRET = (
+    re.compile(r"^/proc/(\d+|self|thread-self)(/|$)"),
+    re.compile(r"(^|/)(pki|secrets?|\.ssh|credentials)(/|$)"),
+    re.compile(r"^/etc/(shadow|gshadow|sudoers)"),
+    re.compile(r"\.(key|pem|crt|kubeconfig)$|(^|/)kubeconfig$|(^|/)kubelet\.conf$"),
+)
+
+
+def is_secret(path: str) -> bool:
+    return any(pattern.search(path) for pattern in _SECRET)
+
+
+@dataclass
+class CaptureSummary:
+    files: int
+    links: int
+    dirs: int
+    inventory: Inventory
+
+
+@dataclass
+class _Tree:
+    """The entries of the capture, keyed by host path: ("dir"|"file"|"link", payload)."""
+
+    host: Host
+    entries: dict[str, tuple[str, bytes | str | None]] = field(default_factory=dict)
+
+    def real(self, path: str) -> str:
+        return os.path.join(self.host.root, path.lstrip("/"))
+
+    def resolve(self, path: str, *, follow_last: bool = True, depth: int = 0) -> str | None:
+        """Record every directory and symlink on the way to ``path``; return where it lands."""
+        if depth > 40 or is_secret(path):
+            return None
+        parts = [p for p in path.split("/") if p and p != "."]
+        current = "/"
+        for index, name in enumerate(parts):
+            if name == "..":
+                current = os.path.dirname(current) or "/"
+                continue
+            candidate = os.path.join(current, name)
+            if is_secret(candidate):
+                return None
+            try:
+                mode = os.lstat(self.real(candidate)).st_mode
+            except OSError:
+                return None
+            last = index == len(parts) - 1
+            if stat.S_ISLNK(mode):
+                target = os.readlink(self.real(candidate))
+                self.entries[candidate] = ("link", target)
+                if last and not follow_last:
+                    return candidate
+                base = "/" if target.startswith("/") else current
+                rest = "/".join(parts[index + 1 :])
+                joined = os.path.normpath(os.path.join(base, target, rest)) if rest else os.path.normpath(
+                    os.path.join(base, target))
+                return self.resolve(joined if joined.startswith("/") else "/" + joined, depth=depth + 1)
+            if stat.S_ISDIR(mode):
+                self.entries.setdefault(candidate, ("dir", None))
+            current = candidate
+        return current
+
+    def add_file(self, path: str, data: bytes) -> None:
+        landed = self.resolve(path)
+        if landed is not None:
+            self.entries[landed] = ("file", data)
+
+    def add_listing(self, path: str, names: list[str]) -> None:
+        landed = self.resolve(path)
+        if landed is None or landed == "/proc":
+            return  # /proc's entries are processes: never packed
+        for name in names:
+            child = os.path.join(landed, name)
+            try:
+                mode = os.lstat(self.real(child)).st_mode
+            except OSError:
+                continue
+            if stat.S_ISLNK(mode) or stat.S_ISDIR(mode):
+                self.resolve(child)
+
+    def add_probe(self, path: str) -> None:
+        landed = self.resolve(path, follow_last=False)
+        if landed is None or landed in self.entries:
+            return
+        try:
+            mode = os.lstat(self.real(landed)).st_mode
+        except OSError:
+            return
+        if stat.S_ISDIR(mode):
+            self.entries[landed] = ("dir", None)
+        else:
+            # Character devices (/dev/kvm) and files only tested for existence: an empty stand-in.
+            self.entries[landed] = ("file", b"")
+
+
+def build_tree(host: Host, trace: HostTrace) -> dict[str, tuple[str, bytes | str | None]]:
+    tree = _Tree(host)
+    for path, data in trace.files.items():
+        if not is_secret(path):
+            tree.add_file(path, data)
+    for path, names in trace.dirs.items():
+        if not is_secret(path):
+            tree.add_listing(path, names)
+    for path in sorted(trace.probes):
+        if not is_secret(path):
+            tree.add_probe(path)
+    return tree.entries
+
+
+def _manifest(inventory: Inventory) -> bytes:
+    live = {name: _field(inventory, name) for name in LIVE_ONLY_FIELDS if name not in ("root", "skipped")}
+    return json.dumps({
+        "nodeagent_version": __version__,
+        "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "hostname": inventory.hostname,
+        "live_only_facts": live,
+        "note": "Unpack and run `nodeagent --root <dir> inspect`; live-only facts are not in the tree.",
+    }, indent=2).encode()
+
+
+def _field(inventory: Inventory, dotted: str) -> object:
+    value: object = inventory
+    for part in dotted.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def write_capture(host: Host, output: str) -> CaptureSummary:
+    host.trace = HostTrace()
+    try:
+        inventory = discover(host)
+        trace = host.trace
+    finally:
+        host.trace = None
+    entries = build_tree(host, trace)
+    counts = {"file": 0, "link": 0, "dir": 0}
+    with tarfile.open(output, "w:gz") as archive:
+        now = time.time()
+        for path in sorted(entries):
+            kind, payload = entries[path]
+            info = tarfile.TarInfo(path.lstrip("/"))
+            info.mtime = int(now)
+            counts[kind] += 1
+            if kind == "dir":
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                archive.addfile(info)
+            elif kind == "link":
+                info.type, info.linkname, info.mode = tarfile.SYMTYPE, str(payload), 0o777
+                archive.addfile(info)
+            else:
+                data = payload if isinstance(payload, bytes) else b""
+                info.size, info.mode = len(data), 0o644
+                archive.addfile(info, io.BytesIO(data))
+        manifest = _manifest(inventory)
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime, info.mode = len(manifest), int(now), 0o644
+        archive.addfile(info, io.BytesIO(manifest))
+    return CaptureSummary(counts["file"], counts["link"], counts["dir"], inventory)

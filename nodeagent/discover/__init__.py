@@ -1,0 +1,49 @@
+"""Discovery: one module per source, each a function of the Host; together they build the Inventory."""
+
+from __future__ import annotations
+
+from nodeagent.discover.cpu import discover_cpu
+from nodeagent.discover.iommu import discover_iommu
+from nodeagent.discover.kernel import discover_kernel
+from nodeagent.discover.ksm import discover_ksm
+from nodeagent.discover.kubelet import discover_kubelet
+from nodeagent.discover.kvm import discover_kvm
+from nodeagent.discover.memory import discover_memory
+from nodeagent.discover.net import discover_nics
+from nodeagent.discover.numa import discover_numa
+from nodeagent.discover.pci import discover_pci
+from nodeagent.discover.prep_state import discover_prep_state
+from nodeagent.host import Host
+from nodeagent.inventory import Inventory
+
+
+def discover(host: Host, *, netlink: bool = False) -> Inventory:
+    """Read the node through ``host`` into an Inventory. Missing files are facts, never errors.
+
+    ``netlink``: ask the kernel for NIC link state over netlink (live host only; see discover.net).
+    """
+    host.forget_paths()
+    kernel = discover_kernel(host)
+    cpu = discover_cpu(host, kernel.cmdline)
+    memory = discover_memory(host)
+    iommu = discover_iommu(host, kernel.cmdline, cpu.vendor)
+    gpus, nvswitches, pci_devices = discover_pci(host, iommu.enabled)
+    return Inventory(
+        hostname=host.read_str("/proc/sys/kernel/hostname"),
+        root=host.root,
+        cpu=cpu,
+        numa=discover_numa(host, cpu, memory),
+        memory=memory,
+        gpus=gpus,
+        nvswitches=nvswitches,
+        nics=discover_nics(host, netlink=netlink),
+        kvm=discover_kvm(host),
+        iommu=iommu,
+        ksm=discover_ksm(host),
+        kernel=kernel,
+        kubelet=discover_kubelet(host),
+        prep=discover_prep_state(host, kernel.cmdline),
+        pci_devices=pci_devices,
+        warnings=[str(w) for w in host.warnings],
+        skipped=dict(host.skipped),
+    )

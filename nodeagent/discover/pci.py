@@ -1,0 +1,186 @@
+"""PCI: GPUs (display classes 0x0300/0x0302/0x0380), their IOMMU groups, links, AER; NVSwitches.
+
+The fixture path works from sysfs alone. Every device's ``class`` is read once to find the GPUs;
+the rest is read only for GPUs and the members of their IOMMU groups.
+"""
+
+from __future__ import annotations
+
+import re
+
+from nodeagent.discover.pciids import PciIds
+from nodeagent.host import Host
+from nodeagent.inventory import Gpu, IommuGroupMember, PcieLink
+
+PCI_DEVICES = "/sys/bus/pci/devices"
+GPU_CLASS_PREFIXES = ("0x0300", "0x0302", "0x0380")  # VGA, 3D controller, other display
+NVIDIA = "10de"
+AER_FILES = {"correctable": "aer_dev_correctable", "nonfatal": "aer_dev_nonfatal", "fatal": "aer_dev_fatal"}
+_SPEED = re.compile(r"^\s*([\d.]+)\s*GT/s")
+
+
+def is_vfio_driver(driver: str | None) -> bool:
+    """vfio-pci itself or a vendor variant driver (mlx5_vfio_pci, nvgrace_gpu_vfio_pci, …)."""
+    return bool(driver) and (driver == "vfio-pci" or "vfio" in driver)  # type: ignore[operator]
+
+
+def member_kind(class_code: str | None, vendor_id: str | None) -> str:
+    """What an IOMMU-group member is, from its PCI class (``0x040300`` → audio)."""
+    if not class_code:
+        return "other"
+    base = class_code[2:6]
+    if base in ("0300", "0302", "0380"):
+        return "gpu"
+    if base == "0680" and vendor_id == NVIDIA:
+        return "nvswitch"
+    if base in ("0604", "0609"):
+        return "bridge"
+    if base == "0403":
+        return "audio"
+    if base == "0c03":
+        return "usb"
+    if base.startswith("0c"):
+        return "serial"
+    if base.startswith("02"):
+        return "network"
+    if base.startswith("01"):
+        return "storage"
+    return "other"
+
+
+def _hex_id(host: Host, path: str) -> str | None:
+    value = host.read_str(path)
+    return value[2:].lower() if value and value.startswith("0x") else value
+
+
+def _link_speed(host: Host, path: str) -> float | None:
+    value = host.read_str(path)
+    match = _SPEED.match(value or "")
+    return float(match.group(1)) if match else None
+
+
+def read_aer(host: Host, device: str) -> dict[str, int]:
+    """Severity → total errors, from the ``TOTAL_ERR_*`` line (or the sum when it is missing)."""
+    totals: dict[str, int] = {}
+    for severity, name in AER_FILES.items():
+        text = host.read_text(f"{device}/{name}")
+        if text is None:
+            continue
+        total, summed = None, 0
+        for line in text.splitlines():
+            parts = line.split()
+            if len(parts) != 2 or not parts[1].isdigit():
+                continue
+            if parts[0].startswith("TOTAL_ERR"):
+                total = int(parts[1])
+            else:
+                summed += int(parts[1])
+        totals[severity] = total if total is not None else summed
+    return totals
+
+
+def read_link(host: Host, device: str) -> PcieLink:
+    width = host.read_str(f"{device}/current_link_width")
+    max_width = host.read_str(f"{device}/max_link_width")
+    return PcieLink(
+        current_speed_gts=_link_speed(host, f"{device}/current_link_speed"),
+        current_width=int(width) if width and width.isdigit() and width != "0" else None,
+        max_speed_gts=_link_speed(host, f"{device}/max_link_speed"),
+        max_width=int(max_width) if max_width and max_width.isdigit() and max_width != "0" else None,
+    )
+
+
+def iommu_group_of(host: Host, device: str) -> int | None:
+    name = host.link_name(f"{device}/iommu_group")
+    return int(name) if name and name.isdigit() else None
+
+
+def read_member(host: Host, address: str) -> IommuGroupMember:
+    device = f"{PCI_DEVICES}/{address}"
+    class_code = host.read_str(f"{device}/class")
+    vendor = _hex_id(host, f"{device}/vendor")
+    return IommuGroupMember(
+        address=address,
+        vendor_id=vendor,
+        device_id=_hex_id(host, f"{device}/device"),
+        class_code=class_code,
+        kind=member_kind(class_code, vendor),
+        driver=host.link_name(f"{device}/driver"),
+    )
+
+
+def group_members(host: Host, group: int) -> list[IommuGroupMember]:
+    return [read_member(host, a) for a in host.listdir(f"/sys/kernel/iommu_groups/{group}/devices")]
+
+
+def passthrough_blockers(driver: str | None, iommu_enabled: bool, group: int | None,
+                         members: list[IommuGroupMember], address: str) -> list[str]:
+    """Why a GPU is not passthrough-ready (CONTRACT §2); empty when it is."""
+    blockers: list[str] = []
+    if not iommu_enabled:
+        blockers.append("IOMMU is not enabled")
+    elif group is None:
+        blockers.append("device has no IOMMU group")
+    if not is_vfio_driver(driver):
+        blockers.append(f"bound to {driver or 'no driver'}, not vfio-pci")
+    for member in members:
+        if member.address != address and not member.is_bridge and not is_vfio_driver(member.driver):
+            blockers.append(f"IOMMU group member {member.address} ({member.kind}) is bound to "
+                            f"{member.driver or 'no driver'}, not vfio-pci")
+    return blockers
+
+
+def _optional_int(host: Host, path: str) -> int | None:
+    value = host.read_int(path)
+    return None if value is None or value < 0 else value
+
+
+def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[str], int]:
+    """(GPUs, NVSwitch addresses, number of PCI functions)."""
+    addresses = host.listdir(PCI_DEVICES)
+    gpus_at: list[tuple[str, str]] = []
+    nvswitches: list[str] = []
+    for address in addresses:
+        class_code = host.read_str(f"{PCI_DEVICES}/{address}/class") or ""
+        if class_code.startswith(GPU_CLASS_PREFIXES):
+            gpus_at.append((address, class_code))
+        elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA:
+            nvswitches.append(address)
+    names = PciIds.from_host(host) if gpus_at else PciIds(None)
+    gpus = [_read_gpu(host, address, class_code, names, iommu_enabled) for address, class_code in gpus_at]
+    return gpus, nvswitches, len(addresses)
+
+
+def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_enabled: bool) -> Gpu:
+    device = f"{PCI_DEVICES}/{address}"
+    vendor = _hex_id(host, f"{device}/vendor") or "unknown"
+    device_id = _hex_id(host, f"{device}/device") or "unknown"
+    name = names.lookup(vendor, device_id)
+    driver = host.link_name(f"{device}/driver")
+    group = iommu_group_of(host, device)
+    members = group_members(host, group) if group is not None else []
+    blockers = passthrough_blockers(driver, iommu_enabled, group, members, address)
+    override = host.read_str(f"{device}/driver_override")
+    return Gpu(
+        address=address,
+        vendor_id=vendor,
+        device_id=device_id,
+        subsystem_vendor_id=_hex_id(host, f"{device}/subsystem_vendor"),
+        subsystem_device_id=_hex_id(host, f"{device}/subsystem_device"),
+        class_code=class_code,
+        name=name.device or f"{vendor}:{device_id}",
+        vendor_name=name.vendor,
+        driver=driver,
+        driver_override=None if override in (None, "", "(null)") else override,
+        iommu_group=group,
+        numa_node=_optional_int(host, f"{device}/numa_node"),
+        local_cpus=host.read_cpulist(f"{device}/local_cpulist") or [],
+        boot_vga=host.read_int(f"{device}/boot_vga") == 1,
+        group_devices=[m.address for m in members],
+        group_members=members,
+        passthrough_ready=not blockers,
+        passthrough_blockers=blockers,
+        link=read_link(host, device),
+        aer=read_aer(host, device),
+        power_state=host.read_str(f"{device}/power_state"),
+    )

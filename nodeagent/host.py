@@ -1,0 +1,474 @@
+"""The one seam between nodeagent and the machine it runs on.
+
+Every host path nodeagent reads or writes (``/sys``, ``/proc``, ``/dev``, ``/etc``, ``/boot``,
+``/var/lib``, ``/lib/modules``, ``/usr/share``) goes through a :class:`Host`, which prefixes it
+with a root (``--root``, like node_exporter's ``--path.sysfs`` or NFD's ``/host-sys``). Tests point
+the root at a fixture tree, the DaemonSet at ``/host``.
+
+Because everything passes through here, this is also the one place that
+
+* treats an absent file as a fact (``None``) rather than an exception,
+* turns a garbled value into a :class:`HostWarning` naming the file,
+* keeps symlinks inside the root (an absolute link target or a ``..`` past the top is resolved
+  against the root, as under ``chroot``),
+* counts reads (for the benchmarks) and writes (for "a converged node writes nothing"),
+* refuses writes in dry-run mode, tells a write observer (the prep journal) before each write,
+  and lets tests inject faults (``EBUSY`` on ``nr_hugepages``…) or emulate the kernel's reaction
+  to a write (a PCI ``bind`` moving the ``driver`` link),
+* decides whether live-only sources (netlink, ioctls, NVML, libvirt, udev) may be used: only when
+  the root is ``/``. Under any other root they would describe the wrong machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import logging
+import os
+import stat
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nodeagent.parse import parse_cpulist
+
+log = logging.getLogger(__name__)
+
+_MAX_SYMLINKS = 40
+
+
+class HostError(Exception):
+    """A host operation that cannot be done (bad root, write refused, command unavailable)."""
+
+
+@dataclass(frozen=True)
+class HostWarning:
+    """A host file whose content could not be understood; the fact it held is reported unknown."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+@dataclass(frozen=True)
+class WriteRecord:
+    """One write the Host performed (or, in dry-run mode, would have performed)."""
+
+    path: str
+    value: str | None  # None: the file was removed
+    kind: str = "write"  # "write" (attribute), "file" (whole file, atomic), "remove", "run"
+
+
+@dataclass
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+WriteObserver = Callable[[WriteRecord], None]
+"""Called before every real write; the prep journal uses it to persist the old value first."""
+
+FaultHook = Callable[[WriteRecord], None]
+"""Called before every write; may raise ``OSError`` to simulate the kernel refusing it."""
+
+WriteEmulator = Callable[["Host", WriteRecord], bool]
+"""Tests: emulate the kernel's side effects of a write. Returns True when it handled the write."""
+
+CommandRunner = Callable[[Sequence[str]], CommandResult]
+
+
+@dataclass
+class HostTrace:
+    """Every host path a discovery touched, with what it found (``capture`` packs these)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)  # path → content read
+    dirs: dict[str, list[str]] = field(default_factory=dict)  # path → entries listed
+    probes: set[str] = field(default_factory=set)  # paths tested for existence, type or link
+
+    def all_paths(self) -> set[str]:
+        return set(self.files) | set(self.dirs) | self.probes
+
+
+@dataclass
+class HostStats:
+    reads: int = 0
+    writes: int = 0
+
+
+@dataclass
+class Host:
+    """A machine's files seen through a root directory. See the module docstring."""
+
+    root: str = "/"
+    dry_run: bool = False
+    warnings: list[HostWarning] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    stats: HostStats = field(default_factory=HostStats)
+    writes: list[WriteRecord] = field(default_factory=list)
+    write_observers: list[WriteObserver] = field(default_factory=list)
+    fault_hooks: list[FaultHook] = field(default_factory=list)
+    write_emulators: list[WriteEmulator] = field(default_factory=list)
+    command_runner: CommandRunner | None = None
+    trace: HostTrace | None = None
+    _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not os.path.isdir(self.root):
+            raise HostError(f"--root {self.root!r}: no such directory (give the directory that holds sys/ and proc/)")
+        self.root = os.path.realpath(self.root)
+
+    # --- where things are ------------------------------------------------------------------
+
+    @property
+    def is_live(self) -> bool:
+        """True when the root is this machine's own ``/``: live-only sources may be used."""
+        return self.root == "/"
+
+    def live_source(self, source: str) -> bool:
+        """Whether a live-only source (netlink, ioctl, NVML, libvirt, udev) may be used here.
+
+        Under another root the source is recorded in :attr:`skipped` with the reason.
+        """
+        if self.is_live:
+            return True
+        self.skipped[source] = f"live-only source, not used under --root {self.root}"
+        return False
+
+    def fs_path(self, path: str, *, follow: bool = True) -> str:
+        """The real filesystem path of a host path, with every symlink kept inside the root."""
+        if not path.startswith("/"):
+            raise HostError(f"host paths are absolute, got {path!r}")
+        if self.is_live:
+            return os.path.normpath(path)
+        return self._resolve(path, follow_last=follow)
+
+    def _resolve(self, path: str, *, follow_last: bool) -> str:
+        parts = [p for p in path.split("/") if p and p != "."]
+        if not parts:
+            return self.root
+        # Resolved parent directories are cached: discovery reads many files of the same dirs.
+        parent_key = "/" + "/".join(parts[:-1])
+        parent = self._dir_cache.get(parent_key)
+        if parent is None:
+            parent = self._walk("/", parts[:-1], follow_last=True, budget=[_MAX_SYMLINKS])
+            self._dir_cache[parent_key] = parent
+        resolved = self._walk(parent, parts[-1:], follow_last=follow_last, budget=[_MAX_SYMLINKS])
+        return self.root + resolved if resolved != "/" else self.root
+
+    def forget_paths(self) -> None:
+        """Drop cached symlink resolutions (after writes, or before a fresh discovery)."""
+        self._dir_cache.clear()
+
+    def _walk(self, head: str, parts: list[str], *, follow_last: bool, budget: list[int]) -> str:
+        """Resolve ``parts`` below the root-relative ``head``; returns a root-relative path."""
+        current = head
+        for index, name in enumerate(parts):
+            if name == "..":
+                current = os.path.dirname(current) or "/"
+                continue
+            candidate = os.path.join(current, name)
+            last = index == len(parts) - 1
+            real = self.root + candidate
+            if (follow_last or not last) and os.path.islink(real):
+                budget[0] -= 1
+                if budget[0] < 0:
+                    raise OSError(errno.ELOOP, "too many levels of symbolic links", candidate)
+                target = os.readlink(real)
+                base = "/" if target.startswith("/") else current
+                current = self._walk(base, [p for p in target.split("/") if p and p != "."],
+                                     follow_last=True, budget=budget)
+            else:
+                current = candidate
+        return current
+
+    def host_path(self, fs_path: str) -> str:
+        """The inverse of :meth:`fs_path`: a filesystem path below the root as the host sees it."""
+        if self.is_live:
+            return fs_path
+        rel = os.path.relpath(fs_path, self.root)
+        return "/" if rel == "." else "/" + rel
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def read_text(self, path: str) -> str | None:
+        """The file's content, or None when it is absent or unreadable (a fact, not an error)."""
+        self.stats.reads += 1
+        try:
+            with open(self.fs_path(path), "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            return None
+        except OSError as exc:
+            # EACCES, EIO, EINVAL (write-only sysfs attributes) … : present but not readable.
+            log.debug("cannot read %s: %s", path, exc)
+            return None
+        if self.trace is not None:
+            self.trace.files[path] = data
+        return data.decode("utf-8", errors="replace")
+
+    def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
+        self.stats.reads += 1
+        try:
+            with open(self.fs_path(path), "rb") as handle:
+                data = handle.read() if limit is None else handle.read(limit)
+        except OSError:
+            return None
+        if self.trace is not None:
+            self.trace.files[path] = data
+        return data
+
+    def read_str(self, path: str) -> str | None:
+        """The stripped first-line-and-rest content of a one-value attribute, or None."""
+        text = self.read_text(path)
+        return None if text is None else text.strip()
+
+    def read_int(self, path: str, *, base: int = 10) -> int | None:
+        """An integer attribute; None when absent, and a warning naming the file when garbled."""
+        text = self.read_text(path)
+        if text is None:
+            return None
+        value = text.strip()
+        try:
+            return int(value, base)
+        except ValueError:
+            self.warn(path, f"expected an integer, found {value[:40]!r}; reported as unknown")
+            return None
+
+    def read_cpulist(self, path: str) -> list[int] | None:
+        """A cpulist attribute (``0-3,8``); None when absent, a warning when garbled."""
+        text = self.read_text(path)
+        if text is None:
+            return None
+        try:
+            return parse_cpulist(text)
+        except ValueError as exc:
+            self.warn(path, f"{exc}; reported as unknown")
+            return None
+
+    def warn(self, path: str, message: str) -> None:
+        warning = HostWarning(path, message)
+        if warning not in self.warnings:
+            self.warnings.append(warning)
+            log.warning("%s", warning)
+
+    def exists(self, path: str) -> bool:
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            return os.path.lexists(self.fs_path(path))
+        except OSError:
+            return False
+
+    def is_dir(self, path: str) -> bool:
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            return os.path.isdir(self.fs_path(path))
+        except OSError:
+            return False
+
+    def is_char_device(self, path: str) -> bool:
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            return stat.S_ISCHR(os.stat(self.fs_path(path)).st_mode)
+        except OSError:
+            return False
+
+    def access(self, path: str, mode: int = os.R_OK | os.W_OK) -> bool:
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            return os.access(self.fs_path(path), mode)
+        except OSError:
+            return False
+
+    def listdir(self, path: str) -> list[str]:
+        """Sorted entries of a directory; empty when it is absent."""
+        self.stats.reads += 1
+        try:
+            entries = sorted(os.listdir(self.fs_path(path)))
+        except OSError:
+            return []
+        if self.trace is not None:
+            self.trace.dirs[path] = entries
+        return entries
+
+    def readlink(self, path: str) -> str | None:
+        """The raw target of a symlink, or None when ``path`` is not one."""
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            return os.readlink(self.fs_path(path, follow=False))
+        except OSError:
+            return None
+
+    def realpath(self, path: str) -> str | None:
+        """The host path ``path`` resolves to, inside the root; None when it does not exist."""
+        if self.trace is not None:
+            self.trace.probes.add(path)
+        try:
+            real = self.fs_path(path)
+        except OSError:
+            return None
+        if not os.path.lexists(real):
+            return None
+        return self.host_path(os.path.realpath(real) if self.is_live else real)
+
+    def link_name(self, path: str) -> str | None:
+        """The last component of a symlink's target (a ``driver`` link → ``vfio-pci``)."""
+        target = self.readlink(path)
+        return os.path.basename(target.rstrip("/")) if target else None
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def _before_write(self, record: WriteRecord) -> bool:
+        """Run dry-run, fault and emulation hooks. Returns True when the write is fully handled."""
+        if self.dry_run:
+            self.writes.append(record)
+            return True
+        for hook in self.fault_hooks:
+            hook(record)
+        for observer in self.write_observers:
+            observer(record)
+        self.stats.writes += 1
+        self.writes.append(record)
+        self._dir_cache.clear()
+        return any(emulate(self, record) for emulate in self.write_emulators)
+
+    def write(self, path: str, value: str) -> None:
+        """Write a kernel attribute (sysfs/procfs) in a single ``write(2)``, as ``echo`` does.
+
+        Errors the kernel returns (EBUSY, EINVAL, …) surface as ``OSError``.
+        """
+        record = WriteRecord(path, value, "write")
+        if self._before_write(record):
+            return
+        fd = os.open(self.fs_path(path), os.O_WRONLY)
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+    def write_file(self, path: str, content: str, mode: int = 0o644) -> None:
+        """Replace a regular file atomically: temp file in the same directory, fsync, rename."""
+        record = WriteRecord(path, content, "file")
+        if self._before_write(record):
+            return
+        self.atomic_write(path, content, mode)
+
+    def atomic_write(self, path: str, content: str, mode: int = 0o644) -> None:
+        """The atomic replace itself, without hooks (the journal uses it for its own file)."""
+        target = self.fs_path(path)
+        directory = os.path.dirname(target)
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".nodeagent-", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(content)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        with contextlib.suppress(OSError):
+            dir_fd = os.open(directory, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+
+    def remove(self, path: str) -> None:
+        """Remove a file nodeagent created (revert of a drop-in); absent is fine."""
+        record = WriteRecord(path, None, "remove")
+        if self._before_write(record):
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.fs_path(path, follow=False))
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        """Run a host command (``update-grub``, ``modprobe vfio-pci``).
+
+        Only on the live host, or through a test's :attr:`command_runner`: under a fixture root a
+        real ``modprobe`` would change this machine, not the one the root describes.
+        """
+        record = WriteRecord(" ".join(argv), None, "run")
+        if self.dry_run:
+            self.writes.append(record)
+            return CommandResult(list(argv), 0)
+        for hook in self.fault_hooks:
+            hook(record)
+        self.writes.append(record)
+        if self.command_runner is not None:
+            return self.command_runner(argv)
+        if not self.is_live:
+            raise HostError(f"not running {argv[0]!r}: commands run only on the live host (--root /)")
+        try:
+            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=300, check=False)
+        except FileNotFoundError:
+            return CommandResult(list(argv), 127, "", f"{argv[0]}: command not found")
+        return CommandResult(list(argv), done.returncode, done.stdout, done.stderr)
+
+    def which(self, name: str) -> str | None:
+        """A command's host path under the usual sbin/bin directories, if present."""
+        for directory in ("/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"):
+            candidate = f"{directory}/{name}"
+            if self.access(candidate, os.X_OK) and not self.is_dir(candidate):
+                return candidate
+        return None
+
+    # --- locking and live-only access ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, path: str) -> Iterator[None]:
+        """An exclusive, non-blocking lock file (two applies must never run at once)."""
+        target = self.fs_path(path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError as exc:
+                raise HostError(f"{path} is locked: another nodeagent apply/revert is running") from exc
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield
+        finally:
+            os.close(fd)
+
+    def ioctl(self, path: str, request: int, arg: int = 0) -> int:
+        """An ioctl on a live device file (``KVM_GET_API_VERSION`` on ``/dev/kvm``)."""
+        if not self.is_live:
+            raise HostError("ioctls are live-only")
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            return fcntl.ioctl(fd, request, arg)
+        finally:
+            os.close(fd)
+
+    # --- test helpers ----------------------------------------------------------------------
+
+    def fail_writes(self, path_suffix: str, error: int, *, kinds: tuple[str, ...] = ("write", "file")) -> None:
+        """Make every write to a path ending in ``path_suffix`` fail with ``error`` (tests)."""
+
+        def hook(record: WriteRecord) -> None:
+            if record.kind in kinds and record.path.endswith(path_suffix):
+                raise OSError(error, os.strerror(error), record.path)
+
+        self.fault_hooks.append(hook)
+
+
+def open_host(root: str | None = None, **kwargs: object) -> Host:
+    """The Host for ``--root`` (or ``NODEAGENT_ROOT``, or ``/``)."""
+    chosen = root or os.environ.get("NODEAGENT_ROOT") or "/"
+    return Host(str(Path(chosen)), **kwargs)  # type: ignore[arg-type]

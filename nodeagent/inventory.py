@@ -1,0 +1,301 @@
+"""The Inventory: everything discovery learnt about a node, as plain frozen dataclasses.
+
+Everything downstream (checks, labels, capacity metrics, the prep plan, the renderers) is a
+function of an :class:`Inventory`. Nothing downstream reads host files on its own.
+
+Field names follow ``CONTRACT.md`` §2 exactly where the contract names them; the rest is ours.
+``None`` always means "unknown / not present on this host", never "false".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def to_plain(value: Any) -> Any:
+    """Dataclasses, tuples and dicts → JSON/YAML-ready dicts and lists."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    return value
+
+
+class Plain:
+    """Mixin: ``to_dict()`` for every inventory dataclass."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)  # type: ignore[no-any-return]
+
+
+# --- CPU -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuInfo(Plain):
+    vendor: str | None
+    model_name: str | None
+    family: int | None
+    model: int | None
+    stepping: int | None
+    sockets: int
+    cores_per_socket: int
+    threads_per_core: int
+    logical_cpus: int
+    online: list[int]
+    flags: list[str]
+    virtualization: str | None  # "vmx" | "svm" | None
+    smt_active: bool | None
+    isolated: list[int]  # /sys/devices/system/cpu/isolated
+    nohz_full: list[int]  # /sys/devices/system/cpu/nohz_full
+    cmdline_isolcpus: list[int] | None  # None: not on the command line
+    isolcpus_flags: list[str]
+    cmdline_nohz_full: list[int] | None
+    cmdline_rcu_nocbs: list[int] | None
+    cpufreq_driver: str | None
+    governor: str | None  # one name, "mixed", or None without cpufreq
+    governors: dict[str, list[int]]  # governor → CPUs
+    thread_siblings: list[list[int]]  # one list per physical core
+    packages: dict[int, list[int]]  # socket id → CPUs
+
+    def has_flag(self, flag: str) -> bool:
+        return flag in self.flags
+
+
+# --- NUMA and memory -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HugepagePool(Plain):
+    """Pages of one size, on one NUMA node or on the whole host. Counts are pages, not bytes."""
+
+    size: str  # "2Mi", "1Gi"
+    size_kb: int
+    total: int | None
+    free: int | None
+    surplus: int | None
+    reserved: int | None = None  # only meaningful host-wide
+
+    @property
+    def total_bytes(self) -> int | None:
+        return None if self.total is None else self.total * self.size_kb * 1024
+
+
+@dataclass(frozen=True)
+class NumaNode(Plain):
+    id: int
+    cpus: list[int]
+    memory_total_bytes: int | None
+    memory_free_bytes: int | None
+    distances: list[int]
+    hugepages: dict[str, HugepagePool]
+
+
+@dataclass(frozen=True)
+class MemoryInfo(Plain):
+    total_bytes: int | None
+    available_bytes: int | None
+    swap_total_bytes: int | None
+    swap_free_bytes: int | None
+    hugepages: dict[str, HugepagePool]  # host-wide, with reserved and surplus
+    default_hugepage_size: str | None
+    thp_enabled: str | None  # "always" | "madvise" | "never"
+    thp_defrag: str | None
+
+
+# --- PCI, GPUs, NICs -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PcieLink(Plain):
+    current_speed_gts: float | None
+    current_width: int | None
+    max_speed_gts: float | None
+    max_width: int | None
+
+    @property
+    def degraded(self) -> bool | None:
+        """Trained below what the device supports (the classic riser/slot fault)."""
+        known = [self.current_speed_gts, self.max_speed_gts, self.current_width, self.max_width]
+        if any(v is None for v in known):
+            return None
+        return bool(self.current_speed_gts < self.max_speed_gts or self.current_width < self.max_width)  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class IommuGroupMember(Plain):
+    address: str
+    vendor_id: str | None
+    device_id: str | None
+    class_code: str | None  # "0x030200"
+    kind: str  # gpu | audio | usb | serial | nvswitch | bridge | network | storage | other
+    driver: str | None
+
+    @property
+    def is_bridge(self) -> bool:
+        return self.kind == "bridge"
+
+
+@dataclass(frozen=True)
+class Gpu(Plain):
+    address: str
+    vendor_id: str
+    device_id: str
+    subsystem_vendor_id: str | None
+    subsystem_device_id: str | None
+    class_code: str
+    name: str
+    vendor_name: str | None
+    driver: str | None
+    driver_override: str | None
+    iommu_group: int | None
+    numa_node: int | None
+    local_cpus: list[int]
+    boot_vga: bool
+    group_devices: list[str]  # every member of the IOMMU group, itself included
+    group_members: list[IommuGroupMember]
+    passthrough_ready: bool
+    passthrough_blockers: list[str]  # why it is not passthrough-ready (empty when ready)
+    link: PcieLink
+    aer: dict[str, int]  # severity (correctable|nonfatal|fatal) → TOTAL_ERR_* counter
+    power_state: str | None
+
+
+@dataclass(frozen=True)
+class Nic(Plain):
+    name: str
+    address: str | None  # PCI address, None for non-PCI devices
+    driver: str | None
+    numa_node: int | None
+    mac: str | None
+    operstate: str | None  # sysfs operstate
+    speed_mbps: int | None
+    mtu: int | None
+    sriov_totalvfs: int | None  # None: not SR-IOV capable
+    sriov_numvfs: int | None
+    vfs: list[str]  # PCI addresses of the VFs
+    physfn: str | None  # for a VF: its PF's address
+    link_up: bool | None  # from netlink on the live host; None elsewhere
+
+
+# --- virtualization --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KvmInfo(Plain):
+    available: bool
+    device: str | None  # "char" (a real device), "file" (a fixture's stand-in), None
+    accessible: bool
+    api_version: int | None
+    max_vcpus: int | None
+    recommended_vcpus: int | None
+    module: str | None  # kvm_intel | kvm_amd | …
+    nested: bool | None
+    vhost_net: bool
+    tun: bool
+
+
+@dataclass(frozen=True)
+class IommuInfo(Plain):
+    enabled: bool
+    groups: int
+    firmware_table: str | None  # "DMAR" (Intel VT-d) | "IVRS" (AMD-Vi) | None
+    cmdline_enabled: bool | None  # intel_iommu=on / amd_iommu=on given (None: neither mentioned)
+    passthrough_mode: bool  # iommu=pt
+    enable_argument: str | None  # the argument that turns it on for this CPU vendor
+
+
+@dataclass(frozen=True)
+class KsmInfo(Plain):
+    available: bool
+    run: int | None
+    pages_shared: int | None
+    pages_sharing: int | None
+    pages_unshared: int | None
+    pages_volatile: int | None
+    full_scans: int | None
+    pages_to_scan: int | None
+    sleep_millisecs: int | None
+    merge_across_nodes: int | None
+    counters: dict[str, int]  # every integer file under /sys/kernel/mm/ksm
+
+
+# --- kernel and node state -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelInfo(Plain):
+    release: str | None
+    version: str | None  # /proc/version
+    realtime: bool
+    preempt_model: str | None  # "PREEMPT_RT" | "PREEMPT_DYNAMIC" | "PREEMPT" | None
+    cmdline: str
+    cgroup_version: int | None  # 2 = unified; 1 = legacy or hybrid
+    cgroup_controllers: list[str]
+    numa_balancing: int | None
+    modules: list[str]  # loaded modules among those nodeagent cares about
+
+
+@dataclass(frozen=True)
+class KubeletInfo(Plain):
+    config_present: bool
+    config_path: str | None
+    cpu_manager_policy: str | None
+    reserved_system_cpus: list[int] | None
+    topology_manager_policy: str | None
+    topology_manager_scope: str | None
+    memory_manager_policy: str | None
+    running: bool | None  # None: not looked (not the live host)
+    started_at: float | None  # epoch seconds, when running
+
+
+@dataclass(frozen=True)
+class PrepState(Plain):
+    """What nodeagent's own earlier `apply` left behind: pending reboot, kubelet restart, journal."""
+
+    journal_present: bool
+    journal_changes: int
+    reboot_required: bool
+    kubelet_restart_required: bool
+    pending_boot_args: list[str]
+    applied_at: float | None = None
+
+
+# --- the hub ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inventory(Plain):
+    hostname: str | None
+    root: str
+    cpu: CpuInfo
+    numa: list[NumaNode]
+    memory: MemoryInfo
+    gpus: list[Gpu]
+    nvswitches: list[str]
+    nics: list[Nic]
+    kvm: KvmInfo
+    iommu: IommuInfo
+    ksm: KsmInfo
+    kernel: KernelInfo
+    kubelet: KubeletInfo
+    prep: PrepState
+    pci_devices: int
+    warnings: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def numa_node(self, node_id: int) -> NumaNode | None:
+        return next((n for n in self.numa if n.id == node_id), None)
+
+    def hugepages_configured(self, size: str) -> bool:
+        """Pages of that size are allocated on the node (the labels' and readiness' meaning)."""
+        pool = self.memory.hugepages.get(size)
+        return bool(pool and pool.total)
+
+    @property
+    def passthrough_gpus(self) -> list[Gpu]:
+        return [g for g in self.gpus if g.passthrough_ready]

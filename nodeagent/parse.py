@@ -1,0 +1,159 @@
+"""Parsers for the kernel's small text formats: cpulists, page sizes, the boot command line.
+
+Each parser raises ``ValueError`` with a message that says what form was expected, so that
+callers can name the file or the profile field the bad value came from.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
+
+CPULIST_FORM = "a kernel cpulist such as '0-3,8,10-15' (ranges may be strided: '0-31:2/4')"
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """Parse a kernel cpulist (``0-3,8,10-11``, also the strided ``0-15:2/4`` form).
+
+    An empty string is the empty list (an empty ``isolated`` file is normal). Returns the CPUs
+    sorted and de-duplicated.
+    """
+    text = text.strip()
+    if not text:
+        return []
+    cpus: set[int] = set()
+    for part in text.split(","):
+        match = _RANGE.match(part.strip())
+        if not match:
+            raise ValueError(f"{part.strip()!r} is not {CPULIST_FORM}")
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise ValueError(f"{part.strip()!r}: range end is below its start ({CPULIST_FORM})")
+        if match.group(3) is None:
+            cpus.update(range(first, last + 1))
+            continue
+        used, group = int(match.group(3)), int(match.group(4))
+        if group == 0 or used > group:
+            raise ValueError(f"{part.strip()!r}: stride must be used/group with 0 < used <= group")
+        for start in range(first, last + 1, group):
+            cpus.update(c for c in range(start, min(start + used, last + 1)))
+    return sorted(cpus)
+
+
+def format_cpulist(cpus: Iterable[int]) -> str:
+    """Format CPUs as the kernel does: sorted ranges joined by commas (``0-3,8``)."""
+    ordered = sorted(set(cpus))
+    parts: list[str] = []
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def parse_cpumask(text: str) -> list[int]:
+    """Parse a hex CPU mask as sysfs writes it (``ffffffff,00000000``) into CPU numbers."""
+    digits = text.strip().replace(",", "")
+    if not digits or not re.fullmatch(r"[0-9a-fA-F]+", digits):
+        raise ValueError(f"{text.strip()!r} is not a hex cpumask such as 'ff,00000000'")
+    value = int(digits, 16)
+    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+
+
+# --- hugepage sizes -------------------------------------------------------------------------
+
+SIZE_FORM = "a page size such as 2Mi or 1Gi (also accepted: 2M, 1G, 2048kB, 1048576kB)"
+
+_SIZE = re.compile(r"^(\d+)\s*(kB|KB|Ki|K|k|Mi|MB|M|Gi|GB|G)$")
+_SIZE_FACTORS_KB = {
+    "kB": 1, "KB": 1, "Ki": 1, "K": 1, "k": 1,
+    "Mi": 1024, "MB": 1024, "M": 1024,
+    "Gi": 1024 * 1024, "GB": 1024 * 1024, "G": 1024 * 1024,
+}
+
+
+def parse_page_size_kb(text: str) -> int:
+    """Parse a page size as people write it (``2Mi``, ``1G``, ``2048kB``) into kibibytes.
+
+    Hugepage sizes are binary on Linux, so ``M``/``MB`` mean MiB here, as they do in the kernel's
+    own ``hugepagesz=2M`` boot argument.
+    """
+    match = _SIZE.match(str(text).strip())
+    if not match:
+        raise ValueError(f"{text!r} is not {SIZE_FORM}")
+    kb = int(match.group(1)) * _SIZE_FACTORS_KB[match.group(2)]
+    if kb <= 0:
+        raise ValueError(f"{text!r} is not {SIZE_FORM}")
+    return kb
+
+
+def page_size_name(kb: int) -> str:
+    """The canonical name of a page size in kibibytes: 2048 → ``2Mi``, 1048576 → ``1Gi``."""
+    if kb % (1024 * 1024) == 0:
+        return f"{kb // (1024 * 1024)}Gi"
+    if kb % 1024 == 0:
+        return f"{kb // 1024}Mi"
+    return f"{kb}Ki"
+
+
+def kernel_page_size_arg(kb: int) -> str:
+    """A size as the kernel's ``hugepagesz=`` boot argument spells it (``2M``, ``1G``)."""
+    if kb % (1024 * 1024) == 0:
+        return f"{kb // (1024 * 1024)}G"
+    if kb % 1024 == 0:
+        return f"{kb // 1024}M"
+    return f"{kb}K"
+
+
+_HUGEPAGES_DIR = re.compile(r"^hugepages-(\d+)kB$")
+
+
+def hugepages_dir_kb(name: str) -> int | None:
+    """The page size of a sysfs ``hugepages-<N>kB`` directory, or None for any other name."""
+    match = _HUGEPAGES_DIR.match(name)
+    return int(match.group(1)) if match else None
+
+
+# --- the boot command line ------------------------------------------------------------------
+
+
+def split_cmdline(cmdline: str) -> list[str]:
+    """Split ``/proc/cmdline`` into arguments, honouring the kernel's double quotes.
+
+    Everything after a lone ``--`` belongs to init, not to the kernel, and is dropped.
+    """
+    try:
+        words = shlex.split(cmdline, posix=True)
+    except ValueError:
+        words = cmdline.split()
+    if "--" in words:
+        words = words[: words.index("--")]
+    return words
+
+
+def cmdline_params(cmdline: str) -> dict[str, str | None]:
+    """Map each kernel parameter to its value (None for a bare flag). Later ones win, as in the kernel."""
+    params: dict[str, str | None] = {}
+    for word in split_cmdline(cmdline):
+        key, sep, value = word.partition("=")
+        params[key] = value if sep else None
+    return params
+
+
+def isolcpus_cpus(value: str) -> tuple[list[int], list[str]]:
+    """Split an ``isolcpus=`` value into its CPUs and its flags (``managed_irq``, ``domain``, ``nohz``).
+
+    The kernel accepts flags before the cpulist: ``isolcpus=managed_irq,domain,2-23``.
+    """
+    flags: list[str] = []
+    parts = value.split(",")
+    while parts and parts[0] and not parts[0][0].isdigit():
+        flags.append(parts.pop(0))
+    return parse_cpulist(",".join(parts)), flags

@@ -1,0 +1,50 @@
+"""Shared test fixtures: generated fixture hosts and Hosts rooted in them.
+
+Fixture host trees are generated from ``fixtures/specs/*.yaml`` once per test session (they are
+never committed); a test that writes into a tree asks for ``fresh_host_tree`` to get its own copy.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nodeagent.host import Host
+
+FIXTURE_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
+
+
+@pytest.fixture(scope="session")
+def host_trees(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Build (once per session) and return the read-only tree of a named fixture host."""
+    from fixtures.hostgen import build_host
+
+    built: dict[str, Path] = {}
+
+    def tree(name: str) -> Path:
+        if name not in built:
+            built[name] = build_host(name, tmp_path_factory.mktemp(name))
+        return built[name]
+
+    return tree
+
+
+@pytest.fixture
+def fresh_host_tree(host_trees: Callable[[str], Path], tmp_path: Path) -> Callable[[str], Path]:
+    """A private, writable copy of a fixture host tree (symlinks kept as symlinks)."""
+
+    def tree(name: str) -> Path:
+        dest = tmp_path / name
+        shutil.copytree(host_trees(name), dest, symlinks=True)
+        return dest
+
+    return tree
+
+
+@pytest.fixture
+def fixture_host(host_trees: Callable[[str], Path]) -> Callable[[str], Host]:
+    """A Host rooted in a (shared, read-only) fixture tree."""
+    return lambda name: Host(str(host_trees(name)))

@@ -27,8 +27,6 @@ import fcntl
 import logging
 import os
 import stat
-import subprocess
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,14 +342,16 @@ class Host:
         return any(emulate(self, record) for emulate in self.write_emulators)
 
     def write(self, path: str, value: str) -> None:
-        """Write a kernel attribute (sysfs/procfs) in a single ``write(2)``, as ``echo`` does.
+        """Write a kernel attribute (sysfs/procfs) in a single ``write(2)``, as ``echo N > file`` does.
+
+        ``O_TRUNC`` as the shell uses it: kernfs ignores it, and a fixture's regular file needs it.
 
         Errors the kernel returns (EBUSY, EINVAL, …) surface as ``OSError``.
         """
         record = WriteRecord(path, value, "write")
         if self._before_write(record):
             return
-        fd = os.open(self.fs_path(path), os.O_WRONLY)
+        fd = os.open(self.fs_path(path), os.O_WRONLY | os.O_TRUNC)
         try:
             os.write(fd, value.encode())
         finally:
@@ -366,6 +366,8 @@ class Host:
 
     def atomic_write(self, path: str, content: str, mode: int = 0o644) -> None:
         """The atomic replace itself, without hooks (the journal uses it for its own file)."""
+        import tempfile  # writes are rare; reads must not pay for the import
+
         target = self.fs_path(path)
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
@@ -413,6 +415,8 @@ class Host:
             return self.command_runner(argv)
         if not self.is_live:
             raise HostError(f"not running {argv[0]!r}: commands run only on the live host (--root /)")
+        import subprocess
+
         try:
             done = subprocess.run(list(argv), capture_output=True, text=True, timeout=300, check=False)
         except FileNotFoundError:

@@ -38,7 +38,7 @@ def parse_cpulist(text: str) -> list[int]:
             continue
         used, group = int(match.group(3)), int(match.group(4))
         if group == 0 or used > group:
-            raise ValueError(f"{part.strip()!r}: stride must be used/group with 0 < used <= group")
+            raise ValueError(f"{part.strip()!r}: stride must be used/group with 0 < used <= group ({CPULIST_FORM})")
         for start in range(first, last + 1, group):
             cpus.update(c for c in range(start, min(start + used, last + 1)))
     return sorted(cpus)

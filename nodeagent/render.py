@@ -50,7 +50,7 @@ def _cpu_map(cpus: list[int], isolated: set[int]) -> list[str]:
     for start in range(0, len(cpus), 32):
         chunk = cpus[start : start + 32]
         marks = "".join(ISOLATED if c in isolated else HOUSEKEEPING for c in chunk)
-        rows.append(f"{'':11}{marks}  {chunk[0]}-{chunk[-1]}" if len(chunk) > 1 else f"{'':11}{marks}  {chunk[0]}")
+        rows.append(f"{'':11}{marks}  {format_cpulist(chunk)}")
     return rows
 
 

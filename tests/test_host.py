@@ -1,0 +1,158 @@
+"""The Host seam: root confinement, absent vs garbled files, and the write-side hooks."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from nodeagent.host import Host, HostError, HostTrace, WriteRecord
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    (tmp_path / "sys/devices/pci0000:00/0000:00:01.0").mkdir(parents=True)
+    (tmp_path / "sys/devices/pci0000:00/0000:00:01.0/class").write_text("0x030000\n")
+    (tmp_path / "sys/bus/pci/devices").mkdir(parents=True)
+    os.symlink("../../../devices/pci0000:00/0000:00:01.0", tmp_path / "sys/bus/pci/devices/0000:00:01.0")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/nr").write_text("12x\n")
+    (tmp_path / "proc/list").write_text("0-\n")
+    return tmp_path
+
+
+def test_relative_links_resolve_inside_the_root(tree: Path) -> None:
+    host = Host(str(tree))
+    assert host.read_str("/sys/bus/pci/devices/0000:00:01.0/class") == "0x030000"
+    assert host.realpath("/sys/bus/pci/devices/0000:00:01.0") == "/sys/devices/pci0000:00/0000:00:01.0"
+
+
+def test_absolute_links_are_taken_relative_to_the_root(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "secret").write_text("host file\n")
+    (tree / "etc").mkdir()
+    # An absolute target names a path of the *described* host, never of this machine.
+    os.symlink(str(outside / "secret"), tree / "etc/abs")
+    os.symlink("/proc/nr", tree / "etc/inside")
+    host = Host(str(tree))
+    assert host.read_text("/etc/abs") is None
+    assert host.read_str("/etc/inside") == "12x"
+
+
+def test_dotdot_cannot_climb_above_the_root(tree: Path) -> None:
+    (tree / "etc").mkdir()
+    os.symlink("../../../../../../../etc/hostname", tree / "etc/escape")
+    (tree / "etc/hostname").write_text("fixture\n")
+    host = Host(str(tree))
+    assert host.read_str("/etc/escape") == "fixture"
+    assert host.read_str("/../../../proc/nr") == "12x"
+
+
+def test_symlink_loops_are_reported_absent(tree: Path) -> None:
+    os.symlink("b", tree / "a")
+    os.symlink("a", tree / "b")
+    assert Host(str(tree)).read_text("/a") is None
+
+
+def test_absent_file_is_a_fact_not_an_error(tree: Path) -> None:
+    host = Host(str(tree))
+    assert host.read_text("/sys/kernel/mm/ksm/run") is None
+    assert host.read_int("/sys/kernel/mm/ksm/run") is None
+    assert host.listdir("/sys/kernel/iommu_groups") == []
+    assert host.warnings == []
+
+
+def test_garbled_values_warn_naming_the_file(tree: Path) -> None:
+    host = Host(str(tree))
+    assert host.read_int("/proc/nr") is None
+    assert host.read_cpulist("/proc/list") is None
+    assert [w.path for w in host.warnings] == ["/proc/nr", "/proc/list"]
+    assert "integer" in host.warnings[0].message
+
+
+def test_missing_root_is_refused() -> None:
+    with pytest.raises(HostError, match="no such directory"):
+        Host("/nonexistent/root")
+
+
+def test_dry_run_records_and_writes_nothing(tree: Path) -> None:
+    host = Host(str(tree), dry_run=True)
+    host.write("/proc/nr", "5")
+    host.write_file("/etc/new.cfg", "x")
+    assert (tree / "proc/nr").read_text() == "12x\n"
+    assert not (tree / "etc/new.cfg").exists()
+    assert [w.path for w in host.writes] == ["/proc/nr", "/etc/new.cfg"]
+    assert host.stats.writes == 0
+
+
+def test_observers_run_before_the_write_and_faults_stop_it(tree: Path) -> None:
+    host = Host(str(tree))
+    seen: list[tuple[str, str]] = []
+    host.write_observers.append(lambda r: seen.append((r.path, (tree / "proc/nr").read_text())))
+    host.write("/proc/nr", "7")
+    assert seen == [("/proc/nr", "12x\n")]
+    assert (tree / "proc/nr").read_text() == "7"
+    host.fail_writes("/proc/nr", errno.EBUSY)
+    with pytest.raises(OSError) as raised:
+        host.write("/proc/nr", "9")
+    assert raised.value.errno == errno.EBUSY
+    assert (tree / "proc/nr").read_text() == "7"
+
+
+def test_emulators_replace_the_real_write(tree: Path) -> None:
+    host = Host(str(tree))
+    handled: list[WriteRecord] = []
+    host.write_emulators.append(lambda h, r: handled.append(r) or True)
+    host.write("/sys/bus/pci/drivers_probe", "0000:00:01.0")
+    assert handled[0].value == "0000:00:01.0"
+    assert not (tree / "sys/bus/pci/drivers_probe").exists()
+
+
+def test_atomic_file_write_and_remove(tree: Path) -> None:
+    host = Host(str(tree))
+    host.write_file("/etc/default/grub.d/90-nodeagent.cfg", "GRUB_CMDLINE_LINUX=\"$GRUB_CMDLINE_LINUX x\"\n")
+    assert (tree / "etc/default/grub.d/90-nodeagent.cfg").read_text().endswith('x"\n')
+    assert not [p for p in (tree / "etc/default/grub.d").iterdir() if p.name.startswith(".nodeagent-")]
+    host.remove("/etc/default/grub.d/90-nodeagent.cfg")
+    assert not (tree / "etc/default/grub.d/90-nodeagent.cfg").exists()
+
+
+def test_lock_is_exclusive(tree: Path) -> None:
+    first, second = Host(str(tree)), Host(str(tree))
+    with first.lock("/var/lib/nodeagent/lock"), pytest.raises(HostError, match="locked"), \
+            second.lock("/var/lib/nodeagent/lock"):
+        pass
+    with second.lock("/var/lib/nodeagent/lock"):
+        pass
+
+
+def test_commands_never_run_on_this_machine_under_a_fixture_root(tree: Path) -> None:
+    with pytest.raises(HostError, match="live host"):
+        Host(str(tree)).run(["modprobe", "vfio-pci"])
+
+
+def test_live_sources_are_skipped_under_a_fixture_root(tree: Path) -> None:
+    host = Host(str(tree))
+    assert host.live_source("netlink") is False
+    assert "netlink" in host.skipped
+    assert Host("/").live_source("netlink") is True
+
+
+def test_trace_records_what_was_read_listed_and_probed(tree: Path) -> None:
+    host = Host(str(tree))
+    host.trace = HostTrace()
+    host.read_text("/proc/nr")
+    host.listdir("/sys/bus/pci/devices")
+    host.exists("/dev/kvm")
+    assert host.trace.files == {"/proc/nr": b"12x\n"}
+    assert host.trace.dirs == {"/sys/bus/pci/devices": ["0000:00:01.0"]}
+    assert "/dev/kvm" in host.trace.probes
+
+
+def test_reads_are_counted(tree: Path) -> None:
+    host = Host(str(tree))
+    host.read_text("/proc/nr")
+    host.read_text("/proc/absent")
+    assert host.stats.reads == 2

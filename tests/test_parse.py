@@ -1,0 +1,90 @@
+"""Kernel text formats: cpulists, cpumasks, page sizes, the boot command line."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nodeagent.parse import (
+    cmdline_params,
+    format_cpulist,
+    isolcpus_cpus,
+    kernel_page_size_arg,
+    page_size_name,
+    parse_cpulist,
+    parse_cpumask,
+    parse_page_size_kb,
+    split_cmdline,
+)
+
+
+@pytest.mark.parametrize(("text", "cpus"), [
+    ("", []),
+    ("0", [0]),
+    ("0-3", [0, 1, 2, 3]),
+    ("0-1,56-57", [0, 1, 56, 57]),
+    ("2-11,14-23\n", [*range(2, 12), *range(14, 24)]),
+    ("3,1,2,1", [1, 2, 3]),
+    ("0-15:2/4", [0, 1, 4, 5, 8, 9, 12, 13]),
+])
+def test_parse_cpulist(text: str, cpus: list[int]) -> None:
+    assert parse_cpulist(text) == cpus
+
+
+@pytest.mark.parametrize("bad", ["0-", "a", "3-1", "1,,2", "-1", "0-7:0/0", "0-7:5/4"])
+def test_parse_cpulist_rejects_garbage_and_names_the_form(bad: str) -> None:
+    with pytest.raises(ValueError, match="cpulist"):
+        parse_cpulist(bad)
+
+
+@given(st.sets(st.integers(min_value=0, max_value=511)))
+def test_format_then_parse_round_trips(cpus: set[int]) -> None:
+    assert parse_cpulist(format_cpulist(cpus)) == sorted(cpus)
+
+
+def test_format_cpulist_compresses_ranges() -> None:
+    assert format_cpulist([0, 1, 2, 3, 8, 10, 11]) == "0-3,8,10-11"
+
+
+def test_parse_cpumask() -> None:
+    assert parse_cpumask("00000000,0000000f\n") == [0, 1, 2, 3]
+    assert parse_cpumask("1,00000000") == [32]
+    with pytest.raises(ValueError):
+        parse_cpumask("zz")
+
+
+@pytest.mark.parametrize(("text", "kb"), [
+    ("2Mi", 2048), ("2M", 2048), ("2048kB", 2048), ("1Gi", 1048576), ("1G", 1048576), ("1048576kB", 1048576),
+])
+def test_page_sizes(text: str, kb: int) -> None:
+    assert parse_page_size_kb(text) == kb
+
+
+@pytest.mark.parametrize("bad", ["2", "2 MiB", "0Mi", "two", "-2Mi", "1Ti"])
+def test_bad_page_sizes_name_the_accepted_forms(bad: str) -> None:
+    with pytest.raises(ValueError, match="2Mi or 1Gi"):
+        parse_page_size_kb(bad)
+
+
+def test_page_size_names() -> None:
+    assert page_size_name(2048) == "2Mi"
+    assert page_size_name(1048576) == "1Gi"
+    assert page_size_name(64) == "64Ki"
+    assert kernel_page_size_arg(1048576) == "1G"
+    assert kernel_page_size_arg(2048) == "2M"
+
+
+def test_cmdline_drops_init_arguments_and_keeps_quotes() -> None:
+    line = 'BOOT_IMAGE=/vmlinuz root=UUID=1 quiet dyndbg="file a.c +p" isolcpus=2-3 -- --init-arg x'
+    assert split_cmdline(line)[-1] == "isolcpus=2-3"
+    params = cmdline_params(line)
+    assert params["dyndbg"] == "file a.c +p"
+    assert params["quiet"] is None
+    assert "--init-arg" not in params
+
+
+def test_isolcpus_flags_come_before_the_cpus() -> None:
+    expected = ([*range(2, 12), *range(14, 24)], ["managed_irq", "domain"])
+    assert isolcpus_cpus("managed_irq,domain,2-11,14-23") == expected
+    assert isolcpus_cpus("1-3") == ([1, 2, 3], [])

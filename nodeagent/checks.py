@@ -12,10 +12,11 @@ from dataclasses import dataclass
 
 from nodeagent.inventory import Gpu, Inventory, Plain
 from nodeagent.parse import format_cpulist
+from nodeagent.workloads import WORKLOADS
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATUSES = (PASS, WARN, FAIL, SKIP)
-WORKLOADS = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
+__all__ = ["STATUSES", "WORKLOADS", "CheckResult", "Readiness", "readiness", "readiness_check", "run_checks"]
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import click
 
-from nodeagent.checks import FAIL, WORKLOADS, readiness, readiness_check, run_checks
 from nodeagent.commands.common import CliContext, dump_json, output_option
-from nodeagent.discover import discover
+from nodeagent.workloads import WORKLOADS
 
 
 @click.command()
@@ -19,6 +18,9 @@ def check(obj: CliContext, output: str, workload: str | None) -> None:
 
     Exits 0 when nothing FAILed, 1 otherwise.
     """
+    from nodeagent.checks import FAIL, readiness, readiness_check, run_checks
+    from nodeagent.discover import discover
+
     inventory = discover(obj.host())
     results = run_checks(inventory)
     ready = readiness(inventory)

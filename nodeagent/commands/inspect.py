@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from nodeagent.commands.common import CliContext, dump_json, dump_yaml, output_option
-from nodeagent.discover import discover
 
 
 @click.command()
@@ -15,6 +14,8 @@ from nodeagent.discover import discover
 @click.pass_obj
 def inspect(obj: CliContext, output: str, netlink: bool) -> None:
     """Show the node's inventory: NUMA topology, CPUs, memory, hugepages, GPUs, NICs, KVM, IOMMU."""
+    from nodeagent.discover import discover
+
     inventory = discover(obj.host(), netlink=netlink)
     if output == "json":
         click.echo(dump_json(inventory.to_dict()))

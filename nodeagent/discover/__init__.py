@@ -28,6 +28,7 @@ def discover(host: Host, *, netlink: bool = False) -> Inventory:
     memory = discover_memory(host)
     iommu = discover_iommu(host, kernel.cmdline, cpu.vendor)
     gpus, nvswitches, pci_devices = discover_pci(host, iommu.enabled)
+    kubelet = discover_kubelet(host)
     return Inventory(
         hostname=host.read_str("/proc/sys/kernel/hostname"),
         root=host.root,
@@ -41,8 +42,9 @@ def discover(host: Host, *, netlink: bool = False) -> Inventory:
         iommu=iommu,
         ksm=discover_ksm(host),
         kernel=kernel,
-        kubelet=discover_kubelet(host),
-        prep=discover_prep_state(host, kernel.cmdline),
+        kubelet=kubelet,
+        prep=discover_prep_state(host, kernel.cmdline, kubelet_started_at=kubelet.started_at,
+                                 kubelet_running=kubelet.running),
         pci_devices=pci_devices,
         warnings=[str(w) for w in host.warnings],
         skipped=dict(host.skipped),

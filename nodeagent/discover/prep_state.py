@@ -1,11 +1,55 @@
-"""What nodeagent's own earlier apply left behind (owned by the prep subsystem; placeholder)."""
+"""What nodeagent's own earlier apply left behind: the journal, a pending reboot, a pending kubelet restart.
+
+* reboot-required: an argument of nodeagent's grub drop-in is not on ``/proc/cmdline``;
+* kubelet-restart-required: an apply changed hugepages while kubelet ran (the journal records
+  when), and kubelet has not started since. Without kubelet's start time the flag stays set
+  until the next apply clears it (conservative: a label that says "restart" one time too many
+  costs a restart; one that says "fine" too early costs VMs that cannot get their pages).
+"""
 
 from __future__ import annotations
 
+import json
+
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
+from nodeagent.prep.dropin import DROPIN_PATH, dropin_args, pending
+
+JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
 
 
-def discover_prep_state(host: Host, cmdline: str) -> PrepState:
-    return PrepState(journal_present=host.exists("/var/lib/nodeagent/journal.json"), journal_changes=0,
-                     reboot_required=False, kubelet_restart_required=False, pending_boot_args=[])
+def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | None = None,
+                        kubelet_running: bool | None = None) -> PrepState:
+    pending_args = pending(dropin_args(host.read_text(DROPIN_PATH)), cmdline)
+    journal_text = host.read_text(JOURNAL_PATH)
+    changes = 0
+    applied_at: float | None = None
+    restart_since: float | None = None
+    if journal_text is not None:
+        try:
+            data = json.loads(journal_text)
+        except json.JSONDecodeError:
+            host.warn(JOURNAL_PATH, "not valid JSON; nodeagent's prep state is unknown")
+            data = {}
+        if isinstance(data, dict):
+            entries = data.get("entries")
+            changes = len(entries) if isinstance(entries, list) else 0
+            applied_at = _number(data.get("updated_at"))
+            restart_since = _number(data.get("kubelet_restart_required_at"))
+    kubelet_restart = restart_since is not None
+    if kubelet_restart and kubelet_started_at is not None and kubelet_started_at > (restart_since or 0):
+        kubelet_restart = False
+    if kubelet_running is False:
+        kubelet_restart = False  # a kubelet that is not running reads the pages when it starts
+    return PrepState(
+        journal_present=journal_text is not None,
+        journal_changes=changes,
+        reboot_required=bool(pending_args),
+        kubelet_restart_required=kubelet_restart,
+        pending_boot_args=pending_args,
+        applied_at=applied_at,
+    )
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

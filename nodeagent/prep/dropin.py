@@ -1,0 +1,77 @@
+"""The text of nodeagent's grub drop-in: how it is written, read back, and compared with /proc/cmdline.
+
+Kept apart from the planner so that discovery (reboot-required) can read it without importing
+the whole prep machinery.
+"""
+
+from __future__ import annotations
+
+from nodeagent.parse import cmdline_params, parse_page_size_kb, split_cmdline
+
+DROPIN_PATH = "/etc/default/grub.d/90-nodeagent.cfg"
+REGENERATE_HINT = "update-grub (Debian/Ubuntu) or grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL/Fedora/SUSE)"
+_LINE_PREFIX = 'GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} '
+
+
+def dropin_args(text: str | None) -> list[str]:
+    """The arguments a nodeagent drop-in appends (empty when there is none)."""
+    if not text:
+        return []
+    for line in text.splitlines():
+        if line.startswith(_LINE_PREFIX) and line.endswith('"'):
+            return line[len(_LINE_PREFIX):-1].split()
+    return []
+
+
+def render(profile_name: str, args: list[str]) -> str | None:
+    if not args:
+        return None
+    return (f"# Managed by nodeagent (profile {profile_name}). `nodeagent revert` removes it; do not edit.\n"
+            f"# After a change, the bootloader config is regenerated: {REGENERATE_HINT}.\n"
+            f"{_LINE_PREFIX}{' '.join(args)}\"\n")
+
+
+def hugepage_sizes(args: list[str]) -> set[int]:
+    """Page sizes (kB) the drop-in already reserves at boot: they stay boot-time reservations."""
+    sizes: set[int] = set()
+    for arg in args:
+        if arg.startswith("hugepagesz="):
+            try:
+                sizes.add(parse_page_size_kb(arg.split("=", 1)[1]))
+            except ValueError:
+                continue
+    return sizes
+
+
+def pending(args: list[str], cmdline: str) -> list[str]:
+    """The drop-in's arguments the running kernel was not booted with."""
+    words = split_cmdline(cmdline)
+    params = cmdline_params(cmdline)
+    booted_pages = _hugepage_pairs(words)
+    missing: list[str] = []
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg.startswith("hugepagesz=") and index + 1 < len(args) and args[index + 1].startswith("hugepages="):
+            size, count = arg.split("=", 1)[1], args[index + 1].split("=", 1)[1]
+            if booted_pages.get(size) != count:
+                missing += [arg, args[index + 1]]
+            index += 2
+            continue
+        key, sep, value = arg.partition("=")
+        if key not in params or (params[key] if sep else None) != (value if sep else None):
+            missing.append(arg)
+        index += 1
+    return missing
+
+
+def _hugepage_pairs(words: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    size: str | None = None
+    for word in words:
+        if word.startswith("hugepagesz="):
+            size = word.split("=", 1)[1]
+        elif word.startswith("hugepages=") and size is not None:
+            pairs[size] = word.split("=", 1)[1]
+            size = None
+    return pairs

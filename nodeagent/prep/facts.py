@@ -1,0 +1,165 @@
+"""The few host facts only prep needs, read once before planning so that planning stays pure.
+
+The Inventory describes the node for everyone; these are the details that matter only to a writer:
+the cpufreq policies (the files a governor is written to), the files nodeagent owns (drop-in,
+modprobe.d, installed profile), whether vfio-pci is loaded, which commands regenerate the
+bootloader config, and, only for GPUs that would move, whether their host driver is in use.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from nodeagent.host import Host
+from nodeagent.inventory import Inventory
+from nodeagent.prep.dropin import DROPIN_PATH
+from nodeagent.profile import NodeProfile
+
+CPUFREQ = "/sys/devices/system/cpu/cpufreq"
+PCI_DEVICES = "/sys/bus/pci/devices"
+MODPROBE_PATH = "/etc/modprobe.d/90-nodeagent-vfio.conf"
+PROFILE_PATH = "/etc/nodeagent/profile.yaml"
+JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
+LOCK_PATH = "/var/lib/nodeagent/apply.lock"
+
+_NVIDIA_MINOR = re.compile(r"^Device Minor:\s*(\d+)", re.MULTILINE)
+_NVIDIA_DEV = re.compile(r"^/dev/nvidia(\d+)$")
+
+
+@dataclass(frozen=True)
+class CpufreqPolicy:
+    name: str  # policy0
+    cpus: list[int]  # affected_cpus
+    governor: str | None
+    available: list[str]
+
+
+@dataclass(frozen=True)
+class DeviceUse:
+    """Why a PCI function's host driver is busy (empty: free to unbind)."""
+
+    address: str
+    holders: list[str]
+
+
+@dataclass
+class PrepFacts:
+    cpufreq_present: bool = False
+    policies: list[CpufreqPolicy] = field(default_factory=list)
+    dropin: str | None = None
+    modprobe_conf: str | None = None
+    installed_profile: str | None = None
+    vfio_pci_loaded: bool = False
+    driver_overrides: dict[str, str | None] = field(default_factory=dict)  # address → override
+    device_use: dict[str, DeviceUse] = field(default_factory=dict)
+    grub_command: list[str] | None = None  # how this host regenerates grub.cfg
+    can_run_commands: bool = False
+
+
+def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
+    """Read what the plan needs beyond the Inventory. Cheap on a converged node (no /proc scan)."""
+    facts = PrepFacts(
+        dropin=host.read_text(DROPIN_PATH),
+        modprobe_conf=host.read_text(MODPROBE_PATH),
+        installed_profile=host.read_text(PROFILE_PATH),
+        vfio_pci_loaded=host.is_dir("/sys/bus/pci/drivers/vfio-pci"),
+        grub_command=grub_command(host),
+        can_run_commands=host.is_live or host.command_runner is not None,
+    )
+    if profile.cpu is not None and profile.cpu.governor:
+        facts.cpufreq_present, facts.policies = read_policies(host)
+    if profile.gpu_passthrough:
+        from nodeagent.prep.vfio import selected_gpus
+
+        moving: list[str] = []
+        for gpu in selected_gpus(profile, inventory)[0]:
+            for member in gpu.group_members or []:
+                facts.driver_overrides[member.address] = _override(host, member.address)
+                if member.driver and "vfio" not in member.driver:
+                    moving.append(member.address)
+        if moving:
+            facts.device_use = device_use(host, sorted(set(moving)))
+    return facts
+
+
+def _override(host: Host, address: str) -> str | None:
+    value = host.read_str(f"{PCI_DEVICES}/{address}/driver_override")
+    return None if value in (None, "", "(null)") else value
+
+
+def read_policies(host: Host) -> tuple[bool, list[CpufreqPolicy]]:
+    if not host.is_dir(CPUFREQ):
+        return False, []
+    policies = []
+    for name in host.listdir(CPUFREQ):
+        if not name.startswith("policy"):
+            continue
+        base = f"{CPUFREQ}/{name}"
+        cpus = host.read_cpulist(f"{base}/affected_cpus") or []
+        available = (host.read_str(f"{base}/scaling_available_governors") or "").split()
+        policies.append(CpufreqPolicy(name, cpus, host.read_str(f"{base}/scaling_governor"), available))
+    return bool(policies), policies
+
+
+def grub_command(host: Host) -> list[str] | None:
+    """The distribution's own way to regenerate grub.cfg (never edited in place)."""
+    if host.which("update-grub"):
+        return ["update-grub"]
+    for tool, config in (("grub2-mkconfig", "/boot/grub2/grub.cfg"), ("grub-mkconfig", "/boot/grub/grub.cfg")):
+        if host.which(tool):
+            return [tool, "-o", config]
+    return None
+
+
+def device_use(host: Host, addresses: list[str]) -> dict[str, DeviceUse]:
+    """Who holds each device through its host driver: open device files, a bound framebuffer.
+
+    Unbinding a driver whose device is open either blocks (the NVIDIA driver waits for every
+    handle) or yanks the device from under a process; a bound framebuffer is the console.
+    """
+    wanted: dict[str, str] = {}  # device file → address
+    nvidia_unknown: list[str] = []
+    uses: dict[str, list[str]] = {a: [] for a in addresses}
+    for address in addresses:
+        device = f"{PCI_DEVICES}/{address}"
+        for fb in host.listdir(f"{device}/graphics"):
+            if fb.startswith("fb"):
+                uses[address].append(f"framebuffer /dev/{fb} is bound to it (console)")
+        for card in host.listdir(f"{device}/drm"):
+            if card.startswith(("card", "renderD")):
+                wanted[f"/dev/dri/{card}"] = address
+        info = host.read_text(f"/proc/driver/nvidia/gpus/{address}/information")
+        if info is not None:
+            match = _NVIDIA_MINOR.search(info)
+            if match:
+                wanted[f"/dev/nvidia{match.group(1)}"] = address
+            else:
+                nvidia_unknown.append(address)
+        elif host.link_name(f"{device}/driver") == "nvidia":
+            nvidia_unknown.append(address)
+    if not wanted and not nvidia_unknown:
+        return {a: DeviceUse(a, u) for a, u in uses.items()}
+    for pid in host.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        fds = host.listdir(f"/proc/{pid}/fd")
+        if not fds:
+            continue
+        comm = None
+        for fd in fds:
+            target = host.readlink(f"/proc/{pid}/fd/{fd}")
+            if not target or not target.startswith("/dev/"):
+                continue
+            holder_of = wanted.get(target)
+            if holder_of is None and nvidia_unknown and _NVIDIA_DEV.match(target):
+                holder_of = "*nvidia"
+            if holder_of is None:
+                continue
+            comm = comm or host.read_str(f"/proc/{pid}/comm") or "?"
+            note = f"{target} is open by pid {pid} ({comm})"
+            for address in ([holder_of] if holder_of != "*nvidia" else nvidia_unknown):
+                if note not in uses[address]:
+                    uses[address].append(note)
+    return {a: DeviceUse(a, u) for a, u in uses.items()}
+

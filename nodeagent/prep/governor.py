@@ -1,0 +1,45 @@
+"""CPU frequency governor, per cpufreq policy, on the isolated CPUs (or all CPUs).
+
+Governors are set per policy, not per CPU: a policy may cover several CPUs (a whole package on
+some AMD and ARM systems), so setting it for one isolated CPU also sets it for its siblings in
+the policy. The plan says so when it happens. Without cpufreq (VMs, some BIOS settings) there is
+nothing to set and the request is skipped with the reason.
+"""
+
+from __future__ import annotations
+
+from nodeagent.parse import format_cpulist
+from nodeagent.prep.context import PlanContext
+from nodeagent.prep.facts import CPUFREQ
+from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+
+
+def plan_governor(ctx: PlanContext, plan: Plan) -> None:
+    cpu = ctx.profile.cpu
+    if cpu is None or not cpu.governor:
+        return
+    wanted = cpu.governor
+    if not ctx.facts.cpufreq_present:
+        plan.skipped.append(Skip("cpu-governor", wanted, f"no cpufreq on this host ({CPUFREQ} has no "
+                                                         "policies): the CPUs run at the firmware's frequency"))
+        return
+    targets = set(cpu.isolated or ctx.inventory.cpu.online)
+    scope = "isolated CPUs" if cpu.isolated else "all CPUs"
+    for policy in ctx.facts.policies:
+        covered = targets & set(policy.cpus)
+        if not covered:
+            continue
+        if policy.available and wanted not in policy.available:
+            plan.refusals.append(Refusal("cpu-governor", policy.name,
+                                         f"governor {wanted!r} is not offered for CPUs {format_cpulist(policy.cpus)} "
+                                         f"(available: {', '.join(policy.available)})"))
+            continue
+        if policy.governor == wanted:
+            continue
+        extra = sorted(set(policy.cpus) - targets)
+        note = f"for the {scope}"
+        if extra:
+            note += f"; the policy also covers CPUs {format_cpulist(extra)}, which change with them"
+        plan.changes.append(Change("cpu-governor", f"{policy.name} (CPUs {format_cpulist(policy.cpus)})",
+                                   policy.governor, wanted, Effect.NOW, True, "attr",
+                                   f"{CPUFREQ}/{policy.name}/scaling_governor", note=note))

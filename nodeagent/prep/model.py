@@ -1,0 +1,127 @@
+"""The plan's vocabulary: typed Changes, refusals, skips, and the options that shape a plan.
+
+A :class:`Change` is data, not code: it names the handler (``action``) that knows how to apply,
+verify and restore it, plus everything that handler needs. That makes a change printable (plan),
+executable (apply) and, once written to the journal, restorable by a later process (revert).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodeagent.inventory import to_plain
+
+
+class Effect(enum.StrEnum):
+    """When a change takes effect on the running node."""
+
+    NOW = "now"
+    KUBELET_RESTART = "kubelet-restart"
+    REBOOT = "reboot"
+
+
+@dataclass(frozen=True)
+class Change:
+    """One setting to move from ``current`` to ``desired``.
+
+    ``action`` selects the handler in :mod:`nodeagent.prep.handlers`; ``path`` is the host path it
+    writes (None for multi-file actions such as a PCI rebind); ``detail`` carries handler data
+    (the IOMMU group of a device, the command that regenerates grub.cfg, …).
+    """
+
+    subsystem: str  # hugepages | vfio | cpu-governor | ksm | bootargs | persist
+    target: str  # what a person calls it: "node0 2Mi", "0000:17:00.0", "policy2", "ksm run"
+    current: Any
+    desired: Any
+    effect: Effect
+    reversible: bool
+    action: str
+    path: str | None = None
+    note: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        """Identity of the thing changed, for merging journal entries across applies."""
+        return f"{self.action}:{self.path or self.target}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "subsystem": self.subsystem, "target": self.target, "current": to_plain(self.current),
+            "desired": to_plain(self.desired), "effect": self.effect.value, "reversible": self.reversible,
+            "action": self.action, "path": self.path, "note": self.note, "detail": to_plain(self.detail),
+        }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request that is unsafe on this node. ``forceable``: ``--force`` may override it."""
+
+    subsystem: str
+    target: str
+    reason: str
+    forceable: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subsystem": self.subsystem, "target": self.target, "reason": self.reason,
+                "forceable": self.forceable}
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A request left alone on purpose (no cpufreq, KubeVirt owns KSM, …); not an error."""
+
+    subsystem: str
+    target: str
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"subsystem": self.subsystem, "target": self.target, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PrepOptions:
+    """How to plan and apply, beyond the profile itself (CLI flags and test knobs)."""
+
+    force: bool = False
+    allow_partial: bool = False
+    boot: bool = False  # the boot-time unit: the profile is already installed
+    profile_path: str | None = None  # where the profile came from (installed to /etc/nodeagent/)
+    retry_interval_s: float = 1.0  # between hugepage allocation attempts
+    allocation_timeout_s: float | None = None  # overrides spec.hugepages.allocationTimeoutSeconds
+
+
+@dataclass
+class Plan:
+    """Everything ``apply`` would do, and everything it would refuse or skip."""
+
+    profile: str
+    changes: list[Change] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    forced: list[Refusal] = field(default_factory=list)  # refusals --force overrode
+    skipped: list[Skip] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    pending_reboot_args: list[str] = field(default_factory=list)  # already written, not yet booted
+    kubelet_restart_pending: bool = False
+
+    @property
+    def refused(self) -> bool:
+        return bool(self.refusals)
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "changes": [c.to_dict() for c in self.changes],
+            "refusals": [r.to_dict() for r in self.refusals],
+            "forced": [r.to_dict() for r in self.forced],
+            "skipped": [s.to_dict() for s in self.skipped],
+            "notes": list(self.notes),
+            "pending_reboot_args": list(self.pending_reboot_args),
+            "kubelet_restart_pending": self.kubelet_restart_pending,
+        }

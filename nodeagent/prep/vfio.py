@@ -1,0 +1,237 @@
+"""GPUs to vfio-pci, with every non-bridge function of their IOMMU group.
+
+A VM can only be given a whole IOMMU group, so the GPU's companions (its HDMI audio, USB-C
+controller, UCSI serial bus: other functions of the same PCI device) move with it. A group that
+also holds an unrelated device (the classic consumer board with a USB controller behind the same
+bridge) is refused: passing it through would take that device from the host.
+
+The bind sequence is driverctl's: ``driver_override`` → ``unbind`` → ``drivers_probe``, so the
+kernel itself picks vfio-pci and the override survives a later re-probe. Restoring rebinds the
+original driver directly through ``drivers/<name>/bind``.
+
+What ``--force`` may override here: only the boot-VGA refusal (the host loses its local display;
+acceptable on a server whose console is serial or BMC). Never: an IOMMU that is off, a group with
+unrelated devices, or a host driver in use (unbinding under open handles hangs or crashes their
+owners).
+"""
+
+from __future__ import annotations
+
+from nodeagent.host import Host
+from nodeagent.inventory import Gpu, Inventory
+from nodeagent.prep.context import PlanContext
+from nodeagent.prep.facts import MODPROBE_PATH
+from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+from nodeagent.profile import GpuSelector, NodeProfile
+
+PCI_DEVICES = "/sys/bus/pci/devices"
+PCI_DRIVERS = "/sys/bus/pci/drivers"
+VFIO = "vfio-pci"
+
+#: The host drivers that would grab a GPU of each vendor at boot (for modprobe softdeps).
+HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
+
+
+def is_vfio(driver: str | None) -> bool:
+    return bool(driver) and (driver == VFIO or "vfio" in (driver or ""))
+
+
+def slot(address: str) -> str:
+    """``0000:01:00.1`` → ``0000:01:00``: functions of one PCI device share it."""
+    return address.rsplit(".", 1)[0]
+
+
+def matches(selector: GpuSelector, gpu: Gpu) -> bool:
+    return ((selector.vendor is None or selector.vendor == gpu.vendor_id.lower())
+            and (selector.device is None or selector.device == gpu.device_id.lower())
+            and (selector.address is None or selector.address == gpu.address.lower()))
+
+
+def selected_gpus(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:
+    chosen: dict[str, Gpu] = {}
+    skips: list[Skip] = []
+    for selector in profile.gpu_passthrough:
+        found = [g for g in inventory.gpus if matches(selector, g)]
+        if not found:
+            skips.append(Skip("vfio", selector.describe(), "no GPU on this node matches"))
+        for gpu in found:
+            chosen.setdefault(gpu.address, gpu)
+    return [chosen[a] for a in sorted(chosen)], skips
+
+
+def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
+    profile, inventory, facts = ctx.profile, ctx.inventory, ctx.facts
+    if not profile.gpu_passthrough:
+        _plan_modprobe(ctx, plan, [])
+        return
+    gpus, skips = selected_gpus(profile, inventory)
+    plan.skipped.extend(skips)
+    if gpus and not inventory.iommu.enabled:
+        if profile.iommu_wanted and inventory.iommu.enable_argument:
+            for gpu in gpus:
+                plan.skipped.append(Skip("vfio", gpu.address,
+                                         "the IOMMU is off: the boot arguments turn it on; the GPU is bound "
+                                         "after the reboot (the boot unit applies the profile again)"))
+        else:
+            for gpu in gpus:
+                plan.refusals.append(Refusal("vfio", gpu.address, "the IOMMU is off on this host: vfio-pci "
+                                             "cannot isolate the device (set spec.kernel.iommu: true, reboot)"))
+        _plan_modprobe(ctx, plan, gpus)
+        return
+    selected_slots = {slot(g.address) for g in gpus}
+    moves: dict[str, Change] = {}
+    for gpu in gpus:
+        if not _gpu_allowed(ctx, plan, gpu, selected_slots):
+            continue
+        for member in gpu.group_members:
+            if member.is_bridge or is_vfio(member.driver) or member.address in moves:
+                continue
+            role = "the GPU" if member.address == gpu.address else f"{member.kind} companion of {gpu.address}"
+            moves[member.address] = Change(
+                subsystem="vfio", target=member.address, current=member.driver, desired=VFIO, effect=Effect.NOW,
+                reversible=True, action="pci-bind", path=f"{PCI_DEVICES}/{member.address}",
+                note=role,
+                detail={"gpu": gpu.address, "group": gpu.iommu_group, "kind": member.kind,
+                        "driver": member.driver, "override": facts.driver_overrides.get(member.address)},
+            )
+    if moves and not facts.vfio_pci_loaded:
+        plan.changes.append(Change("vfio", "vfio-pci module", "not loaded", "loaded", Effect.NOW, False, "modprobe",
+                                   note="modprobe vfio-pci (left loaded on revert: harmless without devices)",
+                                   detail={"argv": ["modprobe", VFIO]}))
+    plan.changes.extend(moves[a] for a in sorted(moves))
+    _plan_modprobe(ctx, plan, gpus)
+
+
+def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str]) -> bool:
+    """Every refusal for one GPU; True when it may move."""
+    ok = True
+    if gpu.iommu_group is None:
+        plan.refusals.append(Refusal("vfio", gpu.address, "the device has no IOMMU group"))
+        return False
+    if gpu.boot_vga:
+        refusal = Refusal("vfio", gpu.address, "it is the boot VGA device: the host's console and display "
+                                               "run on it (--force overrides when the console is serial/BMC)",
+                          forceable=True)
+        if ctx.options.force:
+            plan.forced.append(refusal)
+        else:
+            plan.refusals.append(refusal)
+            ok = False
+    for member in gpu.group_members:
+        if member.is_bridge or is_vfio(member.driver):
+            continue
+        if slot(member.address) not in selected_slots:
+            plan.refusals.append(Refusal(
+                "vfio", gpu.address,
+                f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, driver "
+                f"{member.driver or 'none'}), which is neither selected nor a function of a selected GPU: "
+                "the group is not viable for passthrough"))
+            ok = False
+            continue
+        use = ctx.facts.device_use.get(member.address)
+        if use is not None and use.holders:
+            plan.refusals.append(Refusal("vfio", member.address,
+                                         f"its host driver {member.driver} is in use: " + "; ".join(use.holders)))
+            ok = False
+    return ok
+
+
+def _plan_modprobe(ctx: PlanContext, plan: Plan, gpus: list[Gpu]) -> None:
+    """``/etc/modprobe.d/90-nodeagent-vfio.conf``: vfio-pci loads before the GPU host drivers."""
+    content = modprobe_conf(ctx.profile.name, gpus, ctx.inventory)
+    current = ctx.facts.modprobe_conf
+    if content == current or (content is None and current is None):
+        return
+    plan.changes.append(Change("vfio", MODPROBE_PATH, _summary(current), _summary(content), Effect.NOW, True,
+                               "file", MODPROBE_PATH, note="boot-time persistence of the vfio-pci binding",
+                               detail={"content": content}))
+
+
+def _summary(content: str | None) -> str | None:
+    if content is None:
+        return None
+    lines = [line for line in content.splitlines() if line and not line.startswith("#")]
+    return "; ".join(lines)
+
+
+def modprobe_conf(profile_name: str, gpus: list[Gpu], inventory: Inventory) -> str | None:
+    if not gpus:
+        return None
+    drivers = sorted({d for g in gpus for d in HOST_DRIVERS.get(g.vendor_id.lower(), ())})
+    lines = [f"# Managed by nodeagent (profile {profile_name}); `nodeagent revert` restores the previous state.",
+             "# vfio-pci loads before the GPU host drivers, so that it can claim the passthrough GPUs first."]
+    lines += [f"softdep {d} pre: {VFIO}" for d in drivers]
+    ids = _safe_ids(gpus, inventory)
+    if ids:
+        lines.append("# Every device with these ids on this node is passed through, so vfio-pci may claim them by id.")
+        lines.append(f"options {VFIO} ids={','.join(ids)}")
+    return "\n".join(lines) + "\n"
+
+
+def _safe_ids(gpus: list[Gpu], inventory: Inventory) -> list[str]:
+    """vendor:device ids vfio-pci may claim at boot: only when no device with that id stays on the host."""
+    moving = {m.address for g in gpus for m in g.group_members if not m.is_bridge}
+    ids: dict[str, set[str]] = {}
+    for gpu in inventory.gpus:
+        for member in gpu.group_members:
+            if member.is_bridge or not member.vendor_id or not member.device_id:
+                continue
+            ids.setdefault(f"{member.vendor_id}:{member.device_id}", set()).add(member.address)
+        ids.setdefault(f"{gpu.vendor_id}:{gpu.device_id}", set()).add(gpu.address)
+    wanted = {f"{m.vendor_id}:{m.device_id}" for g in gpus for m in g.group_members
+              if not m.is_bridge and m.vendor_id and m.device_id}
+    return sorted(i for i in wanted if ids.get(i, set()) <= moving)
+
+
+# --- the bind sequence -----------------------------------------------------------------------
+
+
+def current_driver(host: Host, address: str) -> str | None:
+    return host.link_name(f"{PCI_DEVICES}/{address}/driver")
+
+
+def read_override(host: Host, address: str) -> str | None:
+    value = host.read_str(f"{PCI_DEVICES}/{address}/driver_override")
+    return None if value in (None, "", "(null)") else value
+
+
+def bind_vfio(host: Host, address: str) -> None:
+    """driverctl set-override: override → unbind → drivers_probe, then verify the driver link."""
+    device = f"{PCI_DEVICES}/{address}"
+    host.write(f"{device}/driver_override", VFIO)
+    if current_driver(host, address) is not None:
+        host.write(f"{device}/driver/unbind", address)
+    host.write("/sys/bus/pci/drivers_probe", address)
+    if host.dry_run:
+        return
+    host.forget_paths()
+    bound = current_driver(host, address)
+    if bound != VFIO:
+        raise RuntimeError(f"{address}: bound to {bound or 'no driver'} after drivers_probe, not {VFIO}")
+
+
+def restore_driver(host: Host, address: str, driver: str | None, override: str | None) -> None:
+    """Undo :func:`bind_vfio` (or a half of it): the old override, then the original driver.
+
+    Reads first and writes only what differs, so it is safe on a device the bind never touched.
+    """
+    device = f"{PCI_DEVICES}/{address}"
+    if read_override(host, address) != override:
+        # An empty write clears the override ("\n", as driverctl does).
+        host.write(f"{device}/driver_override", override if override else "\n")
+    bound = current_driver(host, address)
+    if bound == driver:
+        return
+    if bound is not None:
+        host.write(f"{device}/driver/unbind", address)
+    if driver is not None:
+        if host.is_dir(f"{PCI_DRIVERS}/{driver}"):
+            host.write(f"{PCI_DRIVERS}/{driver}/bind", address)
+        else:
+            host.write("/sys/bus/pci/drivers_probe", address)
+    if host.dry_run:
+        return
+    host.forget_paths()
+    now = current_driver(host, address)
+    if now != driver:
+        raise RuntimeError(f"{address}: rebinding {driver or 'no driver'} left it on {now or 'no driver'}")

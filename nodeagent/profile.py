@@ -1,0 +1,603 @@
+"""The NodeProfile (CONTRACT §3): schema, parsing and validation with field-named errors.
+
+A profile is the only input that makes nodeagent write to a live kernel, so it is validated
+strictly: every unknown field is an error (a typo such as ``sise`` must never silently mean "use
+the default"), every error names its field path and the accepted form, and all errors are
+reported at once. When an :class:`~nodeagent.inventory.Inventory` is given, the facts of *this*
+host are checked too (NUMA node ids, CPU numbers, page sizes the kernel offers).
+
+Accepted forms (see ``grub/README.md`` and the project README's profile reference):
+
+* page sizes: ``2Mi``/``1Gi``, also ``2M``/``1G``/``2048kB``/``1048576kB``;
+* memory quantities: ``4Gi``, ``512Mi``, ``4G``, ``4096M`` or a plain number of bytes;
+* CPU lists: the kernel's cpulist syntax (``0-3,8,10-15``, strided ``0-31:2/4``);
+* PCI ids: four hex digits, optionally ``0x``-prefixed (``10de``, ``0x10DE``);
+* PCI addresses: ``0000:17:00.0`` (``17:00.0`` means domain ``0000``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nodeagent.parse import CPULIST_FORM, SIZE_FORM, page_size_name, parse_cpulist, parse_page_size_kb
+
+if TYPE_CHECKING:
+    from nodeagent.inventory import Inventory
+
+API_VERSION = "nodeagent.io/v1alpha1"
+KIND = "NodeProfile"
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+DEFAULT_FLOOR_PERCENT = 10
+DEFAULT_FLOOR_BYTES = 4 * 1024**3
+DEFAULT_ALLOCATION_TIMEOUT_S = 60.0
+
+#: Boot arguments nodeagent computes itself; ``additionalArgs`` may not set them behind its back.
+MANAGED_BOOT_ARGS = frozenset({
+    "isolcpus", "nohz_full", "rcu_nocbs", "irqaffinity", "systemd.cpu_affinity", "intel_iommu",
+    "amd_iommu", "iommu", "hugepagesz", "hugepages", "default_hugepagesz",
+})
+
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_HEX4 = re.compile(r"^(?:0x)?([0-9a-fA-F]{4})$")
+_PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
+_GOVERNOR = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+# The drop-in is sourced by a shell (grub-mkconfig): only characters that need no quoting.
+_BOOT_ARG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:=/+@%-]*$")
+_QUANTITY = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|Ti|K|M|G|T|kB|KB|MB|GB|TB)?$")
+_QUANTITY_FACTORS = {None: 1, "Ki": 1024, "K": 1024, "kB": 1024, "KB": 1024, "Mi": 1024**2, "M": 1024**2,
+                     "MB": 1024**2, "Gi": 1024**3, "G": 1024**3, "GB": 1024**3, "Ti": 1024**4, "T": 1024**4,
+                     "TB": 1024**4}
+
+NAME_FORM = "a lower-case DNS name such as 'gpu-hpc' (letters, digits, '-', '.')"
+LABEL_KEY_FORM = "a Kubernetes label key such as 'pool' or 'example.com/pool'"
+LABEL_VALUE_FORM = "at most 63 characters of letters, digits, '-', '_', '.', starting and ending alphanumeric"
+QUANTITY_FORM = "a memory quantity such as 4Gi, 512Mi, 4G or a number of bytes"
+PCI_ID_FORM = "four hex digits such as '10de' (or '0x10de')"
+PCI_ADDRESS_FORM = "a PCI address such as '0000:17:00.0'"
+BOOT_ARG_FORM = "one kernel argument such as 'mitigations=off' (no spaces or quotes; shell-safe characters only)"
+
+
+class ProfileError(ValueError):
+    """An invalid profile. ``errors`` holds one ``field.path: message`` line per problem."""
+
+    def __init__(self, errors: list[str], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + e for e in self.errors))
+
+
+@dataclass(frozen=True)
+class Taint:
+    key: str
+    value: str
+    effect: str
+
+
+@dataclass(frozen=True)
+class GpuSelector:
+    """Selects GPUs by PCI vendor/device id and/or address; every field that is set must match."""
+
+    vendor: str | None = None
+    device: str | None = None
+    address: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"{k}={v}" for k, v in (("vendor", self.vendor), ("device", self.device),
+                                          ("address", self.address)) if v]
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class CpuSpec:
+    reserved: list[int] | None = None
+    isolated: list[int] | None = None
+    governor: str | None = None
+
+
+@dataclass(frozen=True)
+class HugepageRequest:
+    """``count`` pages of ``size_kb`` on ``numa_node`` (None: spread evenly over the nodes)."""
+
+    size_kb: int
+    count: int
+    numa_node: int | None
+    index: int  # position in spec.hugepages.pages, for messages
+
+    @property
+    def size(self) -> str:
+        return page_size_name(self.size_kb)
+
+
+@dataclass(frozen=True)
+class HugepagesSpec:
+    pages: list[HugepageRequest] = field(default_factory=list)
+    default_size_kb: int | None = None
+    floor_percent: float = DEFAULT_FLOOR_PERCENT
+    floor_bytes: int = DEFAULT_FLOOR_BYTES
+    allocation_timeout_s: float = DEFAULT_ALLOCATION_TIMEOUT_S
+
+
+@dataclass(frozen=True)
+class KsmSpec:
+    enabled: bool
+    pages_to_scan: int | None = None
+    sleep_millisecs: int | None = None
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    iommu: bool | None = None  # None: on when gpu.passthrough selects anything
+    additional_args: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NodeProfile:
+    name: str
+    node_selector: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Taint] = field(default_factory=list)
+    gpu_passthrough: list[GpuSelector] = field(default_factory=list)
+    cpu: CpuSpec | None = None
+    hugepages: HugepagesSpec | None = None
+    ksm: KsmSpec | None = None
+    kernel: KernelSpec | None = None
+    source_text: str | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def iommu_wanted(self) -> bool:
+        """IOMMU on the boot line: asked for explicitly, or implied by GPU passthrough."""
+        if self.kernel is not None and self.kernel.iommu is not None:
+            return self.kernel.iommu
+        return bool(self.gpu_passthrough)
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_profile(path: str, inventory: Inventory | None = None) -> NodeProfile:
+    """Read and validate a profile file (YAML). Raises :class:`ProfileError` for any problem.
+
+    The path is the operator's own file (``-f``), not a host path, so it is read directly.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
+    except OSError as exc:
+        raise ProfileError([f"cannot read the profile: {exc.strerror or exc}"], source=path) from exc
+    return parse_profile_text(text, inventory, source=path)
+
+
+def parse_profile_text(text: str, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
+    import yaml
+
+    try:
+        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ProfileError([f"not valid YAML{where}: {problem}"], source=source) from exc
+    if len(documents) != 1:
+        raise ProfileError([f"expected exactly one YAML document (a NodeProfile), found {len(documents)}"],
+                           source=source)
+    profile = parse_profile(documents[0], inventory, source=source)
+    return dataclasses.replace(profile, source_text=text)
+
+
+def parse_profile(data: Any, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
+    """Validate an already-loaded profile mapping. Raises :class:`ProfileError` with every problem."""
+    parser = _Parser(inventory)
+    profile = parser.profile(data)
+    if parser.errors or profile is None:
+        raise ProfileError(parser.errors or ["not a NodeProfile"], source=source)
+    return profile
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+_MISSING = object()
+ROOT_PATH = "(profile)"
+
+
+class _Parser:
+    """Walks the document once, collecting ``path: message`` errors instead of stopping at the first."""
+
+    def __init__(self, inventory: Inventory | None) -> None:
+        self.inventory = inventory
+        self.errors: list[str] = []
+
+    def error(self, path: str, message: str) -> None:
+        self.errors.append(f"{path}: {message}")
+
+    # generic shapes
+
+    def mapping(self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> dict | None:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping with fields {', '.join(allowed)}, got {_kind(value)}")
+            return None
+        prefix = "" if path == ROOT_PATH else f"{path}."
+        for key in value:
+            if key not in allowed:
+                self.error(f"{prefix}{key}", f"unknown field (allowed here: {', '.join(allowed)})")
+        for key in required:
+            if key not in value:
+                self.error(f"{prefix}{key}", "required field is missing")
+        return value
+
+    def string(self, value: Any, path: str, form: str, pattern: re.Pattern[str] | None = None,
+               max_len: int | None = None) -> str | None:
+        if not isinstance(value, str) or (pattern is not None and not pattern.match(value)) or \
+                (max_len is not None and len(value) > max_len):
+            self.error(path, f"{_shown(value)} is not {form}")
+            return None
+        return value
+
+    def boolean(self, value: Any, path: str) -> bool | None:
+        if not isinstance(value, bool):
+            self.error(path, f"{_shown(value)} is not a boolean (true or false)")
+            return None
+        return value
+
+    def integer(self, value: Any, path: str, low: int, high: int) -> int | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.error(path, f"{_shown(value)} is not an integer from {low} to {high}")
+            return None
+        return value
+
+    def number(self, value: Any, path: str, low: float, high: float) -> float | None:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            self.error(path, f"{_shown(value)} is not a number from {low:g} to {high:g}")
+            return None
+        return float(value)
+
+    def label_map(self, value: Any, path: str) -> dict[str, str]:
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping of label keys to string values, got {_kind(value)}")
+            return {}
+        result: dict[str, str] = {}
+        for key, item in value.items():
+            if self.label_key(key, f"{path}[{key!r}]") is None:
+                continue
+            if self.label_value(item, f"{path}.{key}") is not None:
+                result[key] = item
+        return result
+
+    def label_key(self, key: Any, path: str) -> str | None:
+        if not isinstance(key, str) or not _valid_label_key(key):
+            self.error(path, f"{_shown(key)} is not {LABEL_KEY_FORM}")
+            return None
+        return key
+
+    def label_value(self, value: Any, path: str) -> str | None:
+        if not isinstance(value, str):
+            self.error(path, f"{_shown(value)} is not a string; quote it in YAML (\"true\", \"2\")")
+            return None
+        if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+            self.error(path, f"{value!r} is not {LABEL_VALUE_FORM}")
+            return None
+        return value
+
+    def cpulist(self, value: Any, path: str) -> list[int] | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str):
+            self.error(path, f"{_shown(value)} is not {CPULIST_FORM}")
+            return None
+        try:
+            cpus = parse_cpulist(value)
+        except ValueError as exc:
+            self.error(path, str(exc))
+            return None
+        if not cpus:
+            self.error(path, f"empty CPU list; give {CPULIST_FORM} or leave the field out")
+            return None
+        if self.inventory is not None and self.inventory.cpu.online:
+            missing = sorted(set(cpus) - set(self.inventory.cpu.online))
+            if missing:
+                from nodeagent.parse import format_cpulist
+
+                self.error(path, f"CPUs {format_cpulist(missing)} do not exist on this host "
+                                 f"(online: {format_cpulist(self.inventory.cpu.online)})")
+                return None
+        return cpus
+
+    def page_size(self, value: Any, path: str) -> int | None:
+        try:
+            kb = parse_page_size_kb(str(value)) if isinstance(value, str) else None
+        except ValueError:
+            kb = None
+        if kb is None:
+            self.error(path, f"{_shown(value)} is not {SIZE_FORM}")
+            return None
+        if self.inventory is not None:
+            offered = _host_page_sizes(self.inventory)
+            if offered and page_size_name(kb) not in offered:
+                self.error(path, f"{page_size_name(kb)} pages are not offered by this host's kernel "
+                                 f"(offered: {', '.join(offered)})")
+                return None
+        return kb
+
+    def quantity(self, value: Any, path: str) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
+        if not match:
+            self.error(path, f"{_shown(value)} is not {QUANTITY_FORM}")
+            return None
+        return int(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+    # the document
+
+    def profile(self, data: Any) -> NodeProfile | None:
+        doc = self.mapping(data, ROOT_PATH, ("apiVersion", "kind", "metadata", "spec"),
+                           ("apiVersion", "kind", "metadata", "spec"))
+        if doc is None:
+            return None
+        if "apiVersion" in doc and doc["apiVersion"] != API_VERSION:
+            self.error("apiVersion", f"{_shown(doc['apiVersion'])} is not {API_VERSION!r}")
+        if "kind" in doc and doc["kind"] != KIND:
+            self.error("kind", f"{_shown(doc['kind'])} is not {KIND!r}")
+        name = self.metadata(doc.get("metadata", _MISSING))
+        spec = doc.get("spec", _MISSING)
+        if spec is _MISSING:
+            return None
+        spec = {} if spec is None else spec
+        fields = ("nodeSelector", "cpu", "hugepages", "gpu", "ksm", "kernel", "labels", "taints")
+        if self.mapping(spec, "spec", fields) is None:
+            return None
+        profile = NodeProfile(
+            name=name or "",
+            node_selector=self.node_selector(spec["nodeSelector"]) if "nodeSelector" in spec else {},
+            labels=self.label_map(spec["labels"], "spec.labels") if "labels" in spec else {},
+            taints=self.taints(spec["taints"]) if "taints" in spec else [],
+            gpu_passthrough=self.gpu(spec["gpu"]) if "gpu" in spec else [],
+            cpu=self.cpu(spec["cpu"]) if "cpu" in spec else None,
+            hugepages=self.hugepages(spec["hugepages"]) if "hugepages" in spec else None,
+            ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,
+            kernel=self.kernel(spec["kernel"]) if "kernel" in spec else None,
+        )
+        return profile
+
+    def metadata(self, value: Any) -> str | None:
+        if value is _MISSING:
+            return None
+        meta = self.mapping(value, "metadata", ("name", "labels", "annotations"), ("name",))
+        if meta is None or "name" not in meta:
+            return None
+        return self.string(meta["name"], "metadata.name", NAME_FORM, _NAME, 253)
+
+    def node_selector(self, value: Any) -> dict[str, str]:
+        selector = self.mapping(value, "spec.nodeSelector", ("matchLabels",))
+        if not selector or "matchLabels" not in selector:
+            return {}
+        return self.label_map(selector["matchLabels"], "spec.nodeSelector.matchLabels")
+
+    def taints(self, value: Any) -> list[Taint]:
+        if not isinstance(value, list):
+            self.error("spec.taints", f"expected a list of {{key, value, effect}}, got {_kind(value)}")
+            return []
+        taints: list[Taint] = []
+        for i, item in enumerate(value):
+            path = f"spec.taints[{i}]"
+            entry = self.mapping(item, path, ("key", "value", "effect"), ("key", "effect"))
+            if entry is None:
+                continue
+            key = self.label_key(entry.get("key"), f"{path}.key") if "key" in entry else None
+            val = self.label_value(entry.get("value", ""), f"{path}.value")
+            effect = None
+            if "effect" in entry:
+                effect = entry["effect"] if entry["effect"] in TAINT_EFFECTS else None
+                if effect is None:
+                    self.error(f"{path}.effect", f"{_shown(entry['effect'])} is not one of {', '.join(TAINT_EFFECTS)}")
+            if key is not None and val is not None and effect is not None:
+                taints.append(Taint(key, val, effect))
+        return taints
+
+    def gpu(self, value: Any) -> list[GpuSelector]:
+        gpu = self.mapping(value, "spec.gpu", ("passthrough",))
+        if not gpu or "passthrough" not in gpu:
+            return []
+        items = gpu["passthrough"]
+        if not isinstance(items, list):
+            self.error("spec.gpu.passthrough", f"expected a list of {{vendor, device, address}}, got {_kind(items)}")
+            return []
+        selectors: list[GpuSelector] = []
+        for i, item in enumerate(items):
+            path = f"spec.gpu.passthrough[{i}]"
+            entry = self.mapping(item, path, ("vendor", "device", "address"))
+            if entry is None:
+                continue
+            if not entry:
+                self.error(path, "give at least one of vendor, device, address")
+                continue
+            if "device" in entry and "vendor" not in entry and "address" not in entry:
+                self.error(f"{path}.vendor", "required with device (device ids are per vendor)")
+            vendor = self.pci_id(entry["vendor"], f"{path}.vendor") if "vendor" in entry else None
+            device = self.pci_id(entry["device"], f"{path}.device") if "device" in entry else None
+            address = self.pci_address(entry["address"], f"{path}.address") if "address" in entry else None
+            selectors.append(GpuSelector(vendor, device, address))
+        return selectors
+
+    def pci_id(self, value: Any, path: str) -> str | None:
+        match = _HEX4.match(value) if isinstance(value, str) else None
+        if not match:
+            self.error(path, f"{_shown(value)} is not {PCI_ID_FORM}")
+            return None
+        return match.group(1).lower()
+
+    def pci_address(self, value: Any, path: str) -> str | None:
+        match = _PCI_ADDRESS.match(value) if isinstance(value, str) else None
+        if not match:
+            self.error(path, f"{_shown(value)} is not {PCI_ADDRESS_FORM}")
+            return None
+        domain = match.group(1) or "0000"
+        return f"{domain}:{match.group(2)}:{match.group(3)}.{match.group(4)}".lower()
+
+    def cpu(self, value: Any) -> CpuSpec | None:
+        cpu = self.mapping(value, "spec.cpu", ("reserved", "isolated", "governor"))
+        if cpu is None:
+            return None
+        reserved = self.cpulist(cpu["reserved"], "spec.cpu.reserved") if "reserved" in cpu else None
+        isolated = self.cpulist(cpu["isolated"], "spec.cpu.isolated") if "isolated" in cpu else None
+        governor = None
+        if "governor" in cpu:
+            governor = self.string(cpu["governor"], "spec.cpu.governor",
+                                   "a cpufreq governor name such as 'performance' or 'schedutil'", _GOVERNOR)
+        if reserved and isolated:
+            both = sorted(set(reserved) & set(isolated))
+            if both:
+                from nodeagent.parse import format_cpulist
+
+                self.error("spec.cpu.isolated", f"CPUs {format_cpulist(both)} are also in spec.cpu.reserved; "
+                                                "a CPU is either housekeeping or isolated")
+        return CpuSpec(reserved, isolated, governor)
+
+    def hugepages(self, value: Any) -> HugepagesSpec | None:
+        fields = ("defaultSize", "pages", "reserveHostMemory", "allocationTimeoutSeconds")
+        spec = self.mapping(value, "spec.hugepages", fields)
+        if spec is None:
+            return None
+        default_kb = (self.page_size(spec["defaultSize"], "spec.hugepages.defaultSize")
+                      if "defaultSize" in spec else None)
+        floor_percent: float = DEFAULT_FLOOR_PERCENT
+        floor_bytes = DEFAULT_FLOOR_BYTES
+        if "reserveHostMemory" in spec:
+            path = "spec.hugepages.reserveHostMemory"
+            reserve = self.mapping(spec["reserveHostMemory"], path, ("percent", "minimum"))
+            if reserve:
+                if "percent" in reserve:
+                    floor_percent = self.number(reserve["percent"], f"{path}.percent", 0, 90) or 0.0
+                if "minimum" in reserve:
+                    floor_bytes = self.quantity(reserve["minimum"], f"{path}.minimum") or 0
+        timeout = DEFAULT_ALLOCATION_TIMEOUT_S
+        if "allocationTimeoutSeconds" in spec:
+            timeout = self.number(spec["allocationTimeoutSeconds"], "spec.hugepages.allocationTimeoutSeconds",
+                                  0, 3600) or 0.0
+        pages: list[HugepageRequest] = []
+        raw_pages = spec.get("pages", [])
+        if not isinstance(raw_pages, list):
+            self.error("spec.hugepages.pages", f"expected a list of {{size, count, numaNode}}, got {_kind(raw_pages)}")
+            raw_pages = []
+        for i, item in enumerate(raw_pages):
+            request = self.page_request(item, i)
+            if request is not None:
+                pages.append(request)
+        self.check_page_overlaps(pages)
+        return HugepagesSpec(pages, default_kb, floor_percent, floor_bytes, timeout)
+
+    def page_request(self, item: Any, i: int) -> HugepageRequest | None:
+        path = f"spec.hugepages.pages[{i}]"
+        entry = self.mapping(item, path, ("size", "count", "numaNode"), ("size", "count"))
+        if entry is None:
+            return None
+        size_kb = self.page_size(entry["size"], f"{path}.size") if "size" in entry else None
+        count = self.integer(entry["count"], f"{path}.count", 0, 10_000_000) if "count" in entry else None
+        node = None
+        if "numaNode" in entry:
+            node = self.integer(entry["numaNode"], f"{path}.numaNode", 0, 4095)
+            if node is not None and self.inventory is not None and self.inventory.numa_node(node) is None:
+                ids = ", ".join(str(n.id) for n in self.inventory.numa) or "none"
+                self.error(f"{path}.numaNode", f"NUMA node {node} does not exist on this host (nodes: {ids})")
+                return None
+            if node is None:
+                return None
+        if size_kb is None or count is None:
+            return None
+        return HugepageRequest(size_kb, count, node, i)
+
+    def check_page_overlaps(self, pages: list[HugepageRequest]) -> None:
+        seen: dict[tuple[int, int | None], int] = {}
+        for request in pages:
+            key = (request.size_kb, request.numa_node)
+            where = "spread over all nodes" if request.numa_node is None else f"on NUMA node {request.numa_node}"
+            if key in seen:
+                self.error(f"spec.hugepages.pages[{request.index}]",
+                           f"duplicates pages[{seen[key]}] ({request.size} {where}); give one entry per size and node")
+                continue
+            seen[key] = request.index
+        for request in pages:
+            if request.numa_node is None and any(s == request.size_kb and n is not None for s, n in seen):
+                self.error(f"spec.hugepages.pages[{request.index}].numaNode",
+                           f"{request.size} is given both per node and without numaNode; "
+                           "give numaNode on every entry of a size, or on none")
+
+    def ksm(self, value: Any) -> KsmSpec | None:
+        spec = self.mapping(value, "spec.ksm", ("enabled", "pagesToScan", "sleepMillisecs"), ("enabled",))
+        if spec is None or "enabled" not in spec:
+            return None
+        enabled = self.boolean(spec["enabled"], "spec.ksm.enabled")
+        pages = self.integer(spec["pagesToScan"], "spec.ksm.pagesToScan", 1, 1_000_000) \
+            if "pagesToScan" in spec else None
+        sleep = self.integer(spec["sleepMillisecs"], "spec.ksm.sleepMillisecs", 1, 3_600_000) \
+            if "sleepMillisecs" in spec else None
+        if enabled is False:
+            for key in ("pagesToScan", "sleepMillisecs"):
+                if key in spec:
+                    self.error(f"spec.ksm.{key}", "only meaningful with enabled: true")
+        if enabled is None:
+            return None
+        return KsmSpec(enabled, pages, sleep)
+
+    def kernel(self, value: Any) -> KernelSpec | None:
+        spec = self.mapping(value, "spec.kernel", ("iommu", "additionalArgs"))
+        if spec is None:
+            return None
+        iommu = self.boolean(spec["iommu"], "spec.kernel.iommu") if "iommu" in spec else None
+        args: list[str] = []
+        raw = spec.get("additionalArgs", [])
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            self.error("spec.kernel.additionalArgs", f"expected a list of kernel arguments, got {_kind(raw)}")
+            raw = []
+        for i, arg in enumerate(raw):
+            path = f"spec.kernel.additionalArgs[{i}]"
+            text = self.string(arg, path, BOOT_ARG_FORM, _BOOT_ARG, 1024)
+            if text is None:
+                continue
+            key = text.split("=", 1)[0]
+            if key in MANAGED_BOOT_ARGS:
+                self.error(path, f"{key}= is computed by nodeagent from spec.cpu, spec.hugepages and "
+                                 "spec.kernel.iommu; set it there")
+                continue
+            args.append(text)
+        return KernelSpec(iommu, args)
+
+
+def _host_page_sizes(inventory: Inventory) -> list[str]:
+    sizes: dict[str, int] = {}
+    for node in inventory.numa:
+        for name, pool in node.hugepages.items():
+            sizes[name] = pool.size_kb
+    for name, pool in inventory.memory.hugepages.items():
+        sizes[name] = pool.size_kb
+    return [name for name, _ in sorted(sizes.items(), key=lambda item: item[1])]
+
+
+def _valid_label_key(key: str) -> bool:
+    prefix, slash, name = key.rpartition("/")
+    if slash and (not prefix or len(prefix) > 253 or not _NAME.match(prefix)):
+        return False
+    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, str):
+        return repr(value[:80])
+    if isinstance(value, dict | list):
+        return _kind(value)
+    return repr(value)

@@ -1,0 +1,128 @@
+"""`nodeagent labels`: the labels and taints this node carries (and, with --publish, writes them)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, NoReturn
+
+import click
+
+from nodeagent.commands.common import CliContext, dump_json, output_option
+from nodeagent.labels import DEFAULT_PREFIX, LabelConfig, LabelError, LabelSet, compute_labels
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(code)
+
+
+@click.command()
+@click.option("-f", "--profile", "profile_path", metavar="PROFILE", type=click.Path(dir_okay=False),
+              help="A NodeProfile: adds its labels and taints (and the NVIDIA passthrough label).")
+@output_option("text", "json")
+@click.option("--prefix", envvar="NODEAGENT_LABEL_PREFIX", default=DEFAULT_PREFIX, show_default=True,
+              help="Namespace of nodeagent's own labels and annotations. Env: NODEAGENT_LABEL_PREFIX.")
+@click.option("--nfd-labels/--no-nfd-labels", envvar="NODEAGENT_NFD_LABELS", default=True, show_default=True,
+              help="Publish the labels node-feature-discovery also publishes (turn off where NFD runs). "
+                   "Env: NODEAGENT_NFD_LABELS.")
+@click.option("--publish", is_flag=True,
+              help="Write them to this node's Node object and its NodeResourceTopology (once).")
+@click.option("--node-name", envvar="NODE_NAME", metavar="NAME",
+              help="The Node to publish to. Env: NODE_NAME (downward API spec.nodeName).")
+@click.option("--kubeconfig", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Kubeconfig to publish with (default: in-cluster service account, then $KUBECONFIG).")
+@click.option("--topology/--no-topology", envvar="NODEAGENT_TOPOLOGY", default=True, show_default=True,
+              help="With --publish: also write the NodeResourceTopology (off where nfd-topology-updater runs). "
+                   "Env: NODEAGENT_TOPOLOGY.")
+@click.pass_obj
+def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: str, nfd_labels: bool,
+           publish: bool, node_name: str | None, kubeconfig: str | None, topology: bool) -> None:
+    """Show the labels (and taints) this node would carry; --publish writes them to its Node."""
+    from nodeagent.discover import discover
+
+    inventory = discover(obj.host())
+    profile = None
+    if profile_path:
+        from nodeagent.profile import ProfileError, load_profile
+
+        try:
+            profile = load_profile(profile_path, inventory)
+        except ProfileError as exc:
+            _fail(2, str(exc))
+    try:
+        config = LabelConfig(prefix=prefix, nfd_compatible=nfd_labels)
+        label_set = compute_labels(inventory, profile, config=config)
+    except LabelError as exc:
+        _fail(2, str(exc))
+
+    published = None
+    if publish:
+        published, label_set = _publish(inventory, profile, label_set, config, node_name=node_name,
+                                        kubeconfig=kubeconfig, topology=topology)
+    if output == "json":
+        data: dict[str, Any] = {
+            "labels": label_set.labels,
+            "taints": [t.to_api() for t in label_set.taints],
+            "annotations": label_set.owned_annotations(config),
+            "warnings": label_set.warnings,
+        }
+        if published is not None:
+            data["published"] = published
+        click.echo(dump_json(data))
+    else:
+        click.echo(render_labels(label_set, config), nl=False)
+        if published is not None:
+            click.echo(f"\npublished to node {published['node']}: "
+                       f"{'patched' if published['node_patched'] else 'already up to date'}; "
+                       f"NodeResourceTopology {published['topology']}")
+    for warning in label_set.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def render_labels(label_set: LabelSet, config: LabelConfig) -> str:
+    width = max((len(k) for k in label_set.labels), default=5) + 2
+    lines = [f"{'LABEL':<{width}}VALUE"]
+    lines += [f"{key:<{width}}{value}" for key, value in label_set.labels.items()]
+    lines.append("")
+    if label_set.taints:
+        lines.append("TAINTS")
+        lines += [f"  {taint}" for taint in label_set.taints]
+    else:
+        lines.append("TAINTS  (none)")
+    lines.append("")
+    lines.append(f"{len(label_set.labels)} labels, listed in the annotation {config.owned_labels_annotation}")
+    return "\n".join(lines) + "\n"
+
+
+def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelConfig, *, node_name: str | None,
+             kubeconfig: str | None, topology: bool) -> tuple[dict[str, Any], LabelSet]:
+    """Publish once; returns the result and the label set actually published."""
+    from nodeagent.k8s import ApiError, K8sConfigError, connect, desired_state, publish_once, resolve_node_name
+    from nodeagent.k8s.nodediff import NodeView, unmatched_selector
+
+    try:
+        name = resolve_node_name(node_name)
+        api = connect(kubeconfig)
+    except K8sConfigError as exc:
+        _fail(2, str(exc))
+    try:
+        if profile is not None and profile.node_selector:
+            node = NodeView.from_api(api.get_node(name))
+            missing = unmatched_selector(node, profile.node_selector, config)
+            if missing:
+                wanted = ", ".join(f"{k}={v}" for k, v in missing.items())
+                label_set = compute_labels(inventory, None, config=config)
+                label_set.warnings.append(f"node {name} does not match the profile's nodeSelector ({wanted}); "
+                                          "published without the profile's labels and taints")
+                profile = None
+        desired = desired_state(inventory, profile, node_name=name, label_config=config, topology=topology,
+                                label_set=label_set)
+        result = publish_once(api, name, desired)
+    except ApiError as exc:
+        _fail(1, f"publishing to node {name}: {exc}")
+    finally:
+        api.close()
+    return result.to_dict(), label_set
+
+
+COMMANDS = [labels]

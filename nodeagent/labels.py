@@ -1,0 +1,361 @@
+"""Inventory (+ NodeProfile) → the node labels and taints of CONTRACT §4.
+
+A pure function of its inputs: no host reads, no Kubernetes. The publisher (``nodeagent.k8s``)
+turns a :class:`LabelSet` into a minimal patch of the Node.
+
+Three families of labels:
+
+* **NFD-compatible** — names node-feature-discovery publishes itself (``cpu-cpuid.<FLAG>``,
+  ``cpu-hardware_multithreading``, ``memory-numa``). Computed the way NFD computes them, so
+  that VM manifests written for NFD select the same nodes. Switched off with
+  ``LabelConfig(nfd_compatible=False)`` on clusters that run NFD, so that two writers never
+  fight over one key.
+* **Compatible, not NFD's** — names the VM recipes select on that NFD does not publish
+  (``feature.node.kubernetes.io/numa``, ``cpu-cpuid.RTSCHED``, ``topology.kubernetes.io/numa-nodes``,
+  ``realtime``, ``nvidia.com/gpu.workload.config``). Always published.
+* **nodeagent's own**, under a changeable prefix (``nodeagent.io`` by default).
+
+The profile's labels are added on top. A profile may not set a key nodeagent computes (the
+contract's ``realtime`` rule would otherwise be lost): such a label is dropped with a warning.
+Other keys, in nodeagent's prefix too (``nodeagent.io/pool``), are the profile's to set.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from nodeagent.inventory import Gpu, Inventory, Plain
+
+if TYPE_CHECKING:
+    from nodeagent.checks import Readiness
+
+NFD_PREFIX = "feature.node.kubernetes.io"
+DEFAULT_PREFIX = "nodeagent.io"
+WORKLOADS = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+NVIDIA_VENDOR_ID = "10de"
+
+# /proc/cpuinfo flag → the feature name NFD labels it with. NFD takes its names from
+# github.com/klauspost/cpuid (cpuid.CPU.FeatureSet()), which differ from the kernel's for a few
+# flags (sha_ni → SHA, aes → AESNI, fma → FMA3, the underscores of avx512_*/amx_*).
+# Only the flags CONTRACT §4 names are published.
+CPUID_FLAGS: dict[str, str] = {
+    "avx2": "AVX2",
+    "avx512f": "AVX512F",
+    "avx512dq": "AVX512DQ",
+    "avx512bw": "AVX512BW",
+    "avx512cd": "AVX512CD",
+    "avx512vl": "AVX512VL",
+    "avx512_bf16": "AVX512BF16",
+    "avx512_vnni": "AVX512VNNI",
+    "amx_bf16": "AMXBF16",
+    "amx_int8": "AMXINT8",
+    "amx_tile": "AMXTILE",
+    "fma": "FMA3",
+    "sha_ni": "SHA",
+    "aes": "AESNI",
+    "vmx": "VMX",
+    "svm": "SVM",
+}
+
+_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
+_LABEL_NAME = re.compile(rf"^{_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_NAME})?$")
+_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
+
+LABEL_VALUE_FORM = "at most 63 characters of [A-Za-z0-9_.-], beginning and ending with a letter or digit"
+LABEL_KEY_FORM = ("[prefix/]name: name at most 63 characters of [A-Za-z0-9_.-] with alphanumeric ends, "
+                  "prefix a lower-case DNS subdomain of at most 253 characters")
+
+
+class LabelError(ValueError):
+    """A label key, label value, taint or prefix Kubernetes would reject; the message names it."""
+
+
+def label_value_error(value: str) -> str | None:
+    """Why ``value`` is not a valid Kubernetes label value, or None when it is."""
+    if len(value) > 63:
+        return f"{value[:20]!r}… is {len(value)} characters long ({LABEL_VALUE_FORM})"
+    if not _LABEL_VALUE.match(value):
+        return f"{value!r} is not a label value ({LABEL_VALUE_FORM})"
+    return None
+
+
+def label_key_error(key: str) -> str | None:
+    """Why ``key`` is not a valid Kubernetes label (or taint) key, or None when it is."""
+    prefix, _, name = key.rpartition("/")
+    if "/" in prefix:
+        return f"{key!r} has more than one '/' ({LABEL_KEY_FORM})"
+    if "/" in key and (error := prefix_error(prefix)):
+        return f"{key!r}: {error}"
+    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return f"{key!r} is not a label key ({LABEL_KEY_FORM})"
+    return None
+
+
+def prefix_error(prefix: str) -> str | None:
+    if not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix):
+        return f"prefix {prefix!r} is not a lower-case DNS subdomain of at most 253 characters"
+    return None
+
+
+def is_valid_label_value(value: str) -> bool:
+    return label_value_error(value) is None
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """What a cluster wants published.
+
+    ``nfd_compatible``: publish the labels node-feature-discovery itself publishes (turn off where
+    NFD runs). ``prefix``: the namespace of nodeagent's own labels and annotations.
+    """
+
+    prefix: str = DEFAULT_PREFIX
+    nfd_compatible: bool = True
+
+    def __post_init__(self) -> None:
+        if error := prefix_error(self.prefix):
+            raise LabelError(f"label prefix: {error}")
+
+    def own(self, name: str) -> str:
+        return f"{self.prefix}/{name}"
+
+    @property
+    def owned_labels_annotation(self) -> str:
+        """Lists, comma-separated, the labels nodeagent set (CONTRACT §4)."""
+        return self.own("owned-labels")
+
+    @property
+    def owned_taints_annotation(self) -> str:
+        """Lists, comma-separated as ``key:Effect``, the taints nodeagent set."""
+        return self.own("owned-taints")
+
+
+@dataclass(frozen=True, order=True)
+class NodeTaint(Plain):
+    """A taint as it appears in ``Node.spec.taints``; identified by ``(key, effect)``."""
+
+    key: str
+    value: str
+    effect: str
+
+    @property
+    def identity(self) -> str:
+        return f"{self.key}:{self.effect}"
+
+    def to_api(self) -> dict[str, str]:
+        body = {"key": self.key, "effect": self.effect}
+        if self.value:
+            body["value"] = self.value
+        return body
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}:{self.effect}" if self.value else f"{self.key}:{self.effect}"
+
+
+@dataclass(frozen=True)
+class LabelSet(Plain):
+    """What nodeagent publishes on its Node: labels, taints, and why anything was left out."""
+
+    labels: dict[str, str]
+    taints: list[NodeTaint] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def owned_annotations(self, config: LabelConfig) -> dict[str, str]:
+        """The ownership annotations the publisher writes beside the labels and taints."""
+        return {
+            config.owned_labels_annotation: ",".join(sorted(self.labels)),
+            config.owned_taints_annotation: ",".join(sorted({t.identity for t in self.taints})),
+        }
+
+
+# --- the profile, as far as labels need it (nodeagent.profile.NodeProfile satisfies this) -----
+
+
+class _TaintLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def value(self) -> str | None: ...
+    @property
+    def effect(self) -> str: ...
+
+
+class _GpuSelectorLike(Protocol):
+    @property
+    def vendor(self) -> str | None: ...
+    @property
+    def device(self) -> str | None: ...
+    @property
+    def address(self) -> str | None: ...
+
+
+class ProfileLike(Protocol):
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def taints(self) -> Sequence[_TaintLike]: ...
+    @property
+    def gpu_passthrough(self) -> Sequence[_GpuSelectorLike]: ...
+
+
+# --- computing ---------------------------------------------------------------------------------
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
+                   config: LabelConfig | None = None,
+                   readiness: Mapping[str, Readiness] | None = None) -> LabelSet:
+    """The labels and taints of CONTRACT §4 for this node.
+
+    ``readiness`` defaults to :func:`nodeagent.checks.readiness` of ``inv`` (the one definition of
+    workload readiness); pass it only to label a readiness computed elsewhere.
+
+    Raises :class:`LabelError` when the profile carries a label or taint Kubernetes would reject.
+    """
+    config = config or LabelConfig()
+    if readiness is None:
+        from nodeagent.checks import readiness as compute_readiness
+
+        readiness = compute_readiness(inv)
+    warnings: list[str] = []
+    labels = _compatible_labels(inv, config, readiness)
+    labels.update(_own_labels(inv, config, readiness))
+    if profile is not None and any(_selects_nvidia(s, inv.gpus) for s in profile.gpu_passthrough):
+        labels["nvidia.com/gpu.workload.config"] = "vm-passthrough"
+
+    for key, value in list(labels.items()):
+        if error := label_value_error(value):  # only discovered strings (the governor) can fail
+            warnings.append(f"label {key} not published: {error}")
+            del labels[key]
+
+    taints: list[NodeTaint] = []
+    if profile is not None:
+        _add_profile_labels(labels, profile.labels, config, warnings)
+        taints = profile_taints(profile.taints)
+    return LabelSet(dict(sorted(labels.items())), taints, warnings)
+
+
+def _compatible_labels(inv: Inventory, config: LabelConfig,
+                       readiness: Mapping[str, Readiness]) -> dict[str, str]:
+    numa_nodes = len(inv.numa)
+    labels: dict[str, str] = {}
+    if config.nfd_compatible:
+        flags = set(inv.cpu.flags)
+        for proc_flag, nfd_name in CPUID_FLAGS.items():
+            if proc_flag in flags:
+                labels[f"{NFD_PREFIX}/cpu-cpuid.{nfd_name}"] = "true"
+        labels[f"{NFD_PREFIX}/cpu-hardware_multithreading"] = _flag(_hardware_multithreading(inv))
+        labels[f"{NFD_PREFIX}/memory-numa"] = _flag(numa_nodes > 1)
+    if inv.kernel.realtime:
+        labels[f"{NFD_PREFIX}/cpu-cpuid.RTSCHED"] = "true"
+    labels[f"{NFD_PREFIX}/numa"] = _flag(numa_nodes > 1)
+    labels["topology.kubernetes.io/numa-nodes"] = str(numa_nodes)
+    realtime = readiness.get("realtime")
+    if realtime is not None and realtime.ready:
+        labels["realtime"] = "true"
+    return labels
+
+
+def _hardware_multithreading(inv: Inventory) -> bool:
+    """As NFD decides it: some CPU has an online thread sibling (SMT present and not disabled)."""
+    if inv.cpu.thread_siblings:
+        return any(len(siblings) > 1 for siblings in inv.cpu.thread_siblings)
+    return inv.cpu.threads_per_core > 1
+
+
+def _own_labels(inv: Inventory, config: LabelConfig, readiness: Mapping[str, Readiness]) -> dict[str, str]:
+    own = config.own
+    passthrough = len(inv.passthrough_gpus)
+    labels = {
+        own("kvm"): _flag(inv.kvm.available),
+        own("kvm-nested"): _flag(bool(inv.kvm.nested)),
+        own("iommu"): _flag(inv.iommu.enabled),
+        own("rt-kernel"): _flag(inv.kernel.realtime),
+        own("ksm"): _flag(inv.ksm.run == 1),
+        own("hugepages-2Mi"): _flag(inv.hugepages_configured("2Mi")),
+        own("hugepages-1Gi"): _flag(inv.hugepages_configured("1Gi")),
+        own("isolated-cpus"): str(len(inv.cpu.isolated)),
+        own("gpu-passthrough"): _flag(passthrough > 0),
+        own("gpu-passthrough-count"): str(passthrough),
+        own("reboot-required"): _flag(inv.prep.reboot_required),
+        own("kubelet-restart-required"): _flag(inv.prep.kubelet_restart_required),
+    }
+    if inv.cpu.governor:
+        labels[own("cpu-governor")] = inv.cpu.governor
+    for workload in WORKLOADS:
+        ready = readiness.get(workload)
+        labels[own(f"ready-{workload}")] = _flag(ready is not None and ready.ready)
+    return labels
+
+
+def _selects_nvidia(selector: _GpuSelectorLike, gpus: Iterable[Gpu]) -> bool:
+    """Whether a profile's passthrough selector picks NVIDIA GPUs (directly, or via this host's GPUs)."""
+    if selector.vendor is not None:
+        return selector.vendor.lower().removeprefix("0x") == NVIDIA_VENDOR_ID
+    for gpu in gpus:
+        if selector.address is not None and gpu.address != selector.address:
+            continue
+        if selector.device is not None and gpu.device_id != selector.device.lower().removeprefix("0x"):
+            continue
+        if gpu.vendor_id == NVIDIA_VENDOR_ID:
+            return True
+    return False
+
+
+def computed_keys(config: LabelConfig) -> frozenset[str]:
+    """Every key nodeagent may compute, present on this node or not: a profile may not set these."""
+    keys = {f"{NFD_PREFIX}/cpu-cpuid.{name}" for name in CPUID_FLAGS.values()}
+    keys |= {f"{NFD_PREFIX}/cpu-cpuid.RTSCHED", f"{NFD_PREFIX}/cpu-hardware_multithreading",
+             f"{NFD_PREFIX}/memory-numa", f"{NFD_PREFIX}/numa", "topology.kubernetes.io/numa-nodes", "realtime",
+             "nvidia.com/gpu.workload.config"}
+    own = ("kvm", "kvm-nested", "iommu", "rt-kernel", "ksm", "hugepages-2Mi", "hugepages-1Gi", "isolated-cpus",
+           "cpu-governor", "gpu-passthrough", "gpu-passthrough-count", "reboot-required", "kubelet-restart-required",
+           *(f"ready-{w}" for w in WORKLOADS))
+    keys |= {config.own(name) for name in own}
+    return frozenset(keys)
+
+
+def _add_profile_labels(labels: dict[str, str], extra: Mapping[str, str], config: LabelConfig,
+                        warnings: list[str]) -> None:
+    reserved = computed_keys(config)
+    for key, raw in extra.items():
+        value = str(raw)
+        if error := label_key_error(key):
+            raise LabelError(f"spec.labels: {error}")
+        if error := label_value_error(value):
+            raise LabelError(f"spec.labels[{key!r}]: {error}")
+        if key in labels:
+            if labels[key] != value:
+                warnings.append(f"spec.labels[{key!r}]={value!r} ignored: nodeagent computes {key} "
+                                f"({labels[key]!r} on this node)")
+            continue
+        if key in reserved:
+            warnings.append(f"spec.labels[{key!r}] ignored: nodeagent computes {key} itself "
+                            "(and leaves it off this node)")
+            continue
+        labels[key] = value
+
+
+def profile_taints(taints: Iterable[_TaintLike]) -> list[NodeTaint]:
+    """The profile's taints, validated as the API server would; later entries win per (key, effect)."""
+    result: dict[tuple[str, str], NodeTaint] = {}
+    for index, taint in enumerate(taints):
+        where = f"spec.taints[{index}]"
+        value = "" if taint.value is None else str(taint.value)
+        if error := label_key_error(taint.key):
+            raise LabelError(f"{where}.key: {error}")
+        if error := label_value_error(value):
+            raise LabelError(f"{where}.value: {error}")
+        if taint.effect not in TAINT_EFFECTS:
+            raise LabelError(f"{where}.effect: {taint.effect!r} is not one of {', '.join(TAINT_EFFECTS)}")
+        result[(taint.key, taint.effect)] = NodeTaint(taint.key, value, taint.effect)
+    return sorted(result.values())

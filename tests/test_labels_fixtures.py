@@ -1,0 +1,171 @@
+"""The exact labels of every fixture host, and which hosts each VM recipe's node selector picks.
+
+The expected sets are written by hand from ``fixtures/specs/*.yaml`` and CONTRACT §4 (the reasoning
+is in the comments), never by calling the code under test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nodeagent.discover import discover
+from nodeagent.host import Host
+from nodeagent.labels import LabelConfig, compute_labels
+from tests.conftest import FIXTURE_HOSTS
+
+NFD = "feature.node.kubernetes.io"
+NA = "nodeagent.io"
+
+
+def cpuid(*names: str) -> dict[str, str]:
+    return {f"{NFD}/cpu-cpuid.{n}": "true" for n in names}
+
+
+def own(**values: str) -> dict[str, str]:
+    return {f"{NA}/{k.replace('_', '-')}": v for k, v in values.items()}
+
+
+def ready(*workloads: str) -> dict[str, str]:
+    every = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
+    return {f"{NA}/ready-{w}": "true" if w in workloads else "false" for w in every}
+
+
+NOTHING_PENDING = own(reboot_required="false", kubelet_restart_required="false")
+
+EXPECTED: dict[str, dict[str, str]] = {
+    # Sapphire Rapids: every named flag but SVM (Intel); 2 sockets x 56 cores x 2 threads, 2 NUMA nodes;
+    # 64+64 1Gi pages, no 2Mi; KSM off; 4 H100 on vfio-pci, each alone in its group behind the PEX
+    # switch → 4 passthrough-ready; governor performance; kvm_intel nested=Y.
+    # Ready: general (KVM), database (1Gi, KSM off), hpc (1Gi, AVX512F), ai-training (IOMMU, GPUs, 1Gi);
+    # not high-density (KSM off) nor realtime (not PREEMPT_RT).
+    "intel-2s-8gpu": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
+                "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/memory-numa": "true",
+        f"{NFD}/numa": "true",
+        "topology.kubernetes.io/numa-nodes": "2",
+        **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="false",
+              isolated_cpus="0", cpu_governor="performance", gpu_passthrough="true", gpu_passthrough_count="4"),
+        f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
+        **ready("general", "database", "hpc", "ai-training"),
+        **NOTHING_PENDING,
+    },
+    # Genoa: AVX-512 incl. BF16/VNNI, no AMX, SVM not VMX; NPS4 → 4 NUMA nodes; 2Mi pages on nodes 0-1;
+    # KSM running; governors performance + schedutil → mixed; RTX 4090 + its audio both on vfio-pci →
+    # 1 passthrough-ready GPU (the Radeon shares its group with USB on host drivers).
+    # Ready: general, high-density (KSM on), ai-training (IOMMU, GPU, 2Mi); no 1Gi → no database/hpc.
+    "amd-nps4-consumer": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
+                "FMA3", "SHA", "AESNI", "SVM"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/memory-numa": "true",
+        f"{NFD}/numa": "true",
+        "topology.kubernetes.io/numa-nodes": "4",
+        **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="true",
+              isolated_cpus="0", cpu_governor="mixed", gpu_passthrough="true", gpu_passthrough_count="1"),
+        f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
+        **ready("general", "high-density", "ai-training"),
+        **NOTHING_PENDING,
+    },
+    # Ice Lake-SP: AVX-512 with VNNI, no BF16, no AMX; PREEMPT_RT → RTSCHED, rt-kernel; one NUMA node;
+    # CPUs 2-11,14-23 isolated (20) and covered by nohz_full and rcu_nocbs, governor performance,
+    # 16 x 1Gi, tsc_deadline_timer → ready for realtime, hence `realtime: "true"`; also database, hpc.
+    "rt-isolated": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
+                "FMA3", "SHA", "AESNI", "VMX", "RTSCHED"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/memory-numa": "false",
+        f"{NFD}/numa": "false",
+        "topology.kubernetes.io/numa-nodes": "1",
+        "realtime": "true",
+        **own(kvm="true", kvm_nested="false", iommu="true", rt_kernel="true", ksm="false",
+              isolated_cpus="20", cpu_governor="performance", gpu_passthrough="false", gpu_passthrough_count="0"),
+        f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
+        **ready("general", "database", "hpc", "realtime"),
+        **NOTHING_PENDING,
+    },
+    # Kaby Lake desktop with VT-x off: no vmx flag (and no KVM), AVX2/FMA/AES only; no IOMMU; no cpufreq
+    # → no governor label; GTX 1060 on nouveau → not passthrough-ready. Nothing is ready.
+    "desktop-no-iommu": {
+        **cpuid("AVX2", "FMA3", "AESNI"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/memory-numa": "false",
+        f"{NFD}/numa": "false",
+        "topology.kubernetes.io/numa-nodes": "1",
+        **own(kvm="false", kvm_nested="false", iommu="false", rt_kernel="false", ksm="false",
+              isolated_cpus="0", gpu_passthrough="false", gpu_passthrough_count="0"),
+        f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",
+        **ready(),
+        **NOTHING_PENDING,
+    },
+    # A 2-vCPU Icelake guest: AVX-512 (no BF16/AMX), no vmx (no nested virt), 1 thread per core; no KVM,
+    # no IOMMU, no cpufreq, no PCI devices. Nothing is ready.
+    "minimal": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
+                "FMA3", "SHA", "AESNI"),
+        f"{NFD}/cpu-hardware_multithreading": "false",
+        f"{NFD}/memory-numa": "false",
+        f"{NFD}/numa": "false",
+        "topology.kubernetes.io/numa-nodes": "1",
+        **own(kvm="false", kvm_nested="false", iommu="false", rt_kernel="false", ksm="false",
+              isolated_cpus="0", gpu_passthrough="false", gpu_passthrough_count="0"),
+        f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",
+        **ready(),
+        **NOTHING_PENDING,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def host_labels(host_trees: Callable[[str], Any]) -> dict[str, dict[str, str]]:
+    return {name: compute_labels(discover(Host(str(host_trees(name))))).labels for name in FIXTURE_HOSTS}
+
+
+def test_every_fixture_host_has_an_expectation() -> None:
+    assert set(EXPECTED) == set(FIXTURE_HOSTS)
+
+
+@pytest.mark.parametrize("name", FIXTURE_HOSTS)
+def test_exact_label_set(host_labels: dict[str, dict[str, str]], name: str) -> None:
+    assert host_labels[name] == EXPECTED[name]
+
+
+# --- the VM recipes' node selectors (WORKLOADS.md), and exactly which hosts they pick -----------------
+
+
+def selects(labels: dict[str, str], selector: dict[str, str]) -> bool:
+    return all(labels.get(k) == v for k, v in selector.items())
+
+
+@pytest.mark.parametrize(("selector", "hosts"), [
+    # ultra-perf (pinning + hugepages + NUMA)
+    ({f"{NFD}/numa": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer"}),
+    # HPC / MPI: 2 NUMA nodes
+    ({"topology.kubernetes.io/numa-nodes": "2"}, {"intel-2s-8gpu"}),
+    # realtime / NFV and HPC
+    ({"realtime": "true"}, {"rt-isolated"}),
+    # HPC: AVX-512 (the minimal guest has it too: it is a CPU flag, not readiness)
+    ({f"{NFD}/cpu-cpuid.AVX512F": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "minimal"}),
+    # realtime / NFV
+    ({f"{NFD}/cpu-cpuid.RTSCHED": "true"}, {"rt-isolated"}),
+    # the HPC recipe's selectors together: no fixture host is both realtime and 2-socket
+    ({"realtime": "true", f"{NFD}/cpu-cpuid.AVX512F": "true", "topology.kubernetes.io/numa-nodes": "2"}, set()),
+    # the realtime recipe's selectors together
+    ({"realtime": "true", f"{NFD}/cpu-cpuid.RTSCHED": "true"}, {"rt-isolated"}),
+])
+def test_seed_selector_picks_exactly(host_labels: dict[str, dict[str, str]], selector: dict[str, str],
+                                     hosts: set[str]) -> None:
+    assert {name for name, labels in host_labels.items() if selects(labels, selector)} == hosts
+
+
+def test_without_nfd_labels_the_seed_selectors_still_work(host_trees: Callable[[str], Any]) -> None:
+    """On a cluster running NFD, nodeagent drops NFD's own names but keeps the ones NFD lacks."""
+    config = LabelConfig(nfd_compatible=False)
+    labels = compute_labels(discover(Host(str(host_trees("rt-isolated")))), config=config).labels
+    assert labels[f"{NFD}/cpu-cpuid.RTSCHED"] == "true" and labels["realtime"] == "true"
+    assert labels[f"{NFD}/numa"] == "false" and labels["topology.kubernetes.io/numa-nodes"] == "1"
+    assert f"{NFD}/cpu-cpuid.AVX512F" not in labels  # NFD publishes that one itself

@@ -106,6 +106,7 @@ class Host:
 
     root: str = "/"
     dry_run: bool = False
+    live: bool | None = None  # None: live exactly when the root is "/"; True: a mounted live host
     warnings: list[HostWarning] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     stats: HostStats = field(default_factory=HostStats)
@@ -126,8 +127,13 @@ class Host:
 
     @property
     def is_live(self) -> bool:
-        """True when the root is this machine's own ``/``: live-only sources may be used."""
-        return self.root == "/"
+        """Whether live-only sources may be used: the root is this machine's own ``/``.
+
+        ``live=True`` says that another root is this very machine's ``/`` mounted elsewhere (a
+        DaemonSet's ``/host`` with the host's PID namespace), so the KVM ioctl, netlink, NVML and
+        libvirt describe the same machine as the files do.
+        """
+        return self.root == "/" if self.live is None else self.live
 
     def live_source(self, source: str) -> bool:
         """Whether a live-only source (netlink, ioctl, NVML, libvirt, udev) may be used here.
@@ -143,7 +149,7 @@ class Host:
         """The real filesystem path of a host path, with every symlink kept inside the root."""
         if not path.startswith("/"):
             raise HostError(f"host paths are absolute, got {path!r}")
-        if self.is_live:
+        if self.root == "/":
             return os.path.normpath(path)
         return self._resolve(path, follow_last=follow)
 
@@ -188,7 +194,7 @@ class Host:
 
     def host_path(self, fs_path: str) -> str:
         """The inverse of :meth:`fs_path`: a filesystem path below the root as the host sees it."""
-        if self.is_live:
+        if self.root == "/":
             return fs_path
         rel = os.path.relpath(fs_path, self.root)
         return "/" if rel == "." else "/" + rel
@@ -318,7 +324,7 @@ class Host:
             return None
         if not os.path.lexists(real):
             return None
-        return self.host_path(os.path.realpath(real) if self.is_live else real)
+        return self.host_path(os.path.realpath(real) if self.root == "/" else real)
 
     def link_name(self, path: str) -> str | None:
         """The last component of a symlink's target (a ``driver`` link → ``vfio-pci``)."""
@@ -402,7 +408,9 @@ class Host:
         """Run a host command (``update-grub``, ``modprobe vfio-pci``).
 
         Only on the live host, or through a test's :attr:`command_runner`: under a fixture root a
-        real ``modprobe`` would change this machine, not the one the root describes.
+        real ``modprobe`` would change this machine, not the one the root describes. On a live host
+        mounted at another root (a DaemonSet's ``/host``) the command runs ``chroot``-ed into it, so
+        that it finds the host's own binaries, ``/lib/modules`` and ``/boot``.
         """
         record = WriteRecord(" ".join(argv), None, "run")
         if self.dry_run:
@@ -417,8 +425,9 @@ class Host:
             raise HostError(f"not running {argv[0]!r}: commands run only on the live host (--root /)")
         import subprocess
 
+        command = list(argv) if self.root == "/" else ["chroot", self.root, *argv]
         try:
-            done = subprocess.run(list(argv), capture_output=True, text=True, timeout=300, check=False)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
         except FileNotFoundError:
             return CommandResult(list(argv), 127, "", f"{argv[0]}: command not found")
         return CommandResult(list(argv), done.returncode, done.stdout, done.stderr)
@@ -454,7 +463,7 @@ class Host:
         """An ioctl on a live device file (``KVM_GET_API_VERSION`` on ``/dev/kvm``)."""
         if not self.is_live:
             raise HostError("ioctls are live-only")
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(self.fs_path(path), os.O_RDWR | os.O_CLOEXEC)
         try:
             return fcntl.ioctl(fd, request, arg)
         finally:

@@ -156,3 +156,19 @@ def test_reads_are_counted(tree: Path) -> None:
     host.read_text("/proc/nr")
     host.read_text("/proc/absent")
     assert host.stats.reads == 2
+
+
+def test_a_mounted_live_root_can_be_declared_live(tree: Path) -> None:
+    mounted = Host(str(tree), live=True)
+    assert mounted.is_live and mounted.live_source("netlink")
+    assert mounted.read_str("/proc/nr") == "12x"  # paths still resolve under the root
+    assert not Host("/", live=False).is_live
+
+
+@pytest.mark.realhost
+def test_commands_on_a_mounted_live_root_run_inside_it(tree: Path) -> None:
+    # The tree has no /bin/true: a command chroot-ed into it cannot find this machine's binary.
+    result = Host(str(tree), live=True).run(["true"])
+    assert result.returncode == 127
+    assert "chroot" in result.stderr
+    assert Host("/").run(["true"]).returncode == 0

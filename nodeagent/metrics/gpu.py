@@ -1,0 +1,125 @@
+"""GPU series: sysfs facts for every GPU (from the Inventory), NVML readings for host-driver GPUs.
+
+The sysfs half is what no vendor exporter can give for a GPU passed through to a VM: once a GPU
+is bound to vfio-pci, DCGM and nvidia-smi no longer see it, but its PCIe link and AER counters
+are still in sysfs, and a GPU that trained at x8 or logs AER errors is worth an alert whichever
+driver holds it. Which VM holds a passthrough GPU comes from libvirt (see ``vm.py``).
+
+The NVML half is a separate collector so that a missing or broken driver takes down only
+``nodeagent_collector_up{collector="nvml"}``, never the sysfs series.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from nodeagent.inventory import Inventory
+from nodeagent.metrics.base import InventoryCollector, InventoryProvider
+from nodeagent.metrics.labels import driver_label, numa_label, optional_label
+from nodeagent.sources.nvml_source import NvmlSource
+
+NVML_DRIVERS = frozenset({"nvidia"})  # host drivers NVML can read
+
+
+class GpuSysfsCollector(InventoryCollector):
+    name = "gpu"
+
+    def families(self, inv: Inventory) -> Iterator[Metric]:
+        info = GaugeMetricFamily("nodeagent_gpu_info", "A GPU on the PCI bus, whichever driver holds it.",
+                                 labels=["pci_address", "vendor_id", "device_id", "model", "driver", "numa_node",
+                                         "iommu_group"])
+        speed = GaugeMetricFamily("nodeagent_gpu_pcie_link_speed_gts",
+                                  "Current PCIe link speed of the GPU, in GT/s.", labels=["pci_address"])
+        width = GaugeMetricFamily("nodeagent_gpu_pcie_link_width", "Current PCIe link width of the GPU, in lanes.",
+                                  labels=["pci_address"])
+        max_speed = GaugeMetricFamily("nodeagent_gpu_pcie_link_max_speed_gts",
+                                      "Fastest PCIe link speed the GPU supports, in GT/s.", labels=["pci_address"])
+        max_width = GaugeMetricFamily("nodeagent_gpu_pcie_link_max_width",
+                                      "Widest PCIe link the GPU supports, in lanes.", labels=["pci_address"])
+        degraded = GaugeMetricFamily("nodeagent_gpu_pcie_link_degraded",
+                                     "1 when the GPU's link trained below its maximum speed or width.",
+                                     labels=["pci_address"])
+        aer = CounterMetricFamily("nodeagent_gpu_aer_errors",
+                                  "PCIe AER errors the GPU reported since boot, by severity.",
+                                  labels=["pci_address", "severity"])
+        power = GaugeMetricFamily("nodeagent_gpu_power_state",
+                                  "PCI power state of the GPU (D0, D3hot, D3cold…): 1 for the current one.",
+                                  labels=["pci_address", "state"])
+        ready = GaugeMetricFamily("nodeagent_gpu_passthrough_ready",
+                                  "1 when the GPU and its whole IOMMU group are bound to vfio and the IOMMU is on.",
+                                  labels=["pci_address"])
+        for gpu in inv.gpus:
+            address = gpu.address
+            info.add_metric([address, gpu.vendor_id, gpu.device_id, gpu.name, driver_label(gpu.driver),
+                             numa_label(gpu.numa_node), optional_label(gpu.iommu_group)], 1.0)
+            link = gpu.link
+            for family, value in ((speed, link.current_speed_gts), (width, link.current_width),
+                                  (max_speed, link.max_speed_gts), (max_width, link.max_width)):
+                if value is not None:
+                    family.add_metric([address], value)
+            if link.degraded is not None:
+                degraded.add_metric([address], 1.0 if link.degraded else 0.0)
+            for severity, count in sorted(gpu.aer.items()):
+                aer.add_metric([address, severity], count)
+            if gpu.power_state:
+                power.add_metric([address, gpu.power_state], 1.0)
+            ready.add_metric([address], 1.0 if gpu.passthrough_ready else 0.0)
+        yield from (info, speed, width, max_speed, max_width, degraded, aer, power, ready)
+
+
+class NvmlCollector:
+    """Live readings of host-driver GPUs. NVML is not touched on a host with no such GPU."""
+
+    name = "nvml"
+    timeout_s: float | None = 5.0
+
+    def __init__(self, source: NvmlSource, inventory: InventoryProvider) -> None:
+        self._source = source
+        self._inventory = inventory
+
+    def collect(self) -> Iterator[Metric]:
+        if not any(g.driver in NVML_DRIVERS for g in self._inventory().gpus):
+            return
+        reading = self._source.read()
+        families = {
+            "utilization": GaugeMetricFamily("nodeagent_gpu_utilization_ratio",
+                                             "Fraction of the last sample period the GPU was busy (NVML).",
+                                             labels=["pci_address"]),
+            "mem_used": GaugeMetricFamily("nodeagent_gpu_memory_used_bytes",
+                                          "GPU memory in use, without the driver's reservation (NVML).",
+                                          labels=["pci_address"]),
+            "mem_total": GaugeMetricFamily("nodeagent_gpu_memory_total_bytes", "GPU memory installed (NVML).",
+                                           labels=["pci_address"]),
+            "mem_reserved": GaugeMetricFamily("nodeagent_gpu_memory_reserved_bytes",
+                                              "GPU memory the driver reserves for itself (NVML).",
+                                              labels=["pci_address"]),
+            "temperature": GaugeMetricFamily("nodeagent_gpu_temperature_celsius", "GPU core temperature (NVML).",
+                                             labels=["pci_address"]),
+            "power": GaugeMetricFamily("nodeagent_gpu_power_watts", "GPU power draw (NVML).",
+                                       labels=["pci_address"]),
+            "power_limit": GaugeMetricFamily("nodeagent_gpu_power_limit_watts",
+                                             "Power limit the driver enforces on the GPU (NVML).",
+                                             labels=["pci_address"]),
+        }
+        energy = CounterMetricFamily("nodeagent_gpu_energy_joules",
+                                     "Energy the GPU consumed since the driver was loaded (NVML).",
+                                     labels=["pci_address"])
+        for gpu in reading.gpus:
+            label = [gpu.pci_address]
+            for key, value in (("utilization", gpu.utilization_ratio), ("mem_used", gpu.memory_used_bytes),
+                               ("mem_total", gpu.memory_total_bytes), ("mem_reserved", gpu.memory_reserved_bytes),
+                               ("temperature", gpu.temperature_celsius),
+                               ("power", gpu.power_watts), ("power_limit", gpu.power_limit_watts)):
+                if value is not None:
+                    families[key].add_metric(label, value)
+            if gpu.energy_joules is not None:
+                energy.add_metric(label, gpu.energy_joules)
+        yield from families.values()
+        yield energy
+        if reading.driver_version:
+            driver = GaugeMetricFamily("nodeagent_nvidia_driver_info", "The loaded NVIDIA driver's version (NVML).",
+                                       labels=["version"])
+            driver.add_metric([reading.driver_version], 1.0)
+            yield driver

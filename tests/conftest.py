@@ -15,18 +15,32 @@ import pytest
 from nodeagent.host import Host
 
 FIXTURE_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
+CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
+CAPTURED_HOSTS = sorted(p.name.removesuffix(".tar.gz") for p in CAPTURES.glob("*.tar.gz"))
 
 
 @pytest.fixture(scope="session")
 def host_trees(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
-    """Build (once per session) and return the read-only tree of a named fixture host."""
+    """Build (once per session) and return the read-only tree of a named fixture host.
+
+    Names of ``fixtures/specs/*.yaml`` are generated; names of ``fixtures/captures/*.tar.gz``
+    (real hosts packed by ``nodeagent capture``) are unpacked.
+    """
+    import tarfile
+
     from fixtures.hostgen import build_host
 
     built: dict[str, Path] = {}
 
     def tree(name: str) -> Path:
         if name not in built:
-            built[name] = build_host(name, tmp_path_factory.mktemp(name))
+            dest = tmp_path_factory.mktemp(name)
+            if name in CAPTURED_HOSTS:
+                with tarfile.open(CAPTURES / f"{name}.tar.gz") as archive:
+                    archive.extractall(dest, filter="tar")
+                built[name] = dest
+            else:
+                built[name] = build_host(name, dest)
         return built[name]
 
     return tree

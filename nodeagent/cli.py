@@ -23,15 +23,19 @@ LOG_LEVELS = ["debug", "info", "warning", "error"]
 @click.option("--root", envvar="NODEAGENT_ROOT", default="/", show_default=True, metavar="PATH",
               help="Prefix for every host path (/sys, /proc, /dev, /etc, /boot, /var/lib, /lib/modules). "
                    "Env: NODEAGENT_ROOT.")
+@click.option("--live/--no-live", envvar="NODEAGENT_LIVE", default=None,
+              help="The root is this machine's own / mounted elsewhere (a DaemonSet's /host with the host's PID "
+                   "namespace): use live-only sources (KVM ioctl, netlink, NVML, libvirt, udev) and run host "
+                   "commands chroot-ed into it. Default: live exactly when --root is /. Env: NODEAGENT_LIVE.")
 @click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="warning",
               show_default=True, help="Log verbosity (logs go to stderr).")
 @click.version_option(__version__, prog_name="nodeagent")
 @click.pass_context
-def main(ctx: click.Context, root: str, log_level: str) -> None:
+def main(ctx: click.Context, root: str, live: bool | None, log_level: str) -> None:
     """Node agent for bare-metal KubeVirt hosts: inspect, check, label, measure and prepare a node."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = CliContext(root=root)
+    ctx.obj = CliContext(root=root, live=live)
 
 
 register_commands(main)

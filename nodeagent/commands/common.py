@@ -14,9 +14,11 @@ from nodeagent.host import Host, HostError
 @dataclass
 class CliContext:
     root: str
+    live: bool | None = None
 
     def host(self, **kwargs: Any) -> Host:
-        """The Host for --root; a bad root is a usage error (exit 2), not a traceback."""
+        """The Host for --root (and --live); a bad root is a usage error (exit 2), not a traceback."""
+        kwargs.setdefault("live", self.live)
         try:
             return Host(self.root, **kwargs)
         except HostError as exc:

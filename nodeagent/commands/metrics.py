@@ -21,17 +21,14 @@ from nodeagent.commands.common import CliContext
               help="Read VMs through libvirt at all.")
 @click.option("--nvml/--no-nvml", default=True, show_default=True,
               help="Read host-driver NVIDIA GPUs through NVML.")
-@click.option("--live/--no-live", default=None,
-              help="Read live-only sources (libvirt, NVML, /proc of QEMU processes) although --root is not /: "
-                   "the root is this machine's own / mounted elsewhere (a DaemonSet's /host). "
-                   "Default: only when --root is /.")
 @click.option("--openmetrics", is_flag=True, help="Print the OpenMetrics format instead of the Prometheus text format.")
 @click.pass_obj
 def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, use_libvirt: bool, nvml: bool,
-            live: bool | None, openmetrics: bool) -> None:
+            openmetrics: bool) -> None:
     """Print one Prometheus exposition of every collector and exit.
 
-    Live sources (libvirt, NVML, /proc of QEMU processes) are read only when --root is / (or --live).
+    Live sources (libvirt, NVML, /proc of QEMU processes) are read only on the live host: --root /,
+    or the global --live when the host's / is mounted at --root.
     """
     from nodeagent.discover import discover
     from nodeagent.metrics import MetricsOptions, build_metrics
@@ -39,7 +36,7 @@ def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, u
     host = obj.host()
     inventory = discover(host)
     options = MetricsOptions(libvirt=use_libvirt, libvirt_uris=list(libvirt_uris) or None, kubevirt=kubevirt,
-                             nvml=nvml, live=live)
+                             nvml=nvml)
     node_metrics = build_metrics(lambda: inventory, host, options)
     try:
         accept = "application/openmetrics-text; version=1.0.0" if openmetrics else ""

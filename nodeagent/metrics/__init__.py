@@ -109,7 +109,7 @@ def wants_openmetrics_only(accept: str) -> bool:
 
 def system_libvirt_source(host: Host, *, xml_ttl_s: float = 60.0) -> LibvirtSource:
     """The host's system libvirt daemon; absent (not an error) when none of its sockets exist."""
-    if host.is_live:
+    if host.root == "/":
         uri = "qemu:///system"
     else:  # the live host's / mounted elsewhere (a DaemonSet's /host): address the socket by path
         found = next((p for p in SYSTEM_SOCKETS if host.exists(p)), SYSTEM_SOCKETS[0])

@@ -18,7 +18,6 @@ def _run(*args: str) -> tuple[int, str]:
 
 
 def test_metrics_of_a_fixture_host(host_trees: Callable[[str], Path]) -> None:
-    pytest.importorskip("fixtures.hostgen")
     code, output = _run("--root", str(host_trees("intel-2s-8gpu")), "metrics")
     assert code == 0
     exposition = Exposition(output)
@@ -31,7 +30,6 @@ def test_metrics_of_a_fixture_host(host_trees: Callable[[str], Path]) -> None:
 
 
 def test_openmetrics_output(host_trees: Callable[[str], Path]) -> None:
-    pytest.importorskip("fixtures.hostgen")
     code, output = _run("--root", str(host_trees("minimal")), "metrics", "--openmetrics")
     assert code == 0 and output.endswith("# EOF\n")
     assert "nodeagent_kvm_available 0.0" in output
@@ -39,8 +37,7 @@ def test_openmetrics_output(host_trees: Callable[[str], Path]) -> None:
 
 def test_live_root_mounted_elsewhere_without_a_libvirt_daemon(host_trees: Callable[[str], Path]) -> None:
     """A DaemonSet's view: --root /host --live, and no libvirt socket under it (absent is not down)."""
-    pytest.importorskip("fixtures.hostgen")
-    code, output = _run("--root", str(host_trees("minimal")), "metrics", "--live", "--no-nvml")
+    code, output = _run("--root", str(host_trees("minimal")), "--live", "metrics", "--no-nvml")
     assert code == 0
     exposition = Exposition(output)
     assert exposition.value("nodeagent_collector_up", collector="vm") == 1
@@ -48,9 +45,8 @@ def test_live_root_mounted_elsewhere_without_a_libvirt_daemon(host_trees: Callab
 
 
 def test_an_unreachable_libvirt_is_reported_not_fatal(host_trees: Callable[[str], Path], tmp_path: Path) -> None:
-    pytest.importorskip("fixtures.hostgen")
     pytest.importorskip("libvirt")
-    code, output = _run("--root", str(host_trees("minimal")), "metrics", "--live", "--no-nvml", "--no-kubevirt",
+    code, output = _run("--root", str(host_trees("minimal")), "--live", "metrics", "--no-nvml", "--no-kubevirt",
                         "--libvirt-uri", f"qemu+unix:///system?socket={tmp_path}/gone")
     assert code == 0
     exposition = Exposition(output)
@@ -59,7 +55,6 @@ def test_an_unreachable_libvirt_is_reported_not_fatal(host_trees: Callable[[str]
 
 
 def test_no_libvirt_means_no_vm_collector(host_trees: Callable[[str], Path]) -> None:
-    pytest.importorskip("fixtures.hostgen")
-    code, output = _run("--root", str(host_trees("minimal")), "metrics", "--live", "--no-nvml", "--no-libvirt")
+    code, output = _run("--root", str(host_trees("minimal")), "--live", "metrics", "--no-nvml", "--no-libvirt")
     assert code == 0
     assert 'collector="vm"' not in output

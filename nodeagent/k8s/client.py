@@ -17,12 +17,14 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 log = logging.getLogger(__name__)
 
 NRT_GROUP = "topology.node.k8s.io"
 NRT_VERSION = "v1alpha2"
 NRT_PLURAL = "noderesourcetopologies"
+NRT_PATH = f"/apis/{NRT_GROUP}/{NRT_VERSION}/{NRT_PLURAL}"
 EVENTS_NAMESPACE = "default"  # where kubelet and controllers put Node events
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -125,14 +127,16 @@ def connect(kubeconfig: str | None = None, *, context: str | None = None,
 
 
 class KubeApi:
-    """Raw-JSON Node, NodeResourceTopology and Event calls over one ``kubernetes`` ApiClient."""
+    """Raw-JSON Node, NodeResourceTopology and Event calls over one ``kubernetes`` ApiClient.
+
+    The six requests go through the client's own ``param_serialize``/``call_api`` (its config
+    loaders, auth, TLS and connection pool) rather than the generated ``CoreV1Api`` and
+    ``CustomObjectsApi`` classes: those two load the generated code of every API endpoint, some
+    22 MiB of a long-lived daemon's memory, to send requests nodeagent builds in a line each.
+    """
 
     def __init__(self, api_client: Any, *, timeouts: Timeouts | None = None) -> None:
-        from kubernetes import client
-
         self.api_client = api_client
-        self.core = client.CoreV1Api(api_client)
-        self.custom = client.CustomObjectsApi(api_client)
         self.timeouts = timeouts or Timeouts()
         self.current_watch: Any = None  # the open watch response, for stop_watch()
 
@@ -153,9 +157,27 @@ class KubeApi:
 
     # --- calls -------------------------------------------------------------------------------
 
-    def _call(self, what: str, method: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        kwargs.setdefault("_request_timeout", self.timeouts.pair())
-        response = self._raw(what, method, *args, _preload_content=False, **kwargs)
+    def _send(self, method: str, path: str, *, query: list[tuple[str, str]] | None = None, body: Any = None,
+              content_type: str = "application/json", timeout: Any = None) -> Any:
+        """One request; the urllib3 response of a 2xx, else the client's ``ApiException``.
+
+        Non-2xx statuses raise as the generated ``*_without_preload_content`` methods do.
+        """
+        from kubernetes.client.exceptions import ApiException
+
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = content_type
+        request = self.api_client.param_serialize(method=method, resource_path=path, query_params=query or [],
+                                                  header_params=headers, body=body, auth_settings=["BearerToken"])
+        response = self.api_client.call_api(*request, _request_timeout=timeout or self.timeouts.pair())
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException.from_response(http_resp=response, body=None, data=None)
+        return response.response
+
+    def _call(self, what: str, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self._raw(what, self._send, method, path, **kwargs)
         try:
             data = response.data
         finally:
@@ -188,11 +210,12 @@ class KubeApi:
             raise ApiError(f"{what}: {type(exc).__name__}: {exc}") from exc
 
     def get_node(self, name: str) -> dict[str, Any]:
-        return self._call(f"get node {name}", self.core.read_node, name)
+        return self._call(f"get node {name}", "GET", f"/api/v1/nodes/{quote(name)}")
 
     def patch_node(self, name: str, patch: dict[str, Any] | list[Any],
                    content_type: str = MERGE_PATCH) -> dict[str, Any]:
-        return self._call(f"patch node {name}", self.core.patch_node, name, patch, _content_type=content_type)
+        return self._call(f"patch node {name}", "PATCH", f"/api/v1/nodes/{quote(name)}", body=patch,
+                          content_type=content_type)
 
     def watch_node(self, name: str, resource_version: str, timeout_seconds: int) -> Iterator[dict[str, Any]]:
         """The watch events of one Node (field selector ``metadata.name``), until the server ends it.
@@ -203,11 +226,10 @@ class KubeApi:
         """
         from kubernetes.watch.watch import iter_resp_lines
 
-        response = self._raw(
-            f"watch node {name}", self.core.list_node,
-            field_selector=f"metadata.name={name}", watch=True, allow_watch_bookmarks=True,
-            resource_version=resource_version, timeout_seconds=timeout_seconds,
-            _preload_content=False, _request_timeout=self.timeouts.pair(timeout_seconds + 30.0))
+        query = [("fieldSelector", f"metadata.name={name}"), ("watch", "true"), ("allowWatchBookmarks", "true"),
+                 ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]
+        response = self._raw(f"watch node {name}", self._send, "GET", "/api/v1/nodes", query=query,
+                             timeout=self.timeouts.pair(timeout_seconds + 30.0))
         self.current_watch = response
         try:
             for line in _lines(iter_resp_lines, response, name):
@@ -235,19 +257,16 @@ class KubeApi:
                 log.debug("watch shutdown failed", exc_info=True)
 
     def get_topology(self, name: str) -> dict[str, Any]:
-        return self._call(f"get noderesourcetopology {name}", self.custom.get_cluster_custom_object,
-                          NRT_GROUP, NRT_VERSION, NRT_PLURAL, name)
+        return self._call(f"get noderesourcetopology {name}", "GET", f"{NRT_PATH}/{quote(name)}")
 
     def create_topology(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call("create noderesourcetopology", self.custom.create_cluster_custom_object,
-                          NRT_GROUP, NRT_VERSION, NRT_PLURAL, body)
+        return self._call("create noderesourcetopology", "POST", NRT_PATH, body=body)
 
     def replace_topology(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self._call(f"replace noderesourcetopology {name}", self.custom.replace_cluster_custom_object,
-                          NRT_GROUP, NRT_VERSION, NRT_PLURAL, name, body)
+        return self._call(f"replace noderesourcetopology {name}", "PUT", f"{NRT_PATH}/{quote(name)}", body=body)
 
     def create_event(self, body: dict[str, Any], namespace: str = EVENTS_NAMESPACE) -> dict[str, Any]:
-        return self._call("create event", self.core.create_namespaced_event, namespace, body)
+        return self._call("create event", "POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=body)
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -1,0 +1,187 @@
+"""Applying the selected profile from the daemon: the same plan/apply path as ``nodeagent apply``.
+
+Each reconcile plans (pure, cheap) and applies only when the plan has changes: a converged node
+writes nothing. Around that single code path the daemon adds what a long-running loop needs:
+
+* **no hammering**: a failed apply (rolled back by ``execute``) is retried after a back-off that
+  doubles from one reconcile interval up to an hour, unless the profile or the plan changes; an
+  apply that flapped a GPU's driver every minute would be worse than one that waits;
+* **no Event spam**: an invalid or refused profile is reported once per distinct message, not
+  every minute;
+* **SIGTERM**: ``execute`` is given a clock that jumps to the end of time once the daemon is
+  stopping, so a hugepage allocation that is still retrying gives up at once and is handled as
+  apply always handles a short allocation (rolled back, or deferred to boot for 1Gi pages); the
+  journal stays consistent because ``execute`` itself runs to its end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from nodeagent.daemon.profiles import LoadedProfile
+from nodeagent.host import Host
+from nodeagent.inventory import Inventory
+from nodeagent.prep.apply import EXIT_CONVERGED, EXIT_PENDING, ApplyResult, execute
+from nodeagent.prep.model import Plan, PrepOptions
+from nodeagent.prep.plan import build_plan, plan_for_host
+from nodeagent.profile import ProfileError, parse_profile_text
+
+log = logging.getLogger(__name__)
+
+Reporter = Callable[[bool, str], None]
+"""(ok, message): a PrepApplied / PrepFailed Event (or a log line without a cluster)."""
+
+MAX_EVENT_CHANGES = 8
+
+
+@dataclass(frozen=True)
+class PrepOutcome:
+    """What one reconcile's prep did. ``state`` is one of:
+
+    ``converged`` (nothing to change), ``applied``, ``pending`` (applied; reboot or kubelet
+    restart needed), ``failed`` (rolled back), ``refused`` (unsafe on this node), ``invalid``
+    (the profile does not fit this host), ``backoff`` (waiting to retry a failure), ``stopped``
+    (the daemon is shutting down; not started).
+    """
+
+    state: str
+    message: str = ""
+    wrote: bool = False
+
+
+class PrepRunner:
+    def __init__(self, host: Host, report: Reporter, *, stop: threading.Event, retry_base_s: float,
+                 retry_max_s: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.host = host
+        self.report = report
+        self.stop = stop
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = max(retry_max_s, retry_base_s)
+        self.clock = clock
+        self.failures = 0
+        self.retry_at: float | None = None
+        self._failed_key: tuple[str, tuple[str, ...]] | None = None
+        self._reported: str | None = None  # the last once-only message (invalid / refused)
+
+    def reset_backoff(self) -> None:
+        """Forget past failures (SIGHUP: the operator asks for a fresh attempt)."""
+        self.failures = 0
+        self.retry_at = None
+        self._failed_key = None
+        self._reported = None
+
+    def run(self, loaded: LoadedProfile, inventory: Inventory, *,
+            annotations: Mapping[str, str] | None = None) -> PrepOutcome:
+        try:
+            profile = parse_profile_text(loaded.text, inventory, source=loaded.file)
+        except ProfileError as exc:
+            message = f"profile {loaded.name} ({loaded.file}) does not fit this node: " + "; ".join(exc.errors)
+            self._report_once(False, message)
+            return PrepOutcome("invalid", message)
+        pctx = plan_for_host(self.host, inventory, profile,
+                             options=PrepOptions(profile_path=loaded.path),
+                             annotations=dict(annotations) if annotations is not None else None)
+        plan = build_plan(pctx)
+        if plan.refusals:
+            reasons = "; ".join(f"{r.subsystem} {r.target}: {r.reason}" for r in plan.refusals)
+            message = f"profile {loaded.name} refused on this node, nothing applied: {reasons}"
+            self._report_once(False, message)
+            return PrepOutcome("refused", message)
+        if not plan.changes:
+            self._note_converged()
+            return PrepOutcome("pending" if _pending(plan) else "converged", _pending_text(plan))
+        key = (loaded.digest, tuple(c.key for c in plan.changes))
+        if self._failed_key == key and self.retry_at is not None and self.clock() < self.retry_at:
+            wait = self.retry_at - self.clock()
+            return PrepOutcome("backoff", f"retrying the failed apply of {loaded.name} in {wait:.0f}s")
+        if self.stop.is_set():
+            return PrepOutcome("stopped", "shutting down: not starting an apply")
+        log.info("applying profile %s: %d change(s)", loaded.name, len(plan.changes),
+                 extra={"profile": loaded.name, "changes": [f"{c.subsystem} {c.target}" for c in plan.changes]})
+        try:
+            result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)
+        finally:
+            self.host.writes.clear()  # execute copied them into the result; a daemon must not keep them all
+        return self._finish(loaded, result, key)
+
+    # --- results -----------------------------------------------------------------------------
+
+    def _finish(self, loaded: LoadedProfile, result: ApplyResult, key: tuple[str, tuple[str, ...]]) -> PrepOutcome:
+        wrote = bool(result.writes)
+        if result.exit_code in (EXIT_CONVERGED, EXIT_PENDING):
+            self.failures = 0
+            self.retry_at = None
+            self._failed_key = None
+            self._reported = None
+            message = applied_message(loaded.name, result)
+            log.info("%s", message, extra={"profile": loaded.name, "exit_code": result.exit_code})
+            self.report(True, message)
+            return PrepOutcome("pending" if result.exit_code == EXIT_PENDING else "applied", message, wrote)
+        self.failures = self.failures + 1 if self._failed_key == key else 1
+        self._failed_key = key
+        delay = min(self.retry_base_s * 2 ** (self.failures - 1), self.retry_max_s)
+        self.retry_at = self.clock() + delay
+        message = failed_message(loaded.name, result, delay)
+        log.error("%s", message, extra={"profile": loaded.name, "exit_code": result.exit_code,
+                                        "failures": self.failures})
+        self.report(False, message)
+        return PrepOutcome("failed", message, wrote)
+
+    def _report_once(self, ok: bool, message: str) -> None:
+        if message != self._reported:
+            self._reported = message
+            (log.info if ok else log.warning)("%s", message)
+            self.report(ok, message)
+
+    def _note_converged(self) -> None:
+        self._reported = None
+        self._failed_key = None
+        self.failures = 0
+        self.retry_at = None
+
+    # --- SIGTERM-aware time for execute -------------------------------------------------------
+
+    def _clock(self) -> float:
+        return math.inf if self.stop.is_set() else time.monotonic()
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop.wait(seconds)
+
+
+def _pending(plan: Plan) -> bool:
+    return bool(plan.pending_reboot_args) or plan.kubelet_restart_pending
+
+
+def _pending_text(plan: Plan) -> str:
+    parts = []
+    if plan.pending_reboot_args:
+        parts.append("reboot required for " + " ".join(plan.pending_reboot_args))
+    if plan.kubelet_restart_pending:
+        parts.append("kubelet restart required (hugepages changed while it ran)")
+    return "; ".join(parts)
+
+
+def applied_message(name: str, result: ApplyResult) -> str:
+    done = [f"{o.change.subsystem} {o.change.target}" for o in result.outcomes if o.status != "restored"]
+    shown = ", ".join(done[:MAX_EVENT_CHANGES]) + (f" and {len(done) - MAX_EVENT_CHANGES} more"
+                                                   if len(done) > MAX_EVENT_CHANGES else "")
+    text = f"profile {name} applied: {len(done)} change(s) ({shown})"
+    if result.messages:
+        text += "; " + "; ".join(result.messages)
+    return text
+
+
+def failed_message(name: str, result: ApplyResult, retry_in: float) -> str:
+    restored = sum(1 for o in result.outcomes if o.status == "restored")
+    unrestored = [f"{o.change.subsystem} {o.change.target}" for o in result.outcomes if o.status == "restore-failed"]
+    text = f"profile {name} failed: {result.failure or 'unknown error'}"
+    if unrestored:
+        text += f"; could NOT restore {', '.join(unrestored)} (kept in the journal for revert)"
+    elif restored:
+        text += f"; rolled back ({restored} change(s) restored)"
+    return text + f"; next attempt in {retry_in:.0f}s"

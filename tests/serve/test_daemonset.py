@@ -1,0 +1,409 @@
+"""The kustomize base in daemonset/: it builds, every object validates offline against the real
+Kubernetes schemas, and it agrees with the code (flags, routes, taints, RBAC verbs, profiles).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from tests.serve.conftest import REPO
+
+DAEMONSET = REPO / "daemonset"
+KUBECTL = shutil.which("kubectl")
+SCHEMA_VERSIONS = ("1.30", "1.33")  # the oldest with ValidatingAdmissionPolicy v1 and node-bound tokens; a newer one
+BUILT_IN_GROUPS = ("v1", "apps/", "rbac.authorization.k8s.io/", "admissionregistration.k8s.io/",
+                   "apiextensions.k8s.io/")
+SEED_TAINTS = {"realtime", "hpc-node", "high-performance", "nvidia.com/gpu"}  # shared/WORKLOADS.md
+
+pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
+
+
+def build(path: Path) -> list[dict[str, Any]]:
+    done = subprocess.run([str(KUBECTL), "kustomize", str(path)], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def base() -> list[dict[str, Any]]:
+    return build(DAEMONSET)
+
+
+@pytest.fixture(scope="module")
+def read_only(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """The read-only variant, through an overlay of the user's own as the README shows it."""
+    overlay = tmp_path_factory.mktemp("overlay")
+    rel = os.path.relpath(DAEMONSET, overlay)
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [rel], "components": [f"{rel}/components/read-only"]}))
+    return build(overlay)
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    return one(docs, "DaemonSet")["spec"]["template"]["spec"]
+
+
+def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    containers = pod_spec(docs)["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def host_mounts(docs: list[dict[str, Any]]) -> dict[str, tuple[str, bool]]:
+    """host path → (mount path, read-only)."""
+    spec = pod_spec(docs)
+    volumes = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"] if "hostPath" in v}
+    return {volumes[m["name"]]: (m["mountPath"], bool(m.get("readOnly"))) for m in container(docs)["volumeMounts"]
+            if m["name"] in volumes}
+
+
+# --- schemas ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("variant", ["base", "read_only"])
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+def test_every_built_in_object_validates_against_the_kubernetes_schema(variant, version, request) -> None:
+    import kubernetes_validate
+
+    docs = request.getfixturevalue(variant)
+    built_in = [d for d in docs if d["apiVersion"].startswith(BUILT_IN_GROUPS)]
+    assert len(built_in) >= 10
+    for doc in built_in:
+        kubernetes_validate.validate(doc, version, strict=True)  # raises, naming the field
+
+
+def test_custom_resources_are_consistent_with_what_they_point_at(base) -> None:
+    """No offline schema exists for prometheus-operator's kinds: check what can go wrong in practice."""
+    kinds = sorted(d["kind"] for d in base if not d["apiVersion"].startswith(BUILT_IN_GROUPS))
+    assert kinds == ["PrometheusRule", "ServiceMonitor"]
+    service = one(base, "Service")
+    monitor = one(base, "ServiceMonitor")
+    assert monitor["metadata"]["namespace"] == service["metadata"]["namespace"]
+    selector = monitor["spec"]["selector"]["matchLabels"]
+    assert selector.items() <= service["metadata"]["labels"].items()
+    ports = {p["name"] for p in service["spec"]["ports"]}
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    pod_labels = one(base, "DaemonSet")["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert service["spec"]["ports"][0]["targetPort"] in {p["name"] for p in container(base)["ports"]}
+    crd = one(base, "CustomResourceDefinition")
+    assert crd["spec"]["group"] == "topology.node.k8s.io"
+
+
+# --- agreement with the code ---------------------------------------------------------------
+
+
+def test_the_cluster_role_grants_exactly_what_the_publisher_uses(base) -> None:
+    rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in one(base, "ClusterRole")["rules"]}
+    assert rules == {
+        (("",), ("nodes",)): {"get", "list", "watch", "patch"},
+        (("",), ("events",)): {"create"},
+        (("topology.node.k8s.io",), ("noderesourcetopologies",)):
+            {"get", "list", "watch", "create", "update", "patch", "delete"},
+    }
+    binding = one(base, "ClusterRoleBinding")
+    sa = one(base, "ServiceAccount")
+    assert binding["roleRef"]["name"] == one(base, "ClusterRole")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": sa["metadata"]["namespace"]}]
+    assert pod_spec(base)["serviceAccountName"] == sa["metadata"]["name"]
+    policy = one(base, "ValidatingAdmissionPolicy")
+    username = f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"
+    assert policy["spec"]["matchConditions"][0]["expression"] == f"request.userInfo.username == '{username}'"
+    assert one(base, "ValidatingAdmissionPolicyBinding")["spec"]["policyName"] == policy["metadata"]["name"]
+
+
+def test_the_profiles_config_map_is_generated_from_every_example_profile(base) -> None:
+    files = {p.name: p.read_text() for p in sorted((DAEMONSET / "profiles").glob("*.yaml"))}
+    config_map = one(base, "ConfigMap", next(d["metadata"]["name"] for d in base if d["kind"] == "ConfigMap"
+                                            and d["metadata"]["name"].startswith("nodeagent-profiles-")))
+    assert config_map["data"] == files  # every file, byte for byte: a new profile must be listed too
+    volume = next(v for v in pod_spec(base)["volumes"] if v["name"] == "profiles")
+    assert volume["configMap"]["name"] == config_map["metadata"]["name"]  # the hashed name, rewritten
+
+
+def parse_cli(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Parse a ``nodeagent [global options] serve [options]`` command line with the real CLI:
+    (global params, serve params). An unknown flag or a bad value raises."""
+    from nodeagent.cli import main
+
+    index = argv.index("serve")
+    ctx = main.make_context("nodeagent", [*argv[:index], "serve"])
+    command = main.get_command(ctx, "serve")
+    assert command is not None
+    return ctx.params, command.make_context("serve", argv[index + 1:], parent=ctx).params
+
+
+def _serve_args(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The container's command line (the image's entrypoint is ``nodeagent``), parsed by the real CLI."""
+    assert "command" not in container(docs)
+    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
+    top, params = parse_cli(list(container(docs)["args"]))
+    return {"env": env, **top}, params
+
+
+def test_the_daemon_set_runs_serve_with_flags_the_cli_accepts(base) -> None:
+    top, params = _serve_args(base)
+    assert top["env"]["NODEAGENT_ROOT"] == "/host"
+    assert top["env"]["NODEAGENT_LIVE"] == "true"  # /host is this machine: live sources, chroot-ed commands
+    from nodeagent.cli import main
+
+    envvars = {p.name: p.envvar for p in main.params}
+    assert envvars["root"] == "NODEAGENT_ROOT" and envvars["live"] == "NODEAGENT_LIVE"
+    assert params["profiles_dir"] == next(m["mountPath"] for m in container(base)["volumeMounts"]
+                                          if m["name"] == "profiles")
+    assert not params["read_only"]
+    port = int(params["listen"].rpartition(":")[2])
+    assert [p["containerPort"] for p in container(base)["ports"]] == [port]
+    assert container(base)["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container(base)["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    node_name = next(e for e in container(base)["env"] if e["name"] == "NODE_NAME")
+    assert node_name["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+
+def test_the_host_is_mounted_under_host_writable_only_where_prep_writes(base) -> None:
+    mounts = host_mounts(base)
+    for path in ("/sys", "/proc", "/dev", "/etc", "/var/lib/nodeagent", "/lib/modules"):
+        assert mounts[path][0] == "/host" + path
+    assert mounts["/"] == ("/host", True)  # host commands run chroot-ed into /host: its binaries, read-only
+    writable = {path for path, (_, ro) in mounts.items() if not ro}
+    assert writable == {"/sys", "/proc", "/etc", "/var/lib/nodeagent", "/boot"}
+    spec = pod_spec(base)
+    assert container(base)["securityContext"]["privileged"] is True
+    assert spec["hostPID"] is True  # --live: /host is this machine, processes included
+    assert spec["hostNetwork"] is True  # kernel uevents are multicast in the host network namespace
+    assert spec["terminationGracePeriodSeconds"] >= 60  # an apply in progress finishes
+
+
+def test_the_read_only_variant_is_unprivileged_and_mounts_nothing_writable(read_only) -> None:
+    _top, params = _serve_args(read_only)
+    assert params["read_only"] is True
+    security = container(read_only)["securityContext"]
+    assert security["privileged"] is False and security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"] and security["readOnlyRootFilesystem"] is True
+    spec = pod_spec(read_only)
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] != 0
+    assert spec["hostPID"] is False
+    mounts = host_mounts(read_only)
+    assert all(ro for _path, (_mount, ro) in mounts.items()), mounts
+    assert "/" not in mounts  # no host root: no commands, and no view of other pods' secrets
+    assert {"/sys", "/proc", "/dev", "/etc", "/var/lib/nodeagent", "/lib/modules"} <= mounts.keys()
+
+
+def test_tolerations_cover_the_seed_taints_and_every_example_profile_taint(base) -> None:
+    profile_taints = set()
+    for path in (DAEMONSET / "profiles").glob("*.yaml"):
+        spec = yaml.safe_load(path.read_text())["spec"]
+        profile_taints |= {t["key"] for t in spec.get("taints", [])}
+    tolerated = {t["key"] for t in pod_spec(base)["tolerations"] if t.get("operator") == "Exists"
+                 and "effect" not in t}
+    assert SEED_TAINTS | profile_taints <= tolerated
+
+
+def test_resources_are_set_from_the_measured_rss(base) -> None:
+    resources = container(base)["resources"]
+
+    def mib(quantity: str) -> float:
+        number, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+        return int(number) * (1024 if unit == "Gi" else 1)
+
+    results = (REPO / "bench" / "serve" / "RESULTS.md").read_text()
+    measured = max(float(m) for m in re.findall(r"\|\s*nodeagent serve[^|]*\|\s*([\d.]+)\s*MiB", results))
+    request, limit = mib(resources["requests"]["memory"]), mib(resources["limits"]["memory"])
+    assert measured <= request <= limit and limit >= 2 * measured
+    assert "cpu" in resources["requests"]
+
+
+def test_the_systemd_unit_starts_serve_with_flags_the_cli_accepts() -> None:
+    unit = (REPO / "systemd" / "nodeagent.service").read_text()
+    exec_start = next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
+    argv = shlex.split(exec_start.replace("$NODEAGENT_SERVE_ARGS", ""))
+    assert Path(argv[0]).name == "nodeagent"
+    _top, params = parse_cli(argv[1:])
+    assert params["publish"] is None  # never publishes unless told: no pod, no --kubeconfig
+
+
+# --- the admission policy, evaluated with a real CEL implementation ---------------------------
+
+
+class Policy:
+    """The ValidatingAdmissionPolicy's CEL, evaluated as the API server does (matchConditions,
+    then variables in order, then every validation)."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        celpy = pytest.importorskip("celpy", reason="cel-python is not installed")
+        self.celpy = celpy
+        self.env = celpy.Environment()
+        spec = doc["spec"]
+        self.conditions = [self._compile(c["expression"]) for c in spec["matchConditions"]]
+        self.variables = [(v["name"], self._compile(v["expression"])) for v in spec["variables"]]
+        self.validations = [(v.get("message") or v["messageExpression"], self._compile(v["expression"]))
+                            for v in spec["validations"]]
+        for validation in spec["validations"]:  # messages built by CEL must at least parse
+            if "messageExpression" in validation:
+                self.env.compile(validation["messageExpression"])
+
+    def _compile(self, expression: str) -> Any:
+        return self.env.program(self.env.compile(expression))
+
+    def admits(self, request: dict[str, Any], obj: Any, old: Any) -> tuple[bool, list[str]]:
+        to_cel = self.celpy.json_to_cel
+        activation: dict[str, Any] = {"request": to_cel(request), "object": to_cel(obj), "oldObject": to_cel(old)}
+        if not all(bool(c.evaluate(activation)) for c in self.conditions):
+            return True, ["not matched"]
+        variables: dict[str, Any] = {}
+        for name, program in self.variables:
+            activation["variables"] = to_cel(variables)
+            variables[name] = _plain(program.evaluate(activation))
+        activation["variables"] = to_cel(variables)
+        failed = [message for message, program in self.validations if not bool(program.evaluate(activation))]
+        return not failed, failed
+
+
+def _plain(value: Any) -> Any:
+    """celpy values back to JSON-like Python (to feed the next variable)."""
+    from celpy.celtypes import BoolType
+
+    if isinstance(value, BoolType):  # an int subclass in celpy: test it first
+        return bool(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    return value
+
+
+AGENT = "system:serviceaccount:nodeagent:nodeagent"
+
+
+def request(resource: str, operation: str, name: str, *, node: str | None = "node-a",
+            user: str = AGENT) -> dict[str, Any]:
+    extra = {"authentication.kubernetes.io/node-name": [node]} if node else {}
+    return {"operation": operation, "name": name, "resource": {"group": "", "version": "v1", "resource": resource},
+            "userInfo": {"username": user, "extra": extra}}
+
+
+def node_object(name: str = "node-a", labels: dict[str, str] | None = None,
+                annotations: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
+                unschedulable: bool = False) -> dict[str, Any]:
+    node: dict[str, Any] = {"apiVersion": "v1", "kind": "Node",
+                            "metadata": {"name": name, "labels": dict(labels or {"kubernetes.io/hostname": name})},
+                            "spec": {}}
+    if annotations:
+        node["metadata"]["annotations"] = dict(annotations)
+    if taints:
+        node["spec"]["taints"] = list(taints)
+    if unschedulable:
+        node["spec"]["unschedulable"] = True
+    return node
+
+
+@pytest.fixture(scope="module")
+def policy(base) -> Policy:
+    return Policy(one(base, "ValidatingAdmissionPolicy"))
+
+
+def test_the_publishers_own_first_patch_is_admitted(policy, host_trees) -> None:
+    """What nodeagent really sends for a fresh GPU node with the database profile passes the policy."""
+    from nodeagent.daemon.profiles import load_file
+    from nodeagent.discover import discover
+    from nodeagent.host import Host
+    from nodeagent.k8s.desired import desired_state
+    from nodeagent.k8s.nodediff import NodeView, node_patch
+    from tests.k8s.apiserver import merge_patch
+
+    inventory = discover(Host(str(host_trees("intel-2s-8gpu"))))
+    profile = load_file("database.yaml", str(DAEMONSET / "profiles" / "database.yaml")).profile
+    old = node_object(labels={"kubernetes.io/hostname": "node-a", "nodeagent.io/pool": "database"},
+                      taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
+    old["metadata"]["resourceVersion"] = "7"
+    desired = desired_state(inventory, profile, node_name="node-a")
+    patch = node_patch(NodeView.from_api(old), desired.labels, list(desired.taints), desired.label_config)
+    assert patch is not None and len(patch["metadata"]["labels"]) > 10
+    new = merge_patch(old, patch)
+    assert policy.admits(request("nodes", "UPDATE", "node-a"), new, old) == (True, [])
+    removed = merge_patch(new, {"metadata": {"labels": {"nodeagent.io/dedicated": None}}})
+    assert policy.admits(request("nodes", "UPDATE", "node-a"), removed, new)[0]  # dropping an owned label
+
+
+def test_the_policy_refuses_everything_outside_the_agents_own_node_and_prefixes(policy) -> None:
+    old = node_object(labels={"kubernetes.io/hostname": "node-a", "pool": "gpu"},
+                      taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}])
+
+    def refused(req: dict[str, Any], new: Any, old_obj: Any = old) -> list[str]:
+        ok, failed = policy.admits(req, new, old_obj)
+        assert not ok
+        return failed
+
+    labelled = copy.deepcopy(old)
+    labelled["metadata"]["labels"]["nodeagent.io/kvm"] = "true"
+    assert policy.admits(request("nodes", "UPDATE", "node-a"), labelled, old)[0]
+    assert refused(request("nodes", "UPDATE", "node-b"), labelled)  # someone else's node
+    assert refused(request("nodes", "UPDATE", "node-a", node=None), labelled)  # a token not bound to a node
+    foreign = copy.deepcopy(old)
+    foreign["metadata"]["labels"]["pool"] = "db"
+    assert any("label" in m for m in refused(request("nodes", "UPDATE", "node-a"), foreign))
+    annotated = copy.deepcopy(old)
+    annotated["metadata"]["annotations"] = {"node.alpha.kubernetes.io/ttl": "0"}
+    assert any("annotation" in m for m in refused(request("nodes", "UPDATE", "node-a"), annotated))
+    cordoned = copy.deepcopy(old)
+    cordoned["spec"]["unschedulable"] = True
+    assert any("cordon" in m for m in refused(request("nodes", "UPDATE", "node-a"), cordoned))
+    untainted = copy.deepcopy(old)
+    untainted["spec"]["taints"] = [{"key": "dedicated", "value": "database", "effect": "NoSchedule"}]
+    assert any("lifecycle" in m for m in refused(request("nodes", "UPDATE", "node-a"), untainted))
+    profile_taint = copy.deepcopy(old)
+    profile_taint["spec"]["taints"].append({"key": "dedicated", "value": "database", "effect": "NoSchedule"})
+    assert policy.admits(request("nodes", "UPDATE", "node-a"), profile_taint, old)[0]
+    # Others (an admin, kubelet) are not subject to it at all.
+    assert policy.admits(request("nodes", "UPDATE", "node-b", user="kubernetes-admin"), foreign, old)[0]
+
+
+def test_the_policy_limits_topologies_and_events_to_the_agents_node(policy) -> None:
+    nrt = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopology",
+           "metadata": {"name": "node-a"}}
+    assert policy.admits(request("noderesourcetopologies", "CREATE", "node-a"), nrt, None)[0]
+    assert not policy.admits(request("noderesourcetopologies", "CREATE", "node-b"), nrt, None)[0]
+    assert policy.admits(request("noderesourcetopologies", "DELETE", "node-a"), None, nrt)[0]
+    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "node-a.1", "namespace": "default"},
+             "involvedObject": {"kind": "Node", "name": "node-a"}, "reason": "PrepApplied"}
+    assert policy.admits(request("events", "CREATE", "node-a.1"), event, None)[0]
+    spoofed = copy.deepcopy(event)
+    spoofed["involvedObject"]["name"] = "node-b"
+    assert not policy.admits(request("events", "CREATE", "node-a.1"), spoofed, None)[0]
+    pod_event = copy.deepcopy(event)
+    pod_event["involvedObject"] = {"kind": "Pod", "name": "node-a"}
+    assert not policy.admits(request("events", "CREATE", "node-a.1"), pod_event, None)[0]
+
+
+def test_the_cli_parsing_helper_rejects_unknown_flags() -> None:
+    """Guards parse_cli above: a flag the CLI does not know is an error, not silently ignored."""
+    with pytest.raises(click.NoSuchOption):
+        parse_cli(["serve", "--no-such-flag"])
+    with pytest.raises(click.BadParameter):
+        parse_cli(["serve", "--listen", "nowhere"])

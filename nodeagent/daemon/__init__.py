@@ -10,11 +10,13 @@ profiles       the ConfigMap directory: loading, last-known-good reloads, nodeSe
 uevents        kernel uevents (pyudev), the spool source for fixture roots, the debouncer
 health         ``/healthz`` and ``/readyz``
 status         the shared state those and the self-metrics read
-selfmetrics    ``nodeagent_reconciles_total`` and friends
 cluster        whether to publish, and the PublisherLoop
 jsonlog        one JSON object per log line
 options        :class:`ServeOptions`
 =============  ==============================================================================
+
+The daemon's own series (``nodeagent_reconciles_total`` and friends) are collected by
+``nodeagent.metrics.daemon``, with the rest of the prometheus_client code.
 """
 
 from __future__ import annotations

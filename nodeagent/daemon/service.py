@@ -96,8 +96,8 @@ class Daemon:
         self._worker.start()
 
     def _start_metrics(self) -> None:
-        from nodeagent.daemon.selfmetrics import DaemonCollector
         from nodeagent.metrics import MetricsOptions, MetricsServer, build_metrics
+        from nodeagent.metrics.daemon import DaemonCollector
 
         options = MetricsOptions(libvirt=self.options.libvirt, libvirt_uris=list(self.options.libvirt_uris) or None,
                                  kubevirt=self.options.kubevirt, nvml=self.options.nvml)

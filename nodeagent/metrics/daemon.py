@@ -1,9 +1,8 @@
 """The daemon's own series, served next to the node's on ``/metrics``.
 
 A collector in the shape of :class:`nodeagent.metrics.base.NodeCollector` (inline, no timeout),
-so the Supervisor reports it like any other. It belongs with the other collectors in
-``nodeagent/metrics/`` (the package that owns prometheus_client); it lives here only until that
-package takes it.
+so the Supervisor reports it like any other. It reads the daemon's status snapshot; the daemon
+passes it in through ``build_metrics(..., extra=[...])``.
 
 Series (all gauges unless ``_total``):
 
@@ -23,10 +22,12 @@ Series (all gauges unless ``_total``):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from nodeagent.daemon.status import DaemonStatus
+if TYPE_CHECKING:
+    from nodeagent.daemon.status import DaemonStatus
 
 PREP_STATES = ("none", "read-only", "converged", "applied", "pending", "failed", "refused", "invalid", "backoff",
                "stopped")

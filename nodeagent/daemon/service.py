@@ -198,7 +198,7 @@ class Daemon:
             return
         from nodeagent.k8s.events import NodeEvent
 
-        self.publisher.events.record(NodeEvent(reason, message, "Warning"))
+        self.publisher.report(NodeEvent(reason, message, "Warning"))
 
     def _note_profile_errors(self, errors: dict[str, str]) -> None:
         previous = self.status.snapshot().profile_errors

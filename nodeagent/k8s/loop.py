@@ -28,7 +28,7 @@ from nodeagent.inventory import Inventory
 from nodeagent.k8s.backoff import Backoff, jittered
 from nodeagent.k8s.client import ApiError, KubeApi
 from nodeagent.k8s.desired import DesiredState, desired_state
-from nodeagent.k8s.events import EventRecorder, prep_event
+from nodeagent.k8s.events import EventRecorder, NodeEvent, prep_event
 from nodeagent.k8s.nodediff import NodeView
 from nodeagent.k8s.publisher import Publisher
 from nodeagent.labels import LabelConfig, ProfileLike
@@ -135,7 +135,11 @@ class PublisherLoop:
 
     def report_prep(self, ok: bool, message: str) -> None:
         """Queue a PrepApplied / PrepFailed Event on the Node (sent by the reconciler)."""
-        self.events.record(prep_event(ok, message))
+        self.report(prep_event(ok, message))
+
+    def report(self, event: NodeEvent) -> None:
+        """Queue any Event on the Node and wake the reconciler to send it now."""
+        self.events.record(event)
         self._wake()
 
     # --- lifecycle ---------------------------------------------------------------------------

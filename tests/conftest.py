@@ -7,12 +7,16 @@ never committed); a test that writes into a tree asks for ``fresh_host_tree`` to
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from nodeagent.host import Host
+
+if TYPE_CHECKING:
+    from tests.k8s.apiserver import FakeApiServer
 
 FIXTURE_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
@@ -56,6 +60,15 @@ def fresh_host_tree(host_trees: Callable[[str], Path], tmp_path: Path) -> Callab
         return dest
 
     return tree
+
+
+@pytest.fixture
+def apiserver() -> Iterator[FakeApiServer]:
+    """The local Kubernetes API server of tests/k8s/apiserver.py, on a free loopback port."""
+    from tests.k8s.apiserver import FakeApiServer
+
+    with FakeApiServer() as server:
+        yield server
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -669,3 +670,17 @@ def _verb(method: str, named: bool, query: dict[str, str]) -> str:
             return "watch"
         return "get" if named else "list"
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(method, method.lower())
+
+
+def write_kubeconfig(server: FakeApiServer, path: Path) -> str:
+    """A kubeconfig file for ``server`` (what ``--kubeconfig`` is given); returns its path."""
+    import yaml
+
+    config = {
+        "apiVersion": "v1", "kind": "Config", "current-context": "test",
+        "clusters": [{"name": "local", "cluster": {"server": server.url}}],
+        "users": [{"name": "agent", "user": {"token": "test-token"}}],
+        "contexts": [{"name": "test", "context": {"cluster": "local", "user": "agent"}}],
+    }
+    path.write_text(yaml.safe_dump(config))
+    return str(path)

@@ -1,4 +1,4 @@
-"""Fixtures for the Kubernetes tests: the local API server, a kubeconfig for it, clients."""
+"""Fixtures for the Kubernetes tests: a kubeconfig for the local API server (tests/conftest.py), clients."""
 
 from __future__ import annotations
 
@@ -7,31 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
 
 NODE = "node-a"
 
 
 @pytest.fixture
-def apiserver() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as server:
-        yield server
-
-
-@pytest.fixture
 def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> str:
     """A kubeconfig file for the local API server (what ``--kubeconfig`` is given)."""
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "local", "cluster": {"server": apiserver.url}}],
-        "users": [{"name": "agent", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "local", "user": "agent"}}],
-    }
-    path = tmp_path / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
+    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
 
 
 @pytest.fixture

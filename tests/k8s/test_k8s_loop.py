@@ -16,7 +16,8 @@ from nodeagent.labels import NodeTaint
 from tests.factories import make_inventory, with_ksm
 from tests.k8s.apiserver import FakeApiServer
 from tests.k8s.conftest import NODE
-from tests.k8s.helpers import gpu_node_inventory, wait_for
+from tests.k8s.helpers import gpu_node_inventory
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.k8s
 

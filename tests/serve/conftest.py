@@ -23,25 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+from tests.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 PROFILES = REPO / "daemonset" / "profiles"
 NODE = "node-a"
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Poll a test condition until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(interval)
 
 
 class ServeProcess:
@@ -148,23 +136,6 @@ def serve_factory() -> Iterator[Callable[..., ServeProcess]]:
             with contextlib.suppress(AssertionError):
                 process.stop(10)
             process.kill()
-
-
-@pytest.fixture
-def apiserver() -> Iterator[FakeApiServer]:
-    with FakeApiServer() as server:
-        yield server
-
-
-def write_kubeconfig(server: FakeApiServer, path: Path) -> str:
-    config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "test",
-        "clusters": [{"name": "local", "cluster": {"server": server.url}}],
-        "users": [{"name": "agent", "user": {"token": "test-token"}}],
-        "contexts": [{"name": "test", "context": {"cluster": "local", "user": "agent"}}],
-    }
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from nodeagent.contract import WORKLOADS
 from nodeagent.inventory import Gpu, Inventory, Plain
 from nodeagent.parse import format_cpulist
-from nodeagent.workloads import WORKLOADS
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATUSES = (PASS, WARN, FAIL, SKIP)

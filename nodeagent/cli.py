@@ -13,13 +13,13 @@ import sys
 import click
 
 from nodeagent import __version__
-from nodeagent.commands import register_commands
+from nodeagent.commands import LazyGroup
 from nodeagent.commands.common import CliContext
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--root", envvar="NODEAGENT_ROOT", default="/", show_default=True, metavar="PATH",
               help="Prefix for every host path (/sys, /proc, /dev, /etc, /boot, /var/lib, /lib/modules). "
                    "Env: NODEAGENT_ROOT.")
@@ -37,5 +37,3 @@ def main(ctx: click.Context, root: str, live: bool | None, log_level: str) -> No
                         format="%(levelname)s %(name)s: %(message)s")
     ctx.obj = CliContext(root=root, live=live)
 
-
-register_commands(main)

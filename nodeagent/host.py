@@ -29,9 +29,9 @@ import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nodeagent.parse import parse_cpulist
+from nodeagent.value import Value, value
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ class HostError(Exception):
     """A host operation that cannot be done (bad root, write refused, command unavailable)."""
 
 
-@dataclass(frozen=True)
-class HostWarning:
+@value
+class HostWarning(Value):
     """A host file whose content could not be understood; the fact it held is reported unknown."""
 
     path: str
@@ -53,8 +53,8 @@ class HostWarning:
         return f"{self.path}: {self.message}"
 
 
-@dataclass(frozen=True)
-class WriteRecord:
+@value
+class WriteRecord(Value):
     """One write the Host performed (or, in dry-run mode, would have performed)."""
 
     path: str
@@ -62,7 +62,7 @@ class WriteRecord:
     kind: str = "write"  # "write" (attribute), "file" (whole file, atomic), "remove", "run"
 
 
-@dataclass
+@dataclass(eq=False)
 class CommandResult:
     argv: list[str]
     returncode: int
@@ -82,7 +82,7 @@ WriteEmulator = Callable[["Host", WriteRecord], bool]
 CommandRunner = Callable[[Sequence[str]], CommandResult]
 
 
-@dataclass
+@dataclass(eq=False)
 class HostTrace:
     """Every host path a discovery touched, with what it found (``capture`` packs these)."""
 
@@ -94,13 +94,13 @@ class HostTrace:
         return set(self.files) | set(self.dirs) | self.probes
 
 
-@dataclass
+@dataclass(eq=False)
 class HostStats:
     reads: int = 0
     writes: int = 0
 
 
-@dataclass
+@dataclass(eq=False)
 class Host:
     """A machine's files seen through a root directory. See the module docstring."""
 
@@ -479,9 +479,3 @@ class Host:
                 raise OSError(error, os.strerror(error), record.path)
 
         self.fault_hooks.append(hook)
-
-
-def open_host(root: str | None = None, **kwargs: object) -> Host:
-    """The Host for ``--root`` (or ``NODEAGENT_ROOT``, or ``/``)."""
-    chosen = root or os.environ.get("NODEAGENT_ROOT") or "/"
-    return Host(str(Path(chosen)), **kwargs)  # type: ignore[arg-type]

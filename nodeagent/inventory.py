@@ -10,8 +10,10 @@ Field names follow ``CONTRACT.md`` §2 exactly where the contract names them; th
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from nodeagent.value import Value, value
 
 
 def to_plain(value: Any) -> Any:
@@ -25,8 +27,8 @@ def to_plain(value: Any) -> Any:
     return value
 
 
-class Plain:
-    """Mixin: ``to_dict()`` for every inventory dataclass."""
+class Plain(Value):
+    """``to_dict()`` for every inventory value class (and the shared frozen behaviour of Value)."""
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
@@ -35,7 +37,7 @@ class Plain:
 # --- CPU -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class CpuInfo(Plain):
     vendor: str | None
     model_name: str | None
@@ -69,7 +71,7 @@ class CpuInfo(Plain):
 # --- NUMA and memory -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class HugepagePool(Plain):
     """Pages of one size, on one NUMA node or on the whole host. Counts are pages, not bytes."""
 
@@ -85,7 +87,7 @@ class HugepagePool(Plain):
         return None if self.total is None else self.total * self.size_kb * 1024
 
 
-@dataclass(frozen=True)
+@value
 class NumaNode(Plain):
     id: int
     cpus: list[int]
@@ -95,7 +97,7 @@ class NumaNode(Plain):
     hugepages: dict[str, HugepagePool]
 
 
-@dataclass(frozen=True)
+@value
 class MemoryInfo(Plain):
     total_bytes: int | None
     available_bytes: int | None
@@ -110,7 +112,7 @@ class MemoryInfo(Plain):
 # --- PCI, GPUs, NICs -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class PcieLink(Plain):
     current_speed_gts: float | None
     current_width: int | None
@@ -126,7 +128,7 @@ class PcieLink(Plain):
         return bool(self.current_speed_gts < self.max_speed_gts or self.current_width < self.max_width)  # type: ignore[operator]
 
 
-@dataclass(frozen=True)
+@value
 class IommuGroupMember(Plain):
     address: str
     vendor_id: str | None
@@ -140,7 +142,7 @@ class IommuGroupMember(Plain):
         return self.kind == "bridge"
 
 
-@dataclass(frozen=True)
+@value
 class Gpu(Plain):
     address: str
     vendor_id: str
@@ -165,7 +167,7 @@ class Gpu(Plain):
     power_state: str | None
 
 
-@dataclass(frozen=True)
+@value
 class Nic(Plain):
     name: str
     address: str | None  # PCI address, None for non-PCI devices
@@ -185,7 +187,7 @@ class Nic(Plain):
 # --- virtualization --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class KvmInfo(Plain):
     available: bool
     device: str | None  # "char" (a real device), "file" (a fixture's stand-in), None
@@ -199,7 +201,7 @@ class KvmInfo(Plain):
     tun: bool
 
 
-@dataclass(frozen=True)
+@value
 class IommuInfo(Plain):
     enabled: bool
     groups: int
@@ -209,7 +211,7 @@ class IommuInfo(Plain):
     enable_argument: str | None  # the argument that turns it on for this CPU vendor
 
 
-@dataclass(frozen=True)
+@value
 class KsmInfo(Plain):
     available: bool
     run: int | None
@@ -227,7 +229,7 @@ class KsmInfo(Plain):
 # --- kernel and node state -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class KernelInfo(Plain):
     release: str | None
     version: str | None  # /proc/version
@@ -240,7 +242,7 @@ class KernelInfo(Plain):
     modules: list[str]  # loaded modules among those nodeagent cares about
 
 
-@dataclass(frozen=True)
+@value
 class KubeletInfo(Plain):
     config_present: bool
     config_path: str | None
@@ -253,7 +255,7 @@ class KubeletInfo(Plain):
     started_at: float | None  # epoch seconds, when running
 
 
-@dataclass(frozen=True)
+@value
 class PrepState(Plain):
     """What nodeagent's own earlier `apply` left behind: pending reboot, kubelet restart, journal."""
 
@@ -268,7 +270,7 @@ class PrepState(Plain):
 # --- the hub ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@value
 class Inventory(Plain):
     hostname: str | None
     root: str

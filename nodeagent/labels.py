@@ -27,13 +27,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from nodeagent.contract import DEFAULT_LABEL_PREFIX
 from nodeagent.inventory import Gpu, Inventory, Plain
 
 if TYPE_CHECKING:
     from nodeagent.checks import Readiness
 
 NFD_PREFIX = "feature.node.kubernetes.io"
-DEFAULT_PREFIX = "nodeagent.io"
+DEFAULT_PREFIX = DEFAULT_LABEL_PREFIX
 WORKLOADS = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 NVIDIA_VENDOR_ID = "10de"

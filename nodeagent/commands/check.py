@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nodeagent.commands.common import CliContext, dump_json, output_option
-from nodeagent.workloads import WORKLOADS
+from nodeagent.contract import WORKLOADS
 
 
 @click.command()

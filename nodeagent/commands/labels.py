@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from nodeagent.commands.common import CliContext, dump_json, output_option
-from nodeagent.labels import DEFAULT_PREFIX, LabelConfig, LabelError, LabelSet, compute_labels
+from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
+
+if TYPE_CHECKING:
+    from nodeagent.labels import LabelConfig, LabelSet
 
 
 def _fail(code: int, message: str) -> NoReturn:
@@ -39,6 +42,7 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
            publish: bool, node_name: str | None, kubeconfig: str | None, topology: bool) -> None:
     """Show the labels (and taints) this node would carry; --publish writes them to its Node."""
     from nodeagent.discover import discover
+    from nodeagent.labels import LabelConfig, LabelError, compute_labels
 
     inventory = discover(obj.host())
     profile = None
@@ -99,6 +103,7 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
     """Publish once; returns the result and the label set actually published."""
     from nodeagent.k8s import ApiError, K8sConfigError, connect, desired_state, publish_once, resolve_node_name
     from nodeagent.k8s.nodediff import NodeView, unmatched_selector
+    from nodeagent.labels import compute_labels
 
     try:
         name = resolve_node_name(node_name)

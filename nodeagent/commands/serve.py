@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 
 from nodeagent.commands.common import CliContext
-from nodeagent.labels import DEFAULT_PREFIX
+from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
 
 def _node_labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:

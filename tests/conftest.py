@@ -6,6 +6,7 @@ never committed); a test that writes into a tree asks for ``fresh_host_tree`` to
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,9 +78,29 @@ def fixture_host(host_trees: Callable[[str], Path]) -> Callable[[str], Host]:
     return lambda name: Host(str(host_trees(name)))
 
 
+# Skips that are honest on any machine the test command prepares: there is no GPU to compare with.
+ALLOWED_SKIPS = ("nvidia-smi",)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """A run in which no test passed must not look green (everything skipped or deselected)."""
+    """A run must not look green when it tested nothing, or (strict mode) skipped a real peer.
+
+    tests/run.sh installs every peer (libvirtd, Prometheus, promtool, systemd-analyze, …) and sets
+    NODEAGENT_STRICT_SKIPS=1: a test that then skips for a missing peer means an install step is
+    missing, and fails the run instead of hiding it.
+    """
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    passed = len(reporter.stats.get("passed", [])) if reporter else 0
+    if reporter is None:
+        return
+    passed = len(reporter.stats.get("passed", []))
     if exitstatus == 0 and passed == 0:
         session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
+        return
+    if os.environ.get("NODEAGENT_STRICT_SKIPS") == "1":
+        unexpected = [r for r in reporter.stats.get("skipped", [])
+                      if not any(allowed in str(r.longrepr) for allowed in ALLOWED_SKIPS)]
+        if unexpected:
+            reporter.write_line(f"strict skips: {len(unexpected)} test(s) skipped for a missing peer:", red=True)
+            for report in unexpected:
+                reporter.write_line(f"  {report.nodeid}: {report.longrepr}", red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -42,14 +42,18 @@ def base() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def read_only(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    """The read-only variant, through an overlay of the user's own as the README shows it."""
-    overlay = tmp_path_factory.mktemp("overlay")
-    rel = os.path.relpath(DAEMONSET, overlay)
-    (overlay / "kustomization.yaml").write_text(yaml.safe_dump({
+def read_only() -> list[dict[str, Any]]:
+    """The read-only variant: `kubectl apply -k daemonset/overlays/read-only`."""
+    return build(DAEMONSET / "overlays" / "read-only")
+
+
+def test_an_overlay_of_ones_own_gets_the_same_read_only_variant(tmp_path: Path, read_only) -> None:
+    """The README's recipe: the base plus the component, from outside the repository's tree."""
+    rel = os.path.relpath(DAEMONSET, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
         "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
-        "resources": [rel], "components": [f"{rel}/components/read-only"]}))
-    return build(overlay)
+        "resources": [f"{rel}/base"], "components": [f"{rel}/components/read-only"]}))
+    assert build(tmp_path) == read_only
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:

@@ -130,6 +130,12 @@ def passthrough_blockers(driver: str | None, iommu_enabled: bool, group: int | N
     return blockers
 
 
+def read_driver_override(host: Host, address: str) -> str | None:
+    """A device's ``driver_override``; None when unset (the kernel prints ``(null)``) or absent."""
+    value = host.read_str(f"{PCI_DEVICES}/{address}/driver_override")
+    return None if value in (None, "", "(null)") else value
+
+
 def _optional_int(host: Host, path: str) -> int | None:
     value = host.read_int(path)
     return None if value is None or value < 0 else value
@@ -160,7 +166,6 @@ def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_en
     group = iommu_group_of(host, device)
     members = group_members(host, group) if group is not None else []
     blockers = passthrough_blockers(driver, iommu_enabled, group, members, address)
-    override = host.read_str(f"{device}/driver_override")
     return Gpu(
         address=address,
         vendor_id=vendor,
@@ -171,7 +176,7 @@ def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_en
         name=name.device or f"{vendor}:{device_id}",
         vendor_name=name.vendor,
         driver=driver,
-        driver_override=None if override in (None, "", "(null)") else override,
+        driver_override=read_driver_override(host, address),
         iommu_group=group,
         numa_node=_optional_int(host, f"{device}/numa_node"),
         local_cpus=host.read_cpulist(f"{device}/local_cpulist") or [],

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.dropin import DROPIN_PATH
 from nodeagent.profile import NodeProfile
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"
-PCI_DEVICES = "/sys/bus/pci/devices"
 MODPROBE_PATH = "/etc/modprobe.d/90-nodeagent-vfio.conf"
 PROFILE_PATH = "/etc/nodeagent/profile.yaml"
 JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
@@ -75,17 +75,12 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
         moving: list[str] = []
         for gpu in selected_gpus(profile, inventory)[0]:
             for member in gpu.group_members or []:
-                facts.driver_overrides[member.address] = _override(host, member.address)
+                facts.driver_overrides[member.address] = read_driver_override(host, member.address)
                 if member.driver and "vfio" not in member.driver:
                     moving.append(member.address)
         if moving:
             facts.device_use = device_use(host, sorted(set(moving)))
     return facts
-
-
-def _override(host: Host, address: str) -> str | None:
-    value = host.read_str(f"{PCI_DEVICES}/{address}/driver_override")
-    return None if value in (None, "", "(null)") else value
 
 
 def read_policies(host: Host) -> tuple[bool, list[CpufreqPolicy]]:

@@ -17,6 +17,7 @@ owners).
 
 from __future__ import annotations
 
+from nodeagent.discover.pci import PCI_DEVICES, is_vfio_driver, read_driver_override
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.prep.context import PlanContext
@@ -24,16 +25,11 @@ from nodeagent.prep.facts import MODPROBE_PATH
 from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
 from nodeagent.profile import GpuSelector, NodeProfile
 
-PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 VFIO = "vfio-pci"
 
 #: The host drivers that would grab a GPU of each vendor at boot (for modprobe softdeps).
 HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
-
-
-def is_vfio(driver: str | None) -> bool:
-    return bool(driver) and (driver == VFIO or "vfio" in (driver or ""))
 
 
 def slot(address: str) -> str:
@@ -84,7 +80,7 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
         if not _gpu_allowed(ctx, plan, gpu, selected_slots):
             continue
         for member in gpu.group_members:
-            if member.is_bridge or is_vfio(member.driver) or member.address in moves:
+            if member.is_bridge or is_vfio_driver(member.driver) or member.address in moves:
                 continue
             role = "the GPU" if member.address == gpu.address else f"{member.kind} companion of {gpu.address}"
             moves[member.address] = Change(
@@ -118,7 +114,7 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
             plan.refusals.append(refusal)
             ok = False
     for member in gpu.group_members:
-        if member.is_bridge or is_vfio(member.driver):
+        if member.is_bridge or is_vfio_driver(member.driver):
             continue
         if slot(member.address) not in selected_slots:
             plan.refusals.append(Refusal(
@@ -190,11 +186,6 @@ def current_driver(host: Host, address: str) -> str | None:
     return host.link_name(f"{PCI_DEVICES}/{address}/driver")
 
 
-def read_override(host: Host, address: str) -> str | None:
-    value = host.read_str(f"{PCI_DEVICES}/{address}/driver_override")
-    return None if value in (None, "", "(null)") else value
-
-
 def bind_vfio(host: Host, address: str) -> None:
     """driverctl set-override: override → unbind → drivers_probe, then verify the driver link."""
     device = f"{PCI_DEVICES}/{address}"
@@ -216,7 +207,7 @@ def restore_driver(host: Host, address: str, driver: str | None, override: str |
     Reads first and writes only what differs, so it is safe on a device the bind never touched.
     """
     device = f"{PCI_DEVICES}/{address}"
-    if read_override(host, address) != override:
+    if read_driver_override(host, address) != override:
         # An empty write clears the override ("\n", as driverctl does).
         host.write(f"{device}/driver_override", override if override else "\n")
     bound = current_driver(host, address)

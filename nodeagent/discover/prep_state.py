@@ -13,9 +13,8 @@ import json
 
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
-from nodeagent.prep.dropin import DROPIN_PATH, dropin_args, pending
-
-JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
+from nodeagent.prep.dropin import dropin_args, pending
+from nodeagent.prep.paths import DROPIN_PATH, JOURNAL_PATH
 
 
 def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | None = None,

@@ -7,8 +7,9 @@ the whole prep machinery.
 from __future__ import annotations
 
 from nodeagent.parse import cmdline_params, parse_page_size_kb, split_cmdline
+from nodeagent.prep.paths import DROPIN_PATH
 
-DROPIN_PATH = "/etc/default/grub.d/90-nodeagent.cfg"
+__all__ = ["DROPIN_PATH", "REGENERATE_HINT", "dropin_args", "hugepage_sizes", "pending", "render"]
 REGENERATE_HINT = "update-grub (Debian/Ubuntu) or grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL/Fedora/SUSE)"
 _LINE_PREFIX = 'GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} '
 

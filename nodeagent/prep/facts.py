@@ -14,14 +14,10 @@ from dataclasses import dataclass, field
 from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
-from nodeagent.prep.dropin import DROPIN_PATH
+from nodeagent.prep.paths import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
 from nodeagent.profile import NodeProfile
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"
-MODPROBE_PATH = "/etc/modprobe.d/90-nodeagent-vfio.conf"
-PROFILE_PATH = "/etc/nodeagent/profile.yaml"
-JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
-LOCK_PATH = "/var/lib/nodeagent/apply.lock"
 
 _NVIDIA_MINOR = re.compile(r"^Device Minor:\s*(\d+)", re.MULTILINE)
 _NVIDIA_DEV = re.compile(r"^/dev/nvidia(\d+)$")

@@ -8,11 +8,11 @@ would only stop the scanner. When KubeVirt's virt-handler owns KSM on this node 
 
 from __future__ import annotations
 
+from nodeagent.discover.ksm import KSM_DIR as KSM
 from nodeagent.host import Host
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
 
-KSM = "/sys/kernel/mm/ksm"
 KUBEVIRT_KSM_ANNOTATION = "kubevirt.io/ksm-handler-managed"
 
 

@@ -15,11 +15,12 @@ from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.bootargs import plan_bootargs
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.facts import PROFILE_PATH, gather
+from nodeagent.prep.facts import gather
 from nodeagent.prep.governor import plan_governor
 from nodeagent.prep.hugepages import plan_hugepages
 from nodeagent.prep.ksm import plan_ksm
 from nodeagent.prep.model import Change, Effect, Plan, PrepOptions
+from nodeagent.prep.paths import PROFILE_PATH
 from nodeagent.prep.vfio import plan_vfio
 from nodeagent.profile import NodeProfile
 

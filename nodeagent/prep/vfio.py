@@ -21,8 +21,8 @@ from nodeagent.discover.pci import PCI_DEVICES, is_vfio_driver, read_driver_over
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.facts import MODPROBE_PATH
 from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+from nodeagent.prep.paths import MODPROBE_PATH
 from nodeagent.profile import GpuSelector, NodeProfile
 
 PCI_DRIVERS = "/sys/bus/pci/drivers"

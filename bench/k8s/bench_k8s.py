@@ -23,26 +23,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import yaml
 
 from nodeagent.k8s.client import Timeouts, connect
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
 from tests.factories import with_ksm
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
 from tests.k8s.helpers import gpu_node_inventory
 
 NODE = "bench-node"
 PRODUCTION = LoopConfig()
 KUBELET_STATUS_REPORT_S = 300.0  # nodeStatusReportFrequency: a status PATCH (a watch event) when nothing changed
-
-
-def kubeconfig(url: str) -> str:
-    config = {"apiVersion": "v1", "kind": "Config", "current-context": "b",
-              "clusters": [{"name": "c", "cluster": {"server": url}}], "users": [{"name": "u", "user": {"token": "t"}}],
-              "contexts": [{"name": "b", "context": {"cluster": "c", "user": "u"}}]}
-    path = Path(tempfile.mkdtemp()) / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return str(path)
 
 
 def scaled(scale: float) -> LoopConfig:
@@ -90,7 +80,8 @@ def main() -> None:
 
     with FakeApiServer() as server:
         server.add_node(NODE, labels={"kubernetes.io/hostname": NODE})
-        api = connect(kubeconfig(server.url), timeouts=Timeouts(connect=2.0, request=5.0))
+        kubeconfig = write_kubeconfig(server, Path(tempfile.mkdtemp()) / "kubeconfig")
+        api = connect(kubeconfig, timeouts=Timeouts(connect=2.0, request=5.0))
         loop = PublisherLoop(api, NODE, config=config, rng=random.Random(1))
         inventory = gpu_node_inventory()
         stop = threading.Event()

@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "serve" / "out" / "run.json")
     args = parser.parse_args()
 
-    from tests.k8s.apiserver import FakeApiServer
+    from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
 
     exporter = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if exporter is None:
@@ -125,12 +125,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     with FakeApiServer() as api:
         api.add_node(node)
-        kubeconfig = workdir / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "l", "cluster": {"server": api.url}}],
-            "users": [{"name": "u", "user": {"token": "t"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "l", "user": "u"}}]}))
+        kubeconfig = write_kubeconfig(api, workdir / "kubeconfig")
         ports = [free_port() for _ in range(5)]
         daemonset = ["--kubeconfig", str(kubeconfig), "--node-name", node]
         subjects = [

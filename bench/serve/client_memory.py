@@ -82,16 +82,11 @@ print(json.dumps({"base_mib": base / 2**20, "imported_mib": imported / 2**20,
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from tests.k8s.apiserver import FakeApiServer
+    from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
 
     with FakeApiServer() as server, tempfile.TemporaryDirectory() as tmp:
         server.add_node("n")
-        kubeconfig = Path(tmp) / "kubeconfig"
-        kubeconfig.write_text(json.dumps({
-            "apiVersion": "v1", "kind": "Config", "current-context": "c",
-            "clusters": [{"name": "l", "cluster": {"server": server.url}}],
-            "users": [{"name": "u", "user": {"token": "test-token"}}],
-            "contexts": [{"name": "c", "context": {"cluster": "l", "user": "u"}}]}))
+        kubeconfig = write_kubeconfig(server, Path(tmp) / "kubeconfig")
         print("| client | serve's imports | + client loaded | after GET/PATCH/POST | modules |")
         print("|---|---|---|---|---|")
         for name, body in VARIANTS.items():

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from nodeagent.contract import WORKLOADS
+from nodeagent.discover.pci import group_strangers, slot
 from nodeagent.inventory import Gpu, Inventory, Plain
 from nodeagent.parse import format_cpulist
 
@@ -223,13 +224,9 @@ def _gpu_problems(inv: Inventory, gpu: Gpu) -> list[str]:
         problems.append("it is the boot VGA (the console would lose its display)")
     if not inv.iommu.enabled:
         problems.append("IOMMU is off")
-    slot = gpu.address.rsplit(".", 1)[0]
-    for member in gpu.group_members:
-        if member.address == gpu.address or member.is_bridge:
-            continue
-        if member.address.rsplit(".", 1)[0] != slot:
-            problems.append(f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, "
-                            f"{member.driver or 'no driver'}), which is not a function of this GPU")
+    for member in group_strangers(gpu.group_members, {slot(gpu.address)}):
+        problems.append(f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, "
+                        f"{member.driver or 'no driver'}), which is not a function of this GPU")
     return problems
 
 

@@ -24,6 +24,21 @@ def is_vfio_driver(driver: str | None) -> bool:
     return bool(driver) and (driver == "vfio-pci" or "vfio" in driver)  # type: ignore[operator]
 
 
+def slot(address: str) -> str:
+    """``0000:01:00.1`` → ``0000:01:00``: the functions of one PCI device share it."""
+    return address.rsplit(".", 1)[0]
+
+
+def group_strangers(members: list[IommuGroupMember], own_slots: set[str]) -> list[IommuGroupMember]:
+    """Members of an IOMMU group that are neither bridges nor functions of the given PCI slots.
+
+    Any such member makes the group non-viable for handing these devices to a VM, whatever its
+    driver: a VFIO group is attached to one VM whole, so a stranger already on vfio-pci belongs to
+    whichever VM holds it, not to the one the GPU is meant for.
+    """
+    return [m for m in members if not m.is_bridge and slot(m.address) not in own_slots]
+
+
 def member_kind(class_code: str | None, vendor_id: str | None) -> str:
     """What an IOMMU-group member is, from its PCI class (``0x040300`` → audio)."""
     if not class_code:

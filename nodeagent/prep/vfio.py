@@ -17,7 +17,7 @@ owners).
 
 from __future__ import annotations
 
-from nodeagent.discover.pci import PCI_DEVICES, is_vfio_driver, read_driver_override
+from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver, read_driver_override, slot
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.prep.context import PlanContext
@@ -30,11 +30,6 @@ VFIO = "vfio-pci"
 
 #: The host drivers that would grab a GPU of each vendor at boot (for modprobe softdeps).
 HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
-
-
-def slot(address: str) -> str:
-    """``0000:01:00.1`` → ``0000:01:00``: functions of one PCI device share it."""
-    return address.rsplit(".", 1)[0]
 
 
 def matches(selector: GpuSelector, gpu: Gpu) -> bool:
@@ -113,16 +108,16 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
         else:
             plan.refusals.append(refusal)
             ok = False
+    strangers = group_strangers(gpu.group_members, selected_slots)
+    for member in strangers:
+        plan.refusals.append(Refusal(
+            "vfio", gpu.address,
+            f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, driver "
+            f"{member.driver or 'none'}), which is neither selected nor a function of a selected GPU: "
+            "the group is not viable for passthrough"))
+        ok = False
     for member in gpu.group_members:
-        if member.is_bridge or is_vfio_driver(member.driver):
-            continue
-        if slot(member.address) not in selected_slots:
-            plan.refusals.append(Refusal(
-                "vfio", gpu.address,
-                f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, driver "
-                f"{member.driver or 'none'}), which is neither selected nor a function of a selected GPU: "
-                "the group is not viable for passthrough"))
-            ok = False
+        if member.is_bridge or is_vfio_driver(member.driver) or member in strangers:
             continue
         use = ctx.facts.device_use.get(member.address)
         if use is not None and use.holders:

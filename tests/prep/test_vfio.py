@@ -64,6 +64,21 @@ def test_boot_vga_and_non_viable_group_are_refused(make_host) -> None:  # type: 
     assert result.exit_code == 2 and snapshot(root) == before
 
 
+def test_a_group_shared_with_a_device_already_on_vfio_is_refused(make_host) -> None:  # type: ignore[no-untyped-def]
+    """An unrelated device on vfio-pci (another VM's) still makes the group non-viable: a VFIO
+    group goes to one VM whole, so the GPU could not be given to a different one."""
+    from tests.prep.conftest import USB_ASMEDIA, PciFn
+
+    pci = [fn for fn in nps4_like_pci() if fn.address != "0000:84:00.0"]
+    pci.append(PciFn("0000:84:00.0", *USB_ASMEDIA, driver="vfio-pci", group=30))
+    host, _, root = make_host(TreeSpec(vendor="AuthenticAMD", cmdline="ro amd_iommu=on iommu=pt", pci=pci))
+    before = snapshot(root)
+    _, plan = planned(host, RADEON, force=True)
+    assert any("IOMMU group 30 also holds 0000:84:00.0 (usb, driver vfio-pci)" in r.reason for r in plan.refusals)
+    assert not [c for c in plan.changes if c.action == "pci-bind"]
+    assert applied(host, RADEON, force=True).exit_code == 2 and snapshot(root) == before
+
+
 def test_iommu_off_is_refused_unless_the_profile_turns_it_on(make_host) -> None:  # type: ignore[no-untyped-def]
     host, _, _ = make_host(TreeSpec(vendor="AuthenticAMD", iommu=False, pci=nps4_like_pci()))
     _, plan = planned(host, {**RTX, "kernel": {"iommu": False}})

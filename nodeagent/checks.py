@@ -303,16 +303,12 @@ def _needs_1gi(inv: Inventory) -> list[str]:
     return [] if inv.hugepages_configured("1Gi") else ["no 1Gi hugepages are configured"]
 
 
-def _ksm_running(inv: Inventory) -> bool:
-    return inv.ksm.run == 1
-
-
 def _high_density(inv: Inventory) -> list[str]:
-    return _general(inv) + ([] if _ksm_running(inv) else ["KSM is not running"])
+    return _general(inv) + ([] if inv.ksm.running else ["KSM is not running"])
 
 
 def _database(inv: Inventory) -> list[str]:
-    ksm = ["KSM is running (database VMs need it off)"] if _ksm_running(inv) else []
+    ksm = ["KSM is running (database VMs need it off)"] if inv.ksm.running else []
     return _general(inv) + _needs_1gi(inv) + ksm
 
 

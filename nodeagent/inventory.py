@@ -225,6 +225,11 @@ class KsmInfo(Plain):
     merge_across_nodes: int | None
     counters: dict[str, int]  # every integer file under /sys/kernel/mm/ksm
 
+    @property
+    def running(self) -> bool:
+        """ksmd is merging pages (run=1); run=2, "stop and unmerge", counts as off."""
+        return self.run == 1
+
 
 # --- kernel and node state -------------------------------------------------------------------
 

@@ -281,7 +281,7 @@ def _own_labels(inv: Inventory, config: LabelConfig, readiness: Mapping[str, Rea
         own("kvm-nested"): _flag(bool(inv.kvm.nested)),
         own("iommu"): _flag(inv.iommu.enabled),
         own("rt-kernel"): _flag(inv.kernel.realtime),
-        own("ksm"): _flag(inv.ksm.run == 1),
+        own("ksm"): _flag(inv.ksm.running),
         own("hugepages-2Mi"): _flag(inv.hugepages_configured("2Mi")),
         own("hugepages-1Gi"): _flag(inv.hugepages_configured("1Gi")),
         own("isolated-cpus"): str(len(inv.cpu.isolated)),

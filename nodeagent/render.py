@@ -134,7 +134,7 @@ def render_summary(inv: Inventory) -> list[str]:
                   else "off")
     iommu_text += f" · firmware table {iommu.firmware_table or 'none'}"
     ksm_text = "unavailable" if not ksm.available else (
-        f"{'running' if ksm.run == 1 else 'off'} (run={ksm.run}) · sharing {ksm.pages_sharing or 0} pages")
+        f"{'running' if ksm.running else 'off'} (run={ksm.run}) · sharing {ksm.pages_sharing or 0} pages")
     huge = " · ".join(f"{s}: {p.total} total, {p.free} free" for s, p in mem.hugepages.items()) or "none"
     governor = cpu.governor or "n/a (no cpufreq)"
     smt = {True: "on", False: "off", None: "unknown"}[cpu.smt_active]

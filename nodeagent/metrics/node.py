@@ -40,7 +40,7 @@ class NodeFactsCollector(InventoryCollector):
                          inv.iommu.enabled)
         yield from _flag("nodeagent_kernel_realtime", "1 when the kernel is PREEMPT_RT.", inv.kernel.realtime)
         # A kernel without KSM is a host where KSM is not running; only an unreadable run file is unknown.
-        ksm_running = (inv.ksm.run == 1) if inv.ksm.run is not None else (False if not inv.ksm.available else None)
+        ksm_running = inv.ksm.running if inv.ksm.run is not None else (False if not inv.ksm.available else None)
         yield from _flag("nodeagent_ksm_running", "1 when KSM is merging pages (/sys/kernel/mm/ksm/run = 1).",
                          ksm_running)
         if inv.ksm.available:

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodeagent.labels import label_key_error, label_value_error
 from nodeagent.parse import CPULIST_FORM, SIZE_FORM, page_size_name, parse_cpulist, parse_page_size_kb
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ MANAGED_BOOT_ARGS = frozenset({
 
 _DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-_LABEL_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _HEX4 = re.compile(r"^(?:0x)?([0-9a-fA-F]{4})$")
 _PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 _GOVERNOR = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -270,7 +270,7 @@ class _Parser:
         return result
 
     def label_key(self, key: Any, path: str) -> str | None:
-        if not isinstance(key, str) or not _valid_label_key(key):
+        if not isinstance(key, str) or label_key_error(key) is not None:
             self.error(path, f"{_shown(key)} is not {LABEL_KEY_FORM}")
             return None
         return key
@@ -279,7 +279,7 @@ class _Parser:
         if not isinstance(value, str):
             self.error(path, f"{_shown(value)} is not a string; quote it in YAML (\"true\", \"2\")")
             return None
-        if value and (len(value) > 63 or not _LABEL_NAME.match(value)):
+        if label_value_error(value) is not None:
             self.error(path, f"{value!r} is not {LABEL_VALUE_FORM}")
             return None
         return value
@@ -579,13 +579,6 @@ def _host_page_sizes(inventory: Inventory) -> list[str]:
     for name, pool in inventory.memory.hugepages.items():
         sizes[name] = pool.size_kb
     return [name for name, _ in sorted(sizes.items(), key=lambda item: item[1])]
-
-
-def _valid_label_key(key: str) -> bool:
-    prefix, slash, name = key.rpartition("/")
-    if slash and (not prefix or len(prefix) > 253 or not _NAME.match(prefix)):
-        return False
-    return 0 < len(name) <= 63 and bool(_LABEL_NAME.match(name))
 
 
 def _kind(value: Any) -> str:

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from nodeagent.contract import DEFAULT_LABEL_PREFIX
-from nodeagent.inventory import Gpu, Inventory, Plain
+from nodeagent.gpuselect import SelectorLike, selected_gpus
+from nodeagent.inventory import Inventory, Plain
 
 if TYPE_CHECKING:
     from nodeagent.checks import Readiness
@@ -187,22 +188,13 @@ class _TaintLike(Protocol):
     def effect(self) -> str: ...
 
 
-class _GpuSelectorLike(Protocol):
-    @property
-    def vendor(self) -> str | None: ...
-    @property
-    def device(self) -> str | None: ...
-    @property
-    def address(self) -> str | None: ...
-
-
 class ProfileLike(Protocol):
     @property
     def labels(self) -> Mapping[str, str]: ...
     @property
     def taints(self) -> Sequence[_TaintLike]: ...
     @property
-    def gpu_passthrough(self) -> Sequence[_GpuSelectorLike]: ...
+    def gpu_passthrough(self) -> Sequence[SelectorLike]: ...
 
 
 # --- computing ---------------------------------------------------------------------------------
@@ -230,7 +222,9 @@ def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
     warnings: list[str] = []
     labels = _compatible_labels(inv, config, readiness)
     labels.update(_own_labels(inv, config, readiness))
-    if profile is not None and any(_selects_nvidia(s, inv.gpus) for s in profile.gpu_passthrough):
+    # GPU Operator's switch to its VM-passthrough stack: set when a GPU that prep binds to vfio-pci
+    # on this node (the same selection) is NVIDIA's; a selector that picks nothing here says nothing.
+    if profile is not None and any(g.vendor_id == NVIDIA_VENDOR_ID for g in selected_gpus(profile, inv)):
         labels["nvidia.com/gpu.workload.config"] = "vm-passthrough"
 
     for key, value in list(labels.items()):
@@ -296,20 +290,6 @@ def _own_labels(inv: Inventory, config: LabelConfig, readiness: Mapping[str, Rea
         ready = readiness.get(workload)
         labels[own(f"ready-{workload}")] = _flag(ready is not None and ready.ready)
     return labels
-
-
-def _selects_nvidia(selector: _GpuSelectorLike, gpus: Iterable[Gpu]) -> bool:
-    """Whether a profile's passthrough selector picks NVIDIA GPUs (directly, or via this host's GPUs)."""
-    if selector.vendor is not None:
-        return selector.vendor.lower().removeprefix("0x") == NVIDIA_VENDOR_ID
-    for gpu in gpus:
-        if selector.address is not None and gpu.address != selector.address:
-            continue
-        if selector.device is not None and gpu.device_id != selector.device.lower().removeprefix("0x"):
-            continue
-        if gpu.vendor_id == NVIDIA_VENDOR_ID:
-            return True
-    return False
 
 
 def computed_keys(config: LabelConfig) -> frozenset[str]:

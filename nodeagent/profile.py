@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from nodeagent.gpuselect import GpuSelector
 from nodeagent.labels import label_key_error, label_value_error
 from nodeagent.parse import CPULIST_FORM, SIZE_FORM, page_size_name, parse_cpulist, parse_page_size_kb
 
@@ -78,20 +79,6 @@ class Taint:
     key: str
     value: str
     effect: str
-
-
-@dataclass(frozen=True)
-class GpuSelector:
-    """Selects GPUs by PCI vendor/device id and/or address; every field that is set must match."""
-
-    vendor: str | None = None
-    device: str | None = None
-    address: str | None = None
-
-    def describe(self) -> str:
-        parts = [f"{k}={v}" for k, v in (("vendor", self.vendor), ("device", self.device),
-                                          ("address", self.address)) if v]
-        return " ".join(parts)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
+from nodeagent.gpuselect import selected_gpus
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.paths import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
@@ -66,10 +67,8 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
     if profile.cpu is not None and profile.cpu.governor:
         facts.cpufreq_present, facts.policies = read_policies(host)
     if profile.gpu_passthrough:
-        from nodeagent.prep.vfio import selected_gpus
-
         moving: list[str] = []
-        for gpu in selected_gpus(profile, inventory)[0]:
+        for gpu in selected_gpus(profile, inventory):
             for member in gpu.group_members or []:
                 facts.driver_overrides[member.address] = read_driver_override(host, member.address)
                 if member.driver and "vfio" not in member.driver:

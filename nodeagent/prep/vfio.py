@@ -18,12 +18,13 @@ owners).
 from __future__ import annotations
 
 from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver, read_driver_override, slot
+from nodeagent.gpuselect import describe_selector, selected_gpus, unmatched_selectors
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
 from nodeagent.prep.paths import MODPROBE_PATH
-from nodeagent.profile import GpuSelector, NodeProfile
+from nodeagent.profile import NodeProfile
 
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 VFIO = "vfio-pci"
@@ -32,22 +33,11 @@ VFIO = "vfio-pci"
 HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
 
 
-def matches(selector: GpuSelector, gpu: Gpu) -> bool:
-    return ((selector.vendor is None or selector.vendor == gpu.vendor_id.lower())
-            and (selector.device is None or selector.device == gpu.device_id.lower())
-            and (selector.address is None or selector.address == gpu.address.lower()))
-
-
-def selected_gpus(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:
-    chosen: dict[str, Gpu] = {}
-    skips: list[Skip] = []
-    for selector in profile.gpu_passthrough:
-        found = [g for g in inventory.gpus if matches(selector, g)]
-        if not found:
-            skips.append(Skip("vfio", selector.describe(), "no GPU on this node matches"))
-        for gpu in found:
-            chosen.setdefault(gpu.address, gpu)
-    return [chosen[a] for a in sorted(chosen)], skips
+def gpu_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:
+    """The GPUs to move, and a skip for each selector that picks nothing on this node."""
+    skips = [Skip("vfio", describe_selector(s), "no GPU on this node matches")
+             for s in unmatched_selectors(profile, inventory)]
+    return selected_gpus(profile, inventory), skips
 
 
 def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
@@ -55,7 +45,7 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
     if not profile.gpu_passthrough:
         _plan_modprobe(ctx, plan, [])
         return
-    gpus, skips = selected_gpus(profile, inventory)
+    gpus, skips = gpu_selection(profile, inventory)
     plan.skipped.extend(skips)
     if gpus and not inventory.iommu.enabled:
         if profile.iommu_wanted and inventory.iommu.enable_argument:

@@ -31,7 +31,7 @@ def check(obj: CliContext, output: str, workload: str | None) -> None:
         click.echo(dump_json({"checks": [r.to_dict() for r in results],
                               "readiness": {k: v.to_dict() for k, v in ready.items()}}))
     else:
-        from nodeagent.render import render_checks
+        from nodeagent.terminal import render_checks
 
         click.echo(render_checks(results, ready), nl=False)
     raise SystemExit(1 if any(r.status == FAIL for r in results) else 0)

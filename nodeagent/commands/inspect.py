@@ -22,7 +22,7 @@ def inspect(obj: CliContext, output: str, netlink: bool) -> None:
     elif output == "yaml":
         click.echo(dump_yaml(inventory.to_dict()), nl=False)
     else:
-        from nodeagent.render import render_topology
+        from nodeagent.terminal import render_topology
 
         click.echo(render_topology(inventory), nl=False)
 

@@ -74,6 +74,8 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
             data["published"] = published
         click.echo(dump_json(data))
     else:
+        from nodeagent.terminal import render_labels
+
         click.echo(render_labels(label_set, config), nl=False)
         if published is not None:
             click.echo(f"\npublished to node {published['node']}: "
@@ -81,21 +83,6 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
                        f"NodeResourceTopology {published['topology']}")
     for warning in label_set.warnings:
         click.echo(f"warning: {warning}", err=True)
-
-
-def render_labels(label_set: LabelSet, config: LabelConfig) -> str:
-    width = max((len(k) for k in label_set.labels), default=5) + 2
-    lines = [f"{'LABEL':<{width}}VALUE"]
-    lines += [f"{key:<{width}}{value}" for key, value in label_set.labels.items()]
-    lines.append("")
-    if label_set.taints:
-        lines.append("TAINTS")
-        lines += [f"  {taint}" for taint in label_set.taints]
-    else:
-        lines.append("TAINTS  (none)")
-    lines.append("")
-    lines.append(f"{len(label_set.labels)} labels, listed in the annotation {config.owned_labels_annotation}")
-    return "\n".join(lines) + "\n"
 
 
 def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelConfig, *, node_name: str | None,

@@ -86,7 +86,7 @@ _node_option = click.option("--node-name", envvar="NODE_NAME", default=None,
 def plan_command(ctx: click.Context, *, profile_path: str, output: str, force: bool,
                  node_name: str | None) -> None:
     """Show what `apply` would change: current -> desired, and when each takes effect."""
-    from nodeagent.prep.render import plan_text
+    from nodeagent.prep.summary import plan_text
 
     _, _, plan = _prepare(ctx, profile_path, dry_run=True, force=force, node_name=node_name)
     click.echo(dump_json(plan.to_dict()) if output == "json" else plan_text(plan))
@@ -113,7 +113,7 @@ def apply_command(ctx: click.Context, *, profile_path: str, dry_run: bool, yes: 
                   node_name: str | None) -> None:
     """Make the runtime changes, write boot-time persistence, journal every old value."""
     from nodeagent.prep.apply import EXIT_CONVERGED, EXIT_PENDING, EXIT_REFUSED, execute
-    from nodeagent.prep.render import apply_text, plan_text
+    from nodeagent.prep.summary import apply_text, plan_text
 
     host, pctx, plan = _prepare(ctx, profile_path, dry_run=dry_run, force=force, allow_partial=allow_partial,
                                 boot=boot, timeout=hugepage_timeout, node_name=node_name)
@@ -143,7 +143,7 @@ def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
     """Restore every value recorded in the journal (/var/lib/nodeagent/journal.json)."""
     from nodeagent.prep.apply import revert
     from nodeagent.prep.journal import Journal, JournalError
-    from nodeagent.prep.render import revert_text
+    from nodeagent.prep.summary import revert_text
 
     cli: CliContext = ctx.obj
     host = cli.host()

@@ -23,7 +23,7 @@ def _node_labels(_ctx: click.Context, _param: click.Parameter, values: tuple[str
 
 
 def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
-    from nodeagent.metrics.server import parse_listen
+    from nodeagent.httpserver import parse_listen
 
     try:
         parse_listen(value)

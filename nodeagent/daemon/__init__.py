@@ -5,18 +5,16 @@ Modules, each with one reason to change:
 =============  ==============================================================================
 service        the threads, wake-ups (period, uevents, reload, Node labels), signals, shutdown
 reconcile      one step: inventory → profile selection → prep → publication
-prep           the ``apply`` code path driven from a loop: back-off, Event de-duplication
+prep_runner    the ``apply`` code path driven from a loop: back-off, Event de-duplication
 profiles       the ConfigMap directory: loading, last-known-good reloads, nodeSelector matching
 uevents        kernel uevents (pyudev), the spool source for fixture roots, the debouncer
 health         ``/healthz`` and ``/readyz``
 status         the shared state those and the self-metrics read
+collector      the daemon's own series (``nodeagent_reconciles_total`` and friends) on ``/metrics``
 cluster        whether to publish, and the PublisherLoop
 jsonlog        one JSON object per log line
 options        :class:`ServeOptions`
 =============  ==============================================================================
-
-The daemon's own series (``nodeagent_reconciles_total`` and friends) are collected by
-``nodeagent.metrics.daemon``, with the rest of the prometheus_client code.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from nodeagent.daemon.status import DaemonStatus
-from nodeagent.metrics.server import Request, Response
+from nodeagent.httpserver import Request, Response
 
 Synced = Callable[[], tuple[bool, str]]
 """Publisher state: (synced, what is wrong when not)."""

@@ -6,7 +6,7 @@
    profile's ``nodeSelector``; without a cluster, the ``--node-label`` set. While publishing and
    the Node has not been seen yet, the step stops here and is retried: publishing without knowing
    the profile would strip the profile's taints from a node on every restart.
-3. **Prep** (not with ``--read-only``): :class:`~nodeagent.daemon.prep.PrepRunner`, i.e. the
+3. **Prep** (not with ``--read-only``): :class:`~nodeagent.daemon.prep_runner.PrepRunner`, i.e. the
    ``apply`` code path; after a change, the inventory is taken again.
 4. **Publication**: the desired labels, taints and NodeResourceTopology go to the
    PublisherLoop, whose own threads write them (so a slow API server never blocks a reconcile).
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from nodeagent.daemon.options import ServeOptions
-from nodeagent.daemon.prep import PrepOutcome, PrepRunner
+from nodeagent.daemon.prep_runner import PrepOutcome, PrepRunner
 from nodeagent.daemon.profiles import LoadedProfile, ProfileStore, Selection, labels_match
 from nodeagent.daemon.status import DaemonStatus
 from nodeagent.discover import discover

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from nodeagent.daemon.health import liveness, not_ready_reasons, readiness
 from nodeagent.daemon.options import ServeOptions
-from nodeagent.daemon.prep import PrepRunner
+from nodeagent.daemon.prep_runner import PrepRunner
 from nodeagent.daemon.profiles import ProfileStore
 from nodeagent.daemon.reconcile import Reconciler
 from nodeagent.daemon.status import DaemonStatus
@@ -96,8 +96,8 @@ class Daemon:
         self._worker.start()
 
     def _start_metrics(self) -> None:
+        from nodeagent.daemon.collector import DaemonCollector
         from nodeagent.metrics import MetricsOptions, MetricsServer, build_metrics
-        from nodeagent.metrics.daemon import DaemonCollector
 
         options = MetricsOptions(libvirt=self.options.libvirt, libvirt_uris=list(self.options.libvirt_uris) or None,
                                  kubevirt=self.options.kubevirt, nvml=self.options.nvml)

@@ -13,8 +13,7 @@ import json
 
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
-from nodeagent.prep.dropin import dropin_args, pending
-from nodeagent.prep.paths import DROPIN_PATH, JOURNAL_PATH
+from nodeagent.owned import DROPIN_PATH, JOURNAL_PATH, dropin_args, pending
 
 
 def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | None = None,

@@ -1,125 +1,20 @@
-"""A small HTTP server for ``/metrics`` that other endpoints can be added to.
+"""The ``/metrics`` endpoint on the general :class:`~nodeagent.httpserver.HttpServer`.
 
-The ``serve`` command adds ``/healthz`` and ``/readyz`` with :meth:`MetricsServer.add_route`; this
-module knows nothing about them. ``/metrics`` negotiates the text or OpenMetrics format from the
-``Accept`` header (as Prometheus sends it) and gzips when the client accepts it.
-
-The server is a ``ThreadingHTTPServer`` with daemon threads and a per-connection socket timeout,
-so a stuck client cannot keep the process from exiting or hold a thread forever.
+``/metrics`` negotiates the text or OpenMetrics format from the ``Accept`` header (as Prometheus
+sends it); the server gzips when the client accepts it. The ``serve`` command adds ``/healthz``
+and ``/readyz`` with :meth:`MetricsServer.add_route`; this module knows nothing about them.
 """
 
 from __future__ import annotations
 
-import gzip
-import logging
-import socket
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import CollectorRegistry
 
-log = logging.getLogger(__name__)
+from nodeagent.httpserver import HttpServer, Request, Response, parse_listen
 
-GZIP_LEVEL = 1  # the exposition is repetitive text: level 1 gets most of the size for a fraction of the CPU
-
-
-@dataclass(frozen=True)
-class Request:
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Response:
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-Route = Callable[[Request], Response]
-
-
-def parse_listen(address: str) -> tuple[str, int]:
-    """``127.0.0.1:9464``, ``[::1]:9464``, ``:9464`` (every interface) → (host, port).
-
-    Raises ValueError naming the accepted forms.
-    """
-    form = "HOST:PORT, [IPV6]:PORT or :PORT (e.g. 127.0.0.1:9464)"
-    host, sep, port_text = address.rpartition(":")
-    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"listen address {address!r} is not {form}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"listen address {address!r}: put an IPv6 address in brackets ({form})")
-    return host or "0.0.0.0", int(port_text)
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], routes: dict[str, Route]):
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.routes = routes
-        super().__init__(address, handler)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = 30  # seconds a client may take to send its request
-    # Headers and body leave together (the buffer is flushed after each request) and Nagle is off:
-    # two small writes on a kept-alive connection otherwise meet the client's delayed ACK, ~40 ms.
-    wbufsize = 1 << 16
-    protocol_version = "HTTP/1.1"
-    server_version = "nodeagent"
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def do_GET(self) -> None:
-        self._handle(send_body=True)
-
-    def do_HEAD(self) -> None:
-        self._handle(send_body=False)
-
-    def _handle(self, *, send_body: bool) -> None:
-        parts = urlsplit(self.path)
-        route = self.server.routes.get(parts.path)
-        if route is None:
-            response = Response(404, b"not found\n")
-        else:
-            request = Request(parts.path, parse_qs(parts.query), {k.lower(): v for k, v in self.headers.items()})
-            try:
-                response = route(request)
-            except Exception:  # a broken handler is a 500 for this request, not a dead server
-                log.exception("handler for %s failed", parts.path)
-                response = Response(500, b"internal error\n")
-        body = response.body
-        headers = dict(response.headers)
-        if "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024 and response.status == 200:
-            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
-            headers["Content-Encoding"] = "gzip"
-            headers["Vary"] = "Accept-Encoding"
-        self.send_response(response.status)
-        self.send_header("Content-Type", response.content_type)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if send_body:
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
-
+__all__ = ["Exposition", "MetricsServer", "Request", "Response", "parse_listen", "registry_exposition"]
 
 Exposition = Callable[[str], tuple[bytes, str]]
 """Accept header → (body, content type): one scrape. ``NodeMetrics.exposition`` is one."""
@@ -135,53 +30,17 @@ def registry_exposition(registry: CollectorRegistry) -> Exposition:
     return expose
 
 
-class MetricsServer:
+class MetricsServer(HttpServer):
     """Serves an exposition on ``/metrics``; more routes via :meth:`add_route`.
 
     ``source`` is a scrape function (``NodeMetrics.exposition``) or a prometheus_client registry.
     """
 
     def __init__(self, source: Exposition | CollectorRegistry, listen: str = "127.0.0.1:9464") -> None:
+        super().__init__(listen, thread_name="metrics-http")
         self._expose = registry_exposition(source) if isinstance(source, CollectorRegistry) else source
-        self._routes: dict[str, Route] = {"/metrics": self._metrics, "/": self._index}
-        host, port = parse_listen(listen)
-        self._server = _Server((host, port), _Handler, self._routes)
-        self._thread: threading.Thread | None = None
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def url(self) -> str:
-        host = str(self._server.server_address[0])
-        host = f"[{host}]" if ":" in host else host
-        return f"http://{host}:{self.port}"
-
-    def add_route(self, path: str, route: Route) -> None:
-        """Serve ``route`` at ``path`` (exact match); replaces an existing route."""
-        self._routes[path] = route
-
-    def start(self) -> MetricsServer:
-        """Serve in a background (daemon) thread; returns self."""
-        self._thread = threading.Thread(target=self._server.serve_forever, name="metrics-http", daemon=True)
-        self._thread.start()
-        return self
-
-    def serve_forever(self) -> None:
-        self._server.serve_forever()
-
-    def shutdown(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self.add_route("/metrics", self._metrics)
 
     def _metrics(self, request: Request) -> Response:
         body, content_type = self._expose(request.headers.get("accept", ""))
         return Response(200, body, content_type)
-
-    def _index(self, _request: Request) -> Response:
-        links = "".join(f'<li><a href="{p}">{p}</a></li>' for p in sorted(self._routes) if p != "/")
-        body = f"<html><head><title>nodeagent</title></head><body><h1>nodeagent</h1><ul>{links}</ul></body></html>"
-        return Response(200, body.encode(), "text/html; charset=utf-8")

@@ -18,13 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.host import Host, HostError
+from nodeagent.owned import JOURNAL_PATH, LOCK_PATH
 from nodeagent.prep import bootargs
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.handlers import HANDLERS, RunState
 from nodeagent.prep.hugepages import AllocationPolicy, ShortAllocationError
 from nodeagent.prep.journal import Journal, JournalError, JournalGuard
 from nodeagent.prep.model import Change, Effect, Plan
-from nodeagent.prep.paths import JOURNAL_PATH, LOCK_PATH
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ profile parser, and the generated ones are digits, commas and names.
 
 from __future__ import annotations
 
+from nodeagent.owned import DROPIN_PATH, REGENERATE_HINT, dropin_args, hugepage_sizes, pending, render_dropin
 from nodeagent.parse import format_cpulist, kernel_page_size_arg, split_cmdline
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.dropin import DROPIN_PATH, REGENERATE_HINT, dropin_args, hugepage_sizes, pending, render
 from nodeagent.prep.hugepages import boot_hugepage_args, desired_counts
 from nodeagent.prep.model import Change, Effect, Plan, Refusal
 
@@ -106,7 +106,7 @@ def bootargs_change(ctx: PlanContext, extra_sizes: set[int] | None = None) -> tu
     if ctx.profile.hugepages is not None:
         boot_sizes &= {r.size_kb for r in ctx.profile.hugepages.pages}
     args, notes = desired_args(ctx, boot_sizes)
-    content = render(ctx.profile.name, args)
+    content = render_dropin(ctx.profile.name, args)
     if content == ctx.facts.dropin or (content is None and ctx.facts.dropin is None):
         return None, notes
     waiting = pending(args, ctx.inventory.kernel.cmdline)

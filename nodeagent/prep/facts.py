@@ -15,7 +15,7 @@ from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
 from nodeagent.gpuselect import selected_gpus
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
-from nodeagent.prep.paths import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
+from nodeagent.owned import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
 from nodeagent.profile import NodeProfile
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"

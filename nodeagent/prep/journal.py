@@ -19,8 +19,8 @@ from typing import Any
 
 from nodeagent.host import Host, HostError, WriteRecord
 from nodeagent.inventory import to_plain
+from nodeagent.owned import JOURNAL_PATH
 from nodeagent.prep.model import Change
-from nodeagent.prep.paths import JOURNAL_PATH
 
 VERSION = 1
 

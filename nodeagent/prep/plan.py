@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
+from nodeagent.owned import PROFILE_PATH
 from nodeagent.prep.bootargs import plan_bootargs
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.facts import gather
@@ -20,7 +21,6 @@ from nodeagent.prep.governor import plan_governor
 from nodeagent.prep.hugepages import plan_hugepages
 from nodeagent.prep.ksm import plan_ksm
 from nodeagent.prep.model import Change, Effect, Plan, PrepOptions
-from nodeagent.prep.paths import PROFILE_PATH
 from nodeagent.prep.vfio import plan_vfio
 from nodeagent.profile import NodeProfile
 

@@ -21,9 +21,9 @@ from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver,
 from nodeagent.gpuselect import describe_selector, selected_gpus, unmatched_selectors
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
+from nodeagent.owned import MODPROBE_PATH
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
-from nodeagent.prep.paths import MODPROBE_PATH
 from nodeagent.profile import NodeProfile
 
 PCI_DRIVERS = "/sys/bus/pci/drivers"

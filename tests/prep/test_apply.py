@@ -13,8 +13,8 @@ import pytest
 
 from nodeagent.discover.prep_state import discover_prep_state
 from nodeagent.host import Host, WriteRecord
+from nodeagent.owned import LOCK_PATH
 from nodeagent.prep.apply import revert
-from nodeagent.prep.paths import LOCK_PATH
 from tests.prep.conftest import TreeSpec, snapshot
 from tests.prep.helpers import applied, journal, planned, read
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nodeagent.prep.dropin import dropin_args, pending
+from nodeagent.owned import dropin_args, pending
 from nodeagent.prep.hugepages import boot_hugepage_args, supports_node_form
 from nodeagent.prep.model import Effect
 from tests.prep.conftest import TreeSpec
@@ -187,7 +187,7 @@ def test_profile_is_installed_for_the_boot_unit(make_host, tmp_path: Path) -> No
 
 
 def test_dropin_round_trip() -> None:
-    from nodeagent.prep.dropin import render
+    from nodeagent.owned import render_dropin as render
 
     text = render("p", ["a=1", "b"])
     assert text is not None and dropin_args(text) == ["a=1", "b"]

@@ -47,7 +47,8 @@ def test_prep_unit_is_a_oneshot_before_kubelet() -> None:
 
 
 def test_grub_template_matches_what_apply_writes() -> None:
-    from nodeagent.prep.dropin import dropin_args, render
+    from nodeagent.owned import dropin_args
+    from nodeagent.owned import render_dropin as render
 
     template = (REPO / "grub" / "90-nodeagent.cfg.template").read_text()
     rendered = render("@PROFILE@", ["@ARGS@"])

@@ -9,7 +9,7 @@ import time
 from nodeagent.daemon.health import liveness, readiness
 from nodeagent.daemon.jsonlog import JsonFormatter
 from nodeagent.daemon.status import DaemonStatus
-from nodeagent.metrics.server import Request
+from nodeagent.httpserver import Request
 
 REQUEST = Request("/", {}, {})
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.daemon.prep import PrepRunner
+from nodeagent.daemon.prep_runner import PrepRunner
 from nodeagent.daemon.profiles import LoadedProfile, load_file
 from nodeagent.discover import discover
 from nodeagent.host import Host

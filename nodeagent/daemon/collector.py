@@ -22,12 +22,10 @@ Series (all gauges unless ``_total``):
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-if TYPE_CHECKING:
-    from nodeagent.daemon.status import DaemonStatus
+from nodeagent.daemon.status import DaemonStatus
 
 PREP_STATES = ("none", "read-only", "converged", "applied", "pending", "failed", "refused", "invalid", "backoff",
                "stopped")

@@ -1,4 +1,5 @@
-"""Text renderings for people: the NUMA topology picture of ``inspect`` and the ``check`` report.
+"""Text renderings for people: the NUMA topology picture of ``inspect``, the ``check`` report and the
+``labels`` table.
 
 The picture follows hwloc's lstopo in spirit: one box per NUMA node holding its CPUs (isolated
 ones marked), memory, hugepages, GPUs and NICs; devices without NUMA affinity get a box of their
@@ -13,6 +14,7 @@ from collections.abc import Iterable
 from nodeagent.checks import CheckResult, Readiness
 from nodeagent.discover.pci import is_vfio_driver
 from nodeagent.inventory import Gpu, HugepagePool, Inventory, Nic
+from nodeagent.labels import LabelConfig, LabelSet
 from nodeagent.parse import format_cpulist
 
 WIDTH = 92
@@ -195,4 +197,19 @@ def render_checks(results: list[CheckResult], readiness: dict[str, Readiness] | 
             lines.append(f"  {item.workload:<13} {state}")
     counts = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "WARN", "FAIL", "SKIP")}
     lines += ["", " · ".join(f"{n} {s}" for s, n in counts.items())]
+    return "\n".join(lines) + "\n"
+
+
+def render_labels(label_set: LabelSet, config: LabelConfig) -> str:
+    width = max((len(k) for k in label_set.labels), default=5) + 2
+    lines = [f"{'LABEL':<{width}}VALUE"]
+    lines += [f"{key:<{width}}{value}" for key, value in label_set.labels.items()]
+    lines.append("")
+    if label_set.taints:
+        lines.append("TAINTS")
+        lines += [f"  {taint}" for taint in label_set.taints]
+    else:
+        lines.append("TAINTS  (none)")
+    lines.append("")
+    lines.append(f"{len(label_set.labels)} labels, listed in the annotation {config.owned_labels_annotation}")
     return "\n".join(lines) + "\n"

@@ -1,15 +1,22 @@
-"""The text of nodeagent's grub drop-in: how it is written, read back, and compared with /proc/cmdline.
+"""The files nodeagent owns on a host, named once, and the format of its grub drop-in.
 
-Kept apart from the planner so that discovery (reboot-required) can read it without importing
-the whole prep machinery.
+Prep writes these files; discovery reads them back (is a reboot or a kubelet restart pending?).
+They are host facts, so they live below both: discovery never imports prep.
+
+The drop-in's text is written by :func:`render_dropin`, read back by :func:`dropin_args` and
+compared with ``/proc/cmdline`` by :func:`pending` — one home for the line format.
 """
 
 from __future__ import annotations
 
 from nodeagent.parse import cmdline_params, parse_page_size_kb, split_cmdline
-from nodeagent.prep.paths import DROPIN_PATH
 
-__all__ = ["DROPIN_PATH", "REGENERATE_HINT", "dropin_args", "hugepage_sizes", "pending", "render"]
+DROPIN_PATH = "/etc/default/grub.d/90-nodeagent.cfg"
+MODPROBE_PATH = "/etc/modprobe.d/90-nodeagent-vfio.conf"
+PROFILE_PATH = "/etc/nodeagent/profile.yaml"
+JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
+LOCK_PATH = "/var/lib/nodeagent/apply.lock"
+
 REGENERATE_HINT = "update-grub (Debian/Ubuntu) or grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL/Fedora/SUSE)"
 _LINE_PREFIX = 'GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} '
 
@@ -24,7 +31,7 @@ def dropin_args(text: str | None) -> list[str]:
     return []
 
 
-def render(profile_name: str, args: list[str]) -> str | None:
+def render_dropin(profile_name: str, args: list[str]) -> str | None:
     if not args:
         return None
     return (f"# Managed by nodeagent (profile {profile_name}). `nodeagent revert` removes it; do not edit.\n"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from nodeagent import __version__
 from nodeagent.discover import discover
-from nodeagent.host import Host, HostTrace
+from nodeagent.host import Host, HostRecord, HostTrace
 from nodeagent.inventory import Inventory
 
 MANIFEST = "NODEAGENT-CAPTURE.json"
@@ -164,12 +164,8 @@ def _field(inventory: Inventory, dotted: str) -> object:
 
 
 def write_capture(host: Host, output: str) -> CaptureSummary:
-    host.trace = HostTrace()
-    try:
-        inventory = discover(host)
-        trace = host.trace
-    finally:
-        host.trace = None
+    trace = HostTrace()
+    inventory = discover(host, record=HostRecord(trace=trace))
     entries = build_tree(host, trace)
     counts = {"file": 0, "link": 0, "dir": 0}
     with tarfile.open(output, "w:gz") as archive:

@@ -11,12 +11,18 @@ Because everything passes through here, this is also the one place that
 * turns a garbled value into a :class:`HostWarning` naming the file,
 * keeps symlinks inside the root (an absolute link target or a ``..`` past the top is resolved
   against the root, as under ``chroot``),
-* counts reads (for the benchmarks) and writes (for "a converged node writes nothing"),
 * refuses writes in dry-run mode, tells a write observer (the prep journal) before each write,
-  and lets tests inject faults (``EBUSY`` on ``nr_hugepages``…) or emulate the kernel's reaction
-  to a write (a PCI ``bind`` moving the ``driver`` link),
+  and lets tests stand in for the kernel at the moment of a write (an :data:`Interceptor`: fail it
+  with ``EBUSY``, or emulate its reaction, a PCI ``bind`` moving the ``driver`` link),
 * decides whether live-only sources (netlink, ioctls, NVML, libvirt, udev) may be used: only when
   the root is ``/``. Under any other root they would describe the wrong machine.
+
+A Host holds no per-run state: what one discovery or one apply saw and did (warnings, live sources
+skipped, writes, read/write counts, and optionally a trace of every path) goes into a
+:class:`HostRecord` that the run opens with :meth:`Host.recording` and returns. Records nest (an
+outer one sees everything the inner ones see) and belong to the thread that opened them, so a
+metrics scrape reading ``/proc`` on another thread never lands in a discovery's warnings, and a
+long-running daemon has nothing to clear.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import fcntl
 import logging
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -73,11 +80,15 @@ class CommandResult:
 WriteObserver = Callable[[WriteRecord], None]
 """Called before every real write; the prep journal uses it to persist the old value first."""
 
-FaultHook = Callable[[WriteRecord], None]
-"""Called before every write; may raise ``OSError`` to simulate the kernel refusing it."""
+Interceptor = Callable[["Host", WriteRecord], object]
+"""Tests: stands in for the kernel at the moment of a write, a file replace, a removal or a command.
 
-WriteEmulator = Callable[["Host", WriteRecord], bool]
-"""Tests: emulate the kernel's side effects of a write. Returns True when it handled the write."""
+Called after dry-run, observers and bookkeeping, exactly where the system call would happen. It may
+raise ``OSError`` (the kernel refusing the write: ``EBUSY`` on ``nr_hugepages``), return ``True``
+(it emulated the write and its side effects; the real one is skipped), return a
+:class:`CommandResult` for a ``run`` record (the command's outcome), or return None or False to let
+the write through. The interceptor installed last sees the write first, as an outer wrapper would.
+"""
 
 CommandRunner = Callable[[Sequence[str]], CommandResult]
 
@@ -101,27 +112,70 @@ class HostStats:
 
 
 @dataclass(eq=False)
+class HostRecord:
+    """What one run (a discovery, an apply) saw and did through a Host. See the module docstring."""
+
+    warnings: list[HostWarning] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)  # live-only source → why it was not used
+    writes: list[WriteRecord] = field(default_factory=list)  # made, or in dry-run mode would be made
+    stats: HostStats = field(default_factory=HostStats)
+    trace: HostTrace | None = None  # set to record every path touched (``capture``)
+
+
+@dataclass(eq=False)
 class Host:
     """A machine's files seen through a root directory. See the module docstring."""
 
     root: str = "/"
     dry_run: bool = False
     live: bool | None = None  # None: live exactly when the root is "/"; True: a mounted live host
-    warnings: list[HostWarning] = field(default_factory=list)
-    skipped: dict[str, str] = field(default_factory=dict)
-    stats: HostStats = field(default_factory=HostStats)
-    writes: list[WriteRecord] = field(default_factory=list)
     write_observers: list[WriteObserver] = field(default_factory=list)
-    fault_hooks: list[FaultHook] = field(default_factory=list)
-    write_emulators: list[WriteEmulator] = field(default_factory=list)
+    interceptors: list[Interceptor] = field(default_factory=list)  # tests only
     command_runner: CommandRunner | None = None
-    trace: HostTrace | None = None
     _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
         if not os.path.isdir(self.root):
             raise HostError(f"--root {self.root!r}: no such directory (give the directory that holds sys/ and proc/)")
         self.root = os.path.realpath(self.root)
+
+    # --- per-run records --------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def recording(self, record: HostRecord | None = None) -> Iterator[HostRecord]:
+        """Open a record of this thread's host operations until the block ends; yields it.
+
+        Records nest: every record open on this thread sees each warning, skip, write and count.
+        """
+        record = HostRecord() if record is None else record
+        stack: list[HostRecord] | None = getattr(self._local, "records", None)
+        if stack is None:
+            stack = self._local.records = []
+        stack.append(record)
+        try:
+            yield record
+        finally:
+            stack.remove(record)
+
+    def _records(self) -> list[HostRecord]:
+        return getattr(self._local, "records", None) or []
+
+    def _count_read(self) -> None:
+        for record in self._records():
+            record.stats.reads += 1
+
+    def _traced(self, kind: str, path: str, payload: object = None) -> None:
+        for record in self._records():
+            trace = record.trace
+            if trace is None:
+                continue
+            if kind == "file":
+                trace.files[path] = payload  # type: ignore[assignment]
+            elif kind == "dir":
+                trace.dirs[path] = payload  # type: ignore[assignment]
+            else:
+                trace.probes.add(path)
 
     # --- where things are ------------------------------------------------------------------
 
@@ -138,12 +192,17 @@ class Host:
     def live_source(self, source: str) -> bool:
         """Whether a live-only source (netlink, ioctl, NVML, libvirt, udev) may be used here.
 
-        Under another root the source is recorded in :attr:`skipped` with the reason.
+        Under another root the source is recorded in the open records' ``skipped`` with the reason.
         """
         if self.is_live:
             return True
-        self.skipped[source] = f"live-only source, not used under --root {self.root}"
+        self.skip(source, f"live-only source, not used under --root {self.root}")
         return False
+
+    def skip(self, source: str, reason: str) -> None:
+        """Record that a source was not used, and why (the Inventory's ``skipped``)."""
+        for record in self._records():
+            record.skipped[source] = reason
 
     def fs_path(self, path: str, *, follow: bool = True) -> str:
         """The real filesystem path of a host path, with every symlink kept inside the root."""
@@ -203,7 +262,7 @@ class Host:
 
     def read_text(self, path: str) -> str | None:
         """The file's content, or None when it is absent or unreadable (a fact, not an error)."""
-        self.stats.reads += 1
+        self._count_read()
         try:
             with open(self.fs_path(path), "rb") as handle:
                 data = handle.read()
@@ -213,19 +272,17 @@ class Host:
             # EACCES, EIO, EINVAL (write-only sysfs attributes) … : present but not readable.
             log.debug("cannot read %s: %s", path, exc)
             return None
-        if self.trace is not None:
-            self.trace.files[path] = data
+        self._traced("file", path, data)
         return data.decode("utf-8", errors="replace")
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
-        self.stats.reads += 1
+        self._count_read()
         try:
             with open(self.fs_path(path), "rb") as handle:
                 data = handle.read() if limit is None else handle.read(limit)
         except OSError:
             return None
-        if self.trace is not None:
-            self.trace.files[path] = data
+        self._traced("file", path, data)
         return data
 
     def read_str(self, path: str) -> str | None:
@@ -257,58 +314,51 @@ class Host:
             return None
 
     def warn(self, path: str, message: str) -> None:
+        """Report a host file that could not be understood (logged once per open record)."""
         warning = HostWarning(path, message)
-        if warning not in self.warnings:
-            self.warnings.append(warning)
+        records = self._records()
+        fresh = not records
+        for record in records:
+            if warning not in record.warnings:
+                record.warnings.append(warning)
+                fresh = True
+        if fresh:
             log.warning("%s", warning)
 
-    def exists(self, path: str) -> bool:
-        if self.trace is not None:
-            self.trace.probes.add(path)
+    def _probe(self, path: str, test: Callable[[str], bool]) -> bool:
+        """One probe of a host path (traced); any error resolving or testing it reads as False."""
+        self._traced("probe", path)
         try:
-            return os.path.lexists(self.fs_path(path))
+            return test(self.fs_path(path))
         except OSError:
             return False
+
+    def exists(self, path: str) -> bool:
+        """Whether anything (a dangling link included) is at ``path``."""
+        return self._probe(path, os.path.lexists)
 
     def is_dir(self, path: str) -> bool:
-        if self.trace is not None:
-            self.trace.probes.add(path)
-        try:
-            return os.path.isdir(self.fs_path(path))
-        except OSError:
-            return False
+        return self._probe(path, os.path.isdir)
 
     def is_char_device(self, path: str) -> bool:
-        if self.trace is not None:
-            self.trace.probes.add(path)
-        try:
-            return stat.S_ISCHR(os.stat(self.fs_path(path)).st_mode)
-        except OSError:
-            return False
+        return self._probe(path, lambda real: stat.S_ISCHR(os.stat(real).st_mode))
 
     def access(self, path: str, mode: int = os.R_OK | os.W_OK) -> bool:
-        if self.trace is not None:
-            self.trace.probes.add(path)
-        try:
-            return os.access(self.fs_path(path), mode)
-        except OSError:
-            return False
+        return self._probe(path, lambda real: os.access(real, mode))
 
     def listdir(self, path: str) -> list[str]:
         """Sorted entries of a directory; empty when it is absent."""
-        self.stats.reads += 1
+        self._count_read()
         try:
             entries = sorted(os.listdir(self.fs_path(path)))
         except OSError:
             return []
-        if self.trace is not None:
-            self.trace.dirs[path] = entries
+        self._traced("dir", path, entries)
         return entries
 
     def readlink(self, path: str) -> str | None:
         """The raw target of a symlink, or None when ``path`` is not one."""
-        if self.trace is not None:
-            self.trace.probes.add(path)
+        self._traced("probe", path)
         try:
             return os.readlink(self.fs_path(path, follow=False))
         except OSError:
@@ -316,8 +366,7 @@ class Host:
 
     def realpath(self, path: str) -> str | None:
         """The host path ``path`` resolves to, inside the root; None when it does not exist."""
-        if self.trace is not None:
-            self.trace.probes.add(path)
+        self._traced("probe", path)
         try:
             real = self.fs_path(path)
         except OSError:
@@ -334,18 +383,26 @@ class Host:
     # --- writing ---------------------------------------------------------------------------
 
     def _before_write(self, record: WriteRecord) -> bool:
-        """Run dry-run, fault and emulation hooks. Returns True when the write is fully handled."""
+        """Dry-run, observers, bookkeeping, interceptors. Returns True when the write is fully handled."""
+        records = self._records()
+        for open_record in records:
+            open_record.writes.append(record)
         if self.dry_run:
-            self.writes.append(record)
             return True
-        for hook in self.fault_hooks:
-            hook(record)
         for observer in self.write_observers:
             observer(record)
-        self.stats.writes += 1
-        self.writes.append(record)
+        for open_record in records:
+            open_record.stats.writes += 1
         self._dir_cache.clear()
-        return any(emulate(self, record) for emulate in self.write_emulators)
+        return self._intercept(record) is True
+
+    def _intercept(self, record: WriteRecord) -> object:
+        """The first interceptor's answer that is not None (the last installed is asked first)."""
+        for interceptor in reversed(self.interceptors):
+            answer = interceptor(self, record)
+            if answer is not None and answer is not False:
+                return answer
+        return None
 
     def write(self, path: str, value: str) -> None:
         """Write a kernel attribute (sysfs/procfs) in a single ``write(2)``, as ``echo N > file`` does.
@@ -413,12 +470,13 @@ class Host:
         that it finds the host's own binaries, ``/lib/modules`` and ``/boot``.
         """
         record = WriteRecord(" ".join(argv), None, "run")
+        for open_record in self._records():
+            open_record.writes.append(record)
         if self.dry_run:
-            self.writes.append(record)
             return CommandResult(list(argv), 0)
-        for hook in self.fault_hooks:
-            hook(record)
-        self.writes.append(record)
+        answer = self._intercept(record)
+        if isinstance(answer, CommandResult):
+            return answer
         if self.command_runner is not None:
             return self.command_runner(argv)
         if not self.is_live:
@@ -468,14 +526,3 @@ class Host:
             return fcntl.ioctl(fd, request, arg)
         finally:
             os.close(fd)
-
-    # --- test helpers ----------------------------------------------------------------------
-
-    def fail_writes(self, path_suffix: str, error: int, *, kinds: tuple[str, ...] = ("write", "file")) -> None:
-        """Make every write to a path ending in ``path_suffix`` fail with ``error`` (tests)."""
-
-        def hook(record: WriteRecord) -> None:
-            if record.kind in kinds and record.path.endswith(path_suffix):
-                raise OSError(error, os.strerror(error), record.path)
-
-        self.fault_hooks.append(hook)

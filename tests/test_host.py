@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from nodeagent.host import Host, HostError, HostTrace, WriteRecord
+from nodeagent.host import Host, HostError, HostRecord, HostTrace, WriteRecord
+from tests.support.faults import fail_writes
 
 
 @pytest.fixture
@@ -58,18 +59,20 @@ def test_symlink_loops_are_reported_absent(tree: Path) -> None:
 
 def test_absent_file_is_a_fact_not_an_error(tree: Path) -> None:
     host = Host(str(tree))
-    assert host.read_text("/sys/kernel/mm/ksm/run") is None
-    assert host.read_int("/sys/kernel/mm/ksm/run") is None
-    assert host.listdir("/sys/kernel/iommu_groups") == []
-    assert host.warnings == []
+    with host.recording() as record:
+        assert host.read_text("/sys/kernel/mm/ksm/run") is None
+        assert host.read_int("/sys/kernel/mm/ksm/run") is None
+        assert host.listdir("/sys/kernel/iommu_groups") == []
+    assert record.warnings == []
 
 
 def test_garbled_values_warn_naming_the_file(tree: Path) -> None:
     host = Host(str(tree))
-    assert host.read_int("/proc/nr") is None
-    assert host.read_cpulist("/proc/list") is None
-    assert [w.path for w in host.warnings] == ["/proc/nr", "/proc/list"]
-    assert "integer" in host.warnings[0].message
+    with host.recording() as record:
+        assert host.read_int("/proc/nr") is None
+        assert host.read_cpulist("/proc/list") is None
+    assert [w.path for w in record.warnings] == ["/proc/nr", "/proc/list"]
+    assert "integer" in record.warnings[0].message
 
 
 def test_missing_root_is_refused() -> None:
@@ -79,12 +82,13 @@ def test_missing_root_is_refused() -> None:
 
 def test_dry_run_records_and_writes_nothing(tree: Path) -> None:
     host = Host(str(tree), dry_run=True)
-    host.write("/proc/nr", "5")
-    host.write_file("/etc/new.cfg", "x")
+    with host.recording() as record:
+        host.write("/proc/nr", "5")
+        host.write_file("/etc/new.cfg", "x")
     assert (tree / "proc/nr").read_text() == "12x\n"
     assert not (tree / "etc/new.cfg").exists()
-    assert [w.path for w in host.writes] == ["/proc/nr", "/etc/new.cfg"]
-    assert host.stats.writes == 0
+    assert [w.path for w in record.writes] == ["/proc/nr", "/etc/new.cfg"]
+    assert record.stats.writes == 0
 
 
 def test_observers_run_before_the_write_and_faults_stop_it(tree: Path) -> None:
@@ -94,7 +98,7 @@ def test_observers_run_before_the_write_and_faults_stop_it(tree: Path) -> None:
     host.write("/proc/nr", "7")
     assert seen == [("/proc/nr", "12x\n")]
     assert (tree / "proc/nr").read_text() == "7"
-    host.fail_writes("/proc/nr", errno.EBUSY)
+    fail_writes(host, "/proc/nr", errno.EBUSY)
     with pytest.raises(OSError) as raised:
         host.write("/proc/nr", "9")
     assert raised.value.errno == errno.EBUSY
@@ -104,7 +108,7 @@ def test_observers_run_before_the_write_and_faults_stop_it(tree: Path) -> None:
 def test_emulators_replace_the_real_write(tree: Path) -> None:
     host = Host(str(tree))
     handled: list[WriteRecord] = []
-    host.write_emulators.append(lambda h, r: handled.append(r) or True)
+    host.interceptors.append(lambda h, r: handled.append(r) or True)
     host.write("/sys/bus/pci/drivers_probe", "0000:00:01.0")
     assert handled[0].value == "0000:00:01.0"
     assert not (tree / "sys/bus/pci/drivers_probe").exists()
@@ -135,27 +139,30 @@ def test_commands_never_run_on_this_machine_under_a_fixture_root(tree: Path) -> 
 
 def test_live_sources_are_skipped_under_a_fixture_root(tree: Path) -> None:
     host = Host(str(tree))
-    assert host.live_source("netlink") is False
-    assert "netlink" in host.skipped
+    with host.recording() as record:
+        assert host.live_source("netlink") is False
+    assert "netlink" in record.skipped
     assert Host("/").live_source("netlink") is True
 
 
 def test_trace_records_what_was_read_listed_and_probed(tree: Path) -> None:
     host = Host(str(tree))
-    host.trace = HostTrace()
-    host.read_text("/proc/nr")
-    host.listdir("/sys/bus/pci/devices")
-    host.exists("/dev/kvm")
-    assert host.trace.files == {"/proc/nr": b"12x\n"}
-    assert host.trace.dirs == {"/sys/bus/pci/devices": ["0000:00:01.0"]}
-    assert "/dev/kvm" in host.trace.probes
+    trace = HostTrace()
+    with host.recording(HostRecord(trace=trace)):
+        host.read_text("/proc/nr")
+        host.listdir("/sys/bus/pci/devices")
+        host.exists("/dev/kvm")
+    assert trace.files == {"/proc/nr": b"12x\n"}
+    assert trace.dirs == {"/sys/bus/pci/devices": ["0000:00:01.0"]}
+    assert "/dev/kvm" in trace.probes
 
 
 def test_reads_are_counted(tree: Path) -> None:
     host = Host(str(tree))
-    host.read_text("/proc/nr")
-    host.read_text("/proc/absent")
-    assert host.stats.reads == 2
+    with host.recording() as record:
+        host.read_text("/proc/nr")
+        host.read_text("/proc/absent")
+    assert record.stats.reads == 2
 
 
 def test_a_mounted_live_root_can_be_declared_live(tree: Path) -> None:
@@ -172,3 +179,29 @@ def test_commands_on_a_mounted_live_root_run_inside_it(tree: Path) -> None:
     assert result.returncode == 127
     assert "chroot" in result.stderr
     assert Host("/").run(["true"]).returncode == 0
+
+
+def test_records_nest_and_stay_on_their_thread(tree: Path) -> None:
+    import threading
+
+    host = Host(str(tree))
+    with host.recording() as outer:
+        with host.recording() as inner:
+            host.read_int("/proc/nr")
+        other = threading.Thread(target=lambda: host.read_int("/proc/list"))
+        other.start()
+        other.join()
+    assert [w.path for w in inner.warnings] == [w.path for w in outer.warnings] == ["/proc/nr"]
+    assert outer.stats.reads == 1
+
+
+def test_a_fresh_discovery_does_not_repeat_warnings_of_files_since_fixed(tree: Path) -> None:
+    from nodeagent.discover import discover
+
+    (tree / "sys/kernel/mm/transparent_hugepage").mkdir(parents=True)
+    (tree / "sys/kernel/mm/ksm").mkdir(parents=True)
+    (tree / "sys/kernel/mm/ksm/run").write_text("x\n")
+    host = Host(str(tree))
+    assert any("/sys/kernel/mm/ksm/run" in w for w in discover(host).warnings)
+    (tree / "sys/kernel/mm/ksm/run").write_text("0\n")
+    assert not any("/sys/kernel/mm/ksm/run" in w for w in discover(host).warnings)

@@ -55,13 +55,14 @@ def converged_profile(directory: Path) -> Path:
 def in_process(profile: Path, *, apply: bool) -> tuple[float, int, int]:
     start = time.perf_counter()
     host = Host("/")
-    inventory = discover(host)
-    prof = load_profile(str(profile), inventory)
-    ctx = plan_for_host(host, inventory, prof, options=PrepOptions(boot=True))
-    plan = build_plan(ctx)
-    if apply:
-        execute(plan, ctx, host)
-    return time.perf_counter() - start, host.stats.writes, len(plan.changes)
+    with host.recording() as record:
+        inventory = discover(host)
+        prof = load_profile(str(profile), inventory)
+        ctx = plan_for_host(host, inventory, prof, options=PrepOptions(boot=True))
+        plan = build_plan(ctx)
+        if apply:
+            execute(plan, ctx, host)
+    return time.perf_counter() - start, record.stats.writes, len(plan.changes)
 
 
 def command(args: list[str]) -> float:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from fixtures.hostgen import build_host
 from nodeagent.discover import discover
-from nodeagent.host import Host
+from nodeagent.host import Host, HostRecord
 
 PEERS = {
     "nodeagent inspect -o json": [sys.executable, "-m", "nodeagent", "inspect", "-o", "json"],
@@ -61,10 +61,11 @@ def in_process(root: str, rounds: int) -> tuple[list[float], int, int, int]:
     inv = None
     for _ in range(rounds):
         host = Host(root)
+        record = HostRecord()
         start = time.perf_counter()
-        inv = discover(host)
+        inv = discover(host, record=record)
         samples.append((time.perf_counter() - start) * 1000)
-        reads = host.stats.reads
+        reads = record.stats.reads
     assert inv is not None
     return samples, reads, inv.cpu.logical_cpus, inv.pci_devices
 

@@ -103,10 +103,7 @@ class PrepRunner:
             return PrepOutcome("stopped", "shutting down: not starting an apply")
         log.info("applying profile %s: %d change(s)", loaded.name, len(plan.changes),
                  extra={"profile": loaded.name, "changes": [f"{c.subsystem} {c.target}" for c in plan.changes]})
-        try:
-            result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)
-        finally:
-            self.host.writes.clear()  # execute copied them into the result; a daemon must not keep them all
+        result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)
         return self._finish(loaded, result, key)
 
     # --- results -----------------------------------------------------------------------------

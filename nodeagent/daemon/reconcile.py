@@ -61,7 +61,6 @@ class Reconciler:
     # --- inventory ---------------------------------------------------------------------------
 
     def discover(self) -> Inventory:
-        self.host.warnings.clear()  # a fresh look: warnings of files since fixed must not linger
         inventory = discover(self.host, netlink=self.options.netlink)
         self.inventory = inventory
         return inventory

@@ -13,15 +13,22 @@ from nodeagent.discover.net import discover_nics
 from nodeagent.discover.numa import discover_numa
 from nodeagent.discover.pci import discover_pci
 from nodeagent.discover.prep_state import discover_prep_state
-from nodeagent.host import Host
+from nodeagent.host import Host, HostRecord
 from nodeagent.inventory import Inventory
 
 
-def discover(host: Host, *, netlink: bool = False) -> Inventory:
+def discover(host: Host, *, netlink: bool = False, record: HostRecord | None = None) -> Inventory:
     """Read the node through ``host`` into an Inventory. Missing files are facts, never errors.
 
     ``netlink``: ask the kernel for NIC link state over netlink (live host only; see discover.net).
+    ``record``: the record this discovery fills (files read, a trace for ``capture``); a fresh one
+    by default. Its warnings and skipped sources are the Inventory's.
     """
+    with host.recording(record) as run:
+        return _discover(host, run, netlink=netlink)
+
+
+def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
     host.forget_paths()
     kernel = discover_kernel(host)
     cpu = discover_cpu(host, kernel.cmdline)
@@ -46,6 +53,6 @@ def discover(host: Host, *, netlink: bool = False) -> Inventory:
         prep=discover_prep_state(host, kernel.cmdline, kubelet_started_at=kubelet.started_at,
                                  kubelet_running=kubelet.running),
         pci_devices=pci_devices,
-        warnings=[str(w) for w in host.warnings],
-        skipped=dict(host.skipped),
+        warnings=[str(w) for w in run.warnings],
+        skipped=dict(run.skipped),
     )

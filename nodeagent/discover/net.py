@@ -33,7 +33,7 @@ def _link_states(host: Host) -> dict[str, bool]:
     try:
         from pyroute2 import IPRoute
     except ImportError:
-        host.skipped["netlink"] = "pyroute2 is not installed"
+        host.skip("netlink", "pyroute2 is not installed")
         return {}
     states: dict[str, bool] = {}
     try:

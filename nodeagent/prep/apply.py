@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent.host import Host, HostError
+from nodeagent.host import Host, HostError, HostRecord
 from nodeagent.owned import JOURNAL_PATH, LOCK_PATH
 from nodeagent.prep import bootargs
 from nodeagent.prep.context import PlanContext
@@ -53,6 +53,7 @@ class ApplyResult:
     messages: list[str] = field(default_factory=list)
     writes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    record: HostRecord = field(default_factory=HostRecord)  # what this run did through the Host
 
     def to_dict(self) -> dict[str, Any]:
         return {"exit_code": self.exit_code, "dry_run": self.dry_run, "failure": self.failure,
@@ -92,21 +93,21 @@ def execute(plan: Plan, ctx: PlanContext, host: Host, *, sleep: Callable[[float]
         timeout = spec.allocation_timeout_s if spec is not None else 60.0
     state = RunState(AllocationPolicy(timeout, ctx.options.retry_interval_s, sleep, clock),
                      allow_partial=ctx.options.allow_partial)
-    start_writes = len(host.writes)
-    if host.dry_run:
-        _run(plan, ctx, host, state, result, journal=None, guard=None)
-    else:
-        try:
-            with host.lock(LOCK_PATH) if plan.changes else contextlib.nullcontext():
-                journal = Journal.load(host)
-                guard = JournalGuard()
-                with _observing(host, guard):
-                    _run(plan, ctx, host, state, result, journal=journal, guard=guard)
-        except (HostError, JournalError) as exc:
-            result.exit_code = EXIT_REFUSED if not result.outcomes else EXIT_FAILED
-            result.failure = str(exc)
+    with host.recording(result.record) as record:
+        if host.dry_run:
+            _run(plan, ctx, host, state, result, journal=None, guard=None)
+        else:
+            try:
+                with host.lock(LOCK_PATH) if plan.changes else contextlib.nullcontext():
+                    journal = Journal.load(host)
+                    guard = JournalGuard()
+                    with _observing(host, guard):
+                        _run(plan, ctx, host, state, result, journal=journal, guard=guard)
+            except (HostError, JournalError) as exc:
+                result.exit_code = EXIT_REFUSED if not result.outcomes else EXIT_FAILED
+                result.failure = str(exc)
     result.writes = [f"{w.kind} {w.path}" + (f" = {_short(w.value)}" if w.kind == "write" else "")
-                     for w in host.writes[start_writes:]]
+                     for w in record.writes]
     return result
 
 

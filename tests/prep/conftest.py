@@ -3,7 +3,7 @@
 The trees are built here, from a few parameters, rather than taken from ``fixtures/hostgen``:
 prep needs *writable* hosts whose kernel reacts to writes (a PCI ``bind`` moves the ``driver``
 link, ``nr_hugepages`` allocates only what memory allows, ``modprobe vfio-pci`` creates the
-driver), which :class:`KernelEmulator` provides through ``Host.write_emulators`` and
+driver), which :class:`KernelEmulator` provides as a ``Host`` interceptor and
 ``Host.command_runner``. Tests on the shared fixture hosts (``fresh_host_tree``) use the same
 emulator.
 
@@ -184,7 +184,7 @@ class KernelEmulator:
         return self.root / path.lstrip("/")
 
     def install(self, host: Host) -> Host:
-        host.write_emulators.append(self)
+        host.interceptors.append(self)
         host.command_runner = self.run
         return host
 

@@ -17,6 +17,7 @@ from nodeagent.owned import LOCK_PATH
 from nodeagent.prep.apply import revert
 from tests.prep.conftest import TreeSpec, snapshot
 from tests.prep.helpers import applied, journal, planned, read
+from tests.support.faults import clear_faults, fail_writes, fault
 
 N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 N0_1G = "/sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages"
@@ -56,9 +57,9 @@ def test_second_apply_writes_nothing_and_revert_goes_back_to_before_the_first(ma
     assert applied(host, {"hugepages": {"pages": [{"size": "2Mi", "count": 20, "numaNode": 0}]}}).exit_code == 0
     entry, = journal(root)["entries"]  # type: ignore[index]
     assert (entry["old"], entry["new"]) == (0, 20)  # the original value is kept across applies
-    writes = host.stats.writes
-    assert applied(host, {"hugepages": {"pages": [{"size": "2Mi", "count": 20, "numaNode": 0}]}}).exit_code == 0
-    assert host.stats.writes == writes
+    with host.recording() as since:
+        assert applied(host, {"hugepages": {"pages": [{"size": "2Mi", "count": 20, "numaNode": 0}]}}).exit_code == 0
+    assert since.stats.writes == 0
     assert revert(host).exit_code == 0
     assert snapshot(root) == before
 
@@ -202,7 +203,7 @@ ERRNOS = [errno.EBUSY, errno.EINVAL, errno.EACCES, errno.ENOENT]
 def test_a_refused_write_rolls_everything_back(make_host, path: str, error: int) -> None:  # type: ignore[no-untyped-def]
     host, _, root = make_host(TreeSpec())
     before = snapshot(root)
-    host.fail_writes(path, error)
+    fail_writes(host, path, error)
     result = applied(host, EVERYTHING, boot=False)
     assert result.exit_code == 1
     assert errno.errorcode[error] in (result.failure or "")
@@ -219,7 +220,7 @@ def test_a_failed_apply_keeps_the_earlier_journal(make_host, error: int) -> None
     assert applied(host, {"hugepages": {"pages": [{"size": "2Mi", "count": 8, "numaNode": 0}]}}).exit_code == 0
     before = snapshot(root)
     earlier = journal(root)
-    host.fail_writes(KSM_RUN, error)
+    fail_writes(host, KSM_RUN, error)
     result = applied(host, EVERYTHING)
     assert result.exit_code == 1
     assert journal(root) == earlier
@@ -247,14 +248,13 @@ def test_a_restore_that_fails_stays_journaled(make_host) -> None:  # type: ignor
             if calls["n"] >= 2:  # the apply's write succeeds, the restore's write fails
                 raise OSError(errno.EIO, "I/O error", record.path)
 
-    host.fault_hooks.append(fail_second_ksm_write)
-    host.fail_writes(KSM_RUN, errno.EBUSY)
+    faults = fault(host, fail_second_ksm_write), fail_writes(host, KSM_RUN, errno.EBUSY)
     result = applied(host, EVERYTHING)
     assert result.exit_code == 1
     assert any(o.status == "restore-failed" for o in result.outcomes)
     keys = [e["target"] for e in journal(root)["entries"]]  # type: ignore[index]
     assert keys == ["ksm pages_to_scan"]
-    host.fault_hooks.clear()
+    clear_faults(host, *faults)
     assert revert(host).exit_code == 0
     assert read(root, "/sys/kernel/mm/ksm/pages_to_scan") == "100"
 
@@ -263,7 +263,7 @@ def test_revert_exit_codes(make_host) -> None:  # type: ignore[no-untyped-def]
     host, _, _ = make_host(TreeSpec())
     assert revert(host).exit_code == 0  # nothing to revert
     assert applied(host, {"ksm": {"enabled": True}}).exit_code == 0
-    host.fail_writes(KSM_RUN, errno.EBUSY)
+    fail_writes(host, KSM_RUN, errno.EBUSY)
     result = revert(host)
     assert result.exit_code == 1 and result.failed
 

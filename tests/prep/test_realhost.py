@@ -91,12 +91,12 @@ def test_apply_again_writes_nothing_and_revert_restores_exactly(real_host_state:
             "cpu": {"governor": "performance"}}
     result = applied(host, spec, boot=False)
     assert result.exit_code == 0, result.failure
-    writes = host.stats.writes
-    _, plan = planned(host, spec, boot=False)
-    assert plan.changes == []
-    again = applied(host, spec, boot=False)
-    assert again.exit_code == 0 and again.outcomes == []
-    assert host.stats.writes == writes
+    with host.recording() as since:
+        _, plan = planned(host, spec, boot=False)
+        assert plan.changes == []
+        again = applied(host, spec, boot=False)
+        assert again.exit_code == 0 and again.outcomes == []
+    assert since.stats.writes == 0
     assert revert(host).exit_code == 0
     for path, value in real_host_state.items():
         assert Path(path).read_text().strip() == value, path

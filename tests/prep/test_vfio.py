@@ -16,6 +16,7 @@ from nodeagent.host import WriteRecord
 from nodeagent.prep.apply import revert
 from tests.prep.conftest import TreeSpec, nps4_like_pci, snapshot
 from tests.prep.helpers import applied, journal, planned, read
+from tests.support.faults import fail_writes, fault
 
 RTX = {"gpu": {"passthrough": [{"vendor": "10de", "device": "2684"}]}}
 RADEON = {"gpu": {"passthrough": [{"address": "0000:83:00.0"}]}}
@@ -119,7 +120,7 @@ def test_bind_sequence_moves_the_links_and_revert_rebinds(make_host) -> None:  #
     assert result.exit_code == 0, result.failure
     assert driver(root, "0000:41:00.0") == "vfio-pci" and driver(root, "0000:41:00.1") == "vfio-pci"
     assert read(root, "/sys/bus/pci/devices/0000:41:00.0/driver_override") == "vfio-pci"
-    sequence = [(w.path.rsplit("/", 2)[-2:], w.value) for w in host.writes
+    sequence = [(w.path.rsplit("/", 2)[-2:], w.value) for w in result.record.writes
                 if "0000:41:00.0" in w.path or w.value == "0000:41:00.0"]
     assert sequence[:3] == [(["0000:41:00.0", "driver_override"], "vfio-pci"),
                             (["driver", "unbind"], "0000:41:00.0"),
@@ -150,7 +151,7 @@ def test_a_bind_failing_midway_restores_every_link(make_host) -> None:  # type: 
         if record.path == "/sys/bus/pci/drivers_probe" and record.value == "0000:41:00.1":
             raise OSError(errno.ENODEV, os.strerror(errno.ENODEV), record.path)
 
-    host.fault_hooks.append(probe_fails_for_audio)
+    fault(host, probe_fails_for_audio)
     result = applied(host, RTX)
     assert result.exit_code == 1
     assert "0000:41:00.1" in (result.failure or "") and "ENODEV" in (result.failure or "")
@@ -167,7 +168,7 @@ def test_a_bind_failing_midway_restores_every_link(make_host) -> None:  # type: 
 def test_vfio_write_faults_roll_back(make_host, suffix: str, error: int) -> None:  # type: ignore[no-untyped-def]
     host, _, root = make_host(spec())
     before = snapshot(root)
-    host.fail_writes(suffix, error)
+    fail_writes(host, suffix, error)
     result = applied(host, RTX)
     assert result.exit_code == 1
     assert errno.errorcode[error] in (result.failure or "")

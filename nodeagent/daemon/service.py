@@ -86,7 +86,7 @@ class Daemon:
         else:
             log.info("no --profiles directory: observing only")
         self.reconciler.discover()
-        self._start_metrics()
+        self._build_metrics()  # binds the port: a clash fails here, before anything runs
         if self.publisher is not None:
             self.publisher.start()
         self._start_sources()
@@ -94,8 +94,17 @@ class Daemon:
         self._worker = threading.Thread(target=self._work, name="nodeagent-reconcile", daemon=True)
         self.status.update(worker_alive=True)
         self._worker.start()
+        # HTTP last: the first /healthz must see the worker running. A probe that connects earlier
+        # waits in the listen backlog instead of reading "reconcile worker is not running".
+        self._serve_http()
 
-    def _start_metrics(self) -> None:
+    def _serve_http(self) -> None:
+        assert self.server is not None
+        self.server.start()
+        log.info("serving /metrics, /healthz, /readyz on %s", self.server.url,
+                 extra={"url": self.server.url, "port": self.server.port})
+
+    def _build_metrics(self) -> None:
         from nodeagent.daemon.collector import DaemonCollector
         from nodeagent.metrics import MetricsOptions, MetricsServer, build_metrics
 
@@ -106,9 +115,6 @@ class Daemon:
         self.server = MetricsServer(self.metrics.exposition, self.options.listen)
         self.server.add_route("/healthz", liveness(self.status, self.options.stuck_after_s))
         self.server.add_route("/readyz", readiness(self.status, self._synced if self.publisher else None))
-        self.server.start()
-        log.info("serving /metrics, /healthz, /readyz on %s", self.server.url,
-                 extra={"url": self.server.url, "port": self.server.port})
 
     def _start_sources(self) -> None:
         mode = self.options.uevents

@@ -79,3 +79,36 @@ def test_json_lines_carry_extra_fields_and_exceptions() -> None:
         failed = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", (), sys.exc_info())
     entry = json.loads(formatter.format(failed))
     assert "ValueError: bad" in entry["exc"]
+
+
+def test_http_serves_only_once_the_worker_runs(host_trees, monkeypatch) -> None:
+    """The start-up race: the first /healthz a probe can get an answer to already sees the worker
+    alive (no 503 "reconcile worker is not running" in the first moments after start)."""
+    import urllib.request
+
+    from nodeagent.daemon.options import ServeOptions
+    from nodeagent.daemon.service import Daemon
+    from nodeagent.host import Host
+    from nodeagent.metrics.server import MetricsServer
+
+    seen: list[bool] = []
+    real_start = MetricsServer.start
+
+    def observed_start(server: MetricsServer) -> MetricsServer:
+        seen.append(daemon.status.snapshot().worker_alive)
+        return real_start(server)
+
+    monkeypatch.setattr(MetricsServer, "start", observed_start)
+    options = ServeOptions(listen="127.0.0.1:0", interval_s=3600, uevents="none", publish=False,
+                           libvirt=False, nvml=False, kubevirt=False, read_only=True)
+    daemon = Daemon(Host(str(host_trees("minimal"))), options)
+    daemon.start()
+    try:
+        assert seen == [True]
+        assert daemon.server is not None
+        with urllib.request.urlopen(f"{daemon.server.url}/healthz", timeout=10) as response:
+            assert (response.status, response.read()) == (200, b"ok\n")
+    finally:
+        daemon.request_stop()
+        daemon.join_worker(10)
+        daemon.close()

@@ -10,6 +10,7 @@ Field names follow ``CONTRACT.md`` §2 exactly where the contract names them; th
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import field
 from typing import Any
 
@@ -17,13 +18,15 @@ from nodeagent.value import Value, value
 
 
 def to_plain(value: Any) -> Any:
-    """Dataclasses, tuples and dicts → JSON/YAML-ready dicts and lists."""
+    """Dataclasses, tuples and dicts → JSON/YAML-ready dicts and lists; enums → their values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_plain(v) for v in value]
+    if isinstance(value, enum.Enum):
+        return value.value
     return value
 
 

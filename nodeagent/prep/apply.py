@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.host import Host, HostError, HostRecord
+from nodeagent.inventory import to_plain
 from nodeagent.owned import JOURNAL_PATH, LOCK_PATH
-from nodeagent.prep import bootargs
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.handlers import HANDLERS, RunState
-from nodeagent.prep.hugepages import AllocationPolicy, ShortAllocationError
+from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState
+from nodeagent.prep.hugepages import ShortAllocationError
 from nodeagent.prep.journal import Journal, JournalError, JournalGuard
-from nodeagent.prep.model import Change, Effect, Plan
+from nodeagent.prep.model import Action, Change, Effect, Plan, Subsystem
+from nodeagent.prep.subsystems import BOOT_ARGS, HANDLERS
 
 log = logging.getLogger(__name__)
 
@@ -130,14 +131,14 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
     snapshot = journal.snapshot() if journal is not None else None
     done: list[tuple[Change, Any]] = []
     boot_sizes: set[int] = set()
-    changes = [c for c in plan.changes if c.subsystem != "bootargs"]
+    changes = [c for c in plan.changes if c.subsystem != Subsystem.BOOTARGS]
     try:
         for change in changes:
             _apply_one(change, host, state, result, journal=journal, guard=guard, done=done,
                        boot_sizes=boot_sizes)
-        final = next((c for c in plan.changes if c.subsystem == "bootargs"), None)
+        final = next((c for c in plan.changes if c.subsystem == Subsystem.BOOTARGS), None)
         if boot_sizes:
-            final, notes = bootargs.bootargs_change(ctx, boot_sizes)
+            final, notes = BOOT_ARGS.change(ctx, boot_sizes)
             result.messages.extend(notes)
         if final is not None:
             _apply_one(final, host, state, result, journal=journal, guard=guard, done=done,
@@ -150,7 +151,7 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
             _restore_journal(host, snapshot, result, guard)
         return
     if journal is not None and guard is not None and done:
-        if any(c.subsystem == "hugepages" and c.effect is Effect.KUBELET_RESTART for c, _ in done):
+        if any(c.subsystem == Subsystem.HUGEPAGES and c.effect is Effect.KUBELET_RESTART for c, _ in done):
             journal.kubelet_restart_required_at = time.time()
         journal.profile = ctx.profile.name
         for entry in journal.entries:
@@ -189,7 +190,7 @@ def _short_allocation(short: ShortAllocationError, host: Host, state: RunState, 
     change = short.change
     if change.detail.get("gigantic"):
         if not state.allow_partial:
-            HANDLERS["hugepages"].restore(host, change.path, change.target, before, change.detail)
+            HANDLERS[Action.HUGEPAGES].restore(host, change.path, change.target, before, change.detail)
         boot_sizes.add(int(change.detail["size_kb"]))
         kept = short.got if state.allow_partial else before
         result.outcomes.append(Outcome(change, "deferred-to-boot",
@@ -241,7 +242,7 @@ def _restore_journal(host: Host, snapshot: Journal, result: ApplyResult, guard: 
 def _finish(plan: Plan, ctx: PlanContext, result: ApplyResult, done: list[tuple[Change, Any]]) -> None:
     deferred = any(o.status == "deferred-to-boot" for o in result.outcomes)
     reboot = bool(plan.pending_reboot_args) or deferred or any(
-        c.effect is Effect.REBOOT for c, _ in done if c.subsystem == "bootargs")
+        c.effect is Effect.REBOOT for c, _ in done if c.subsystem == Subsystem.BOOTARGS)
     kubelet = plan.kubelet_restart_pending or any(c.effect is Effect.KUBELET_RESTART for c, _ in done)
     result.reboot_required = reboot
     result.kubelet_restart_required = kubelet
@@ -274,8 +275,15 @@ class RevertResult:
     message: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"exit_code": self.exit_code, "restored": self.restored, "failed": self.failed,
-                "skipped": self.skipped, "message": self.message}
+        return to_plain(self)  # type: ignore[no-any-return]
+
+
+def _handler(action: Any) -> Handler | None:
+    """The handler a journal entry names (its ``action`` is the Action's string value), if known."""
+    try:
+        return HANDLERS.get(Action(str(action)))
+    except ValueError:
+        return None
 
 
 def revert(host: Host) -> RevertResult:
@@ -298,7 +306,7 @@ def revert(host: Host) -> RevertResult:
                     if not entry.get("reversible", True):
                         result.skipped.append(f"{label}: not reversible, left as is")
                         continue
-                    handler = HANDLERS.get(str(entry.get("action")))
+                    handler = _handler(entry.get("action"))
                     if handler is None:
                         result.failed.append(f"{label}: unknown action {entry.get('action')!r}")
                         remaining.append(entry)

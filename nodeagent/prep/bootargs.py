@@ -1,132 +1,111 @@
-"""Boot arguments: ``/etc/default/grub.d/90-nodeagent.cfg`` and the bootloader regeneration.
+"""Boot arguments: every subsystem's contribution, assembled once, persisted by the bootloader's writer.
 
-nodeagent never edits ``/etc/default/grub`` or ``grub.cfg``: it owns one drop-in that appends its
-arguments to ``GRUB_CMDLINE_LINUX`` and lets the distribution's own command (``update-grub`` /
-``grub2-mkconfig -o …``) rebuild the config. Revert removes the drop-in and regenerates again.
+This module knows no subsystem. Each one that needs the kernel command line contributes
+arguments (:class:`~nodeagent.prep.lifecycle.BootArgs`); :class:`BootArgsAssembler` asks them in
+a fixed order (the order of the persisted arguments: changing it would rewrite every existing
+drop-in for nothing), appends the profile's own ``spec.kernel.additionalArgs`` last, and hands
+the result to the :class:`BootloaderWriter` of this host's bootloader family, which plans the
+one change that persists them (GRUB's drop-in today; see :mod:`nodeagent.prep.grub`).
 
-The node is reboot-required while an argument of the drop-in is not on ``/proc/cmdline``.
-
-The drop-in is sourced by a shell; every argument is validated to shell-safe characters by the
-profile parser, and the generated ones are digits, commas and names.
+The node is reboot-required while a persisted argument is not on ``/proc/cmdline``.
 """
 
 from __future__ import annotations
 
-from nodeagent.owned import DROPIN_PATH, REGENERATE_HINT, dropin_args, hugepage_sizes, pending, render_dropin
-from nodeagent.parse import format_cpulist, kernel_page_size_arg, split_cmdline
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from nodeagent.owned import pending
+from nodeagent.parse import split_cmdline
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.hugepages import boot_hugepage_args, desired_counts
-from nodeagent.prep.model import Change, Effect, Plan, Refusal
-
-X86_DEFAULT_HUGEPAGE_KB = 2048
-
-
-def check_cpus(ctx: PlanContext, plan: Plan) -> None:
-    """Refuse isolation that leaves no housekeeping CPU, on the node or on a NUMA node."""
-    cpu = ctx.profile.cpu
-    if cpu is None or not cpu.isolated:
-        return
-    online = set(ctx.inventory.cpu.online)
-    isolated = set(cpu.isolated)
-    housekeeping = set(cpu.reserved) if cpu.reserved else online - isolated
-    refusals: list[Refusal] = []
-    if online and isolated >= online:
-        refusals.append(Refusal("bootargs", "isolcpus", f"isolating every CPU ({format_cpulist(sorted(online))}) "
-                                "leaves none for the kernel, kubelet and interrupts", forceable=True))
-    for node in ctx.inventory.numa:
-        if node.cpus and not set(node.cpus) & housekeeping:
-            refusals.append(Refusal("bootargs", f"node{node.id}",
-                                    f"NUMA node {node.id} has CPUs {format_cpulist(node.cpus)} but no housekeeping "
-                                    "CPU: its devices' interrupts and kernel threads would run on another node",
-                                    forceable=True))
-    for refusal in refusals:
-        (plan.forced if ctx.options.force else plan.refusals).append(refusal)
+from nodeagent.prep.facts import PrepFacts
+from nodeagent.prep.handlers import Handler
+from nodeagent.prep.lifecycle import BootArgs, BootArgsContributor, BootArgsRequest, SubsystemSpec
+from nodeagent.prep.model import Action, Change, Plan, Subsystem
 
 
-def desired_args(ctx: PlanContext, boot_sizes: set[int]) -> tuple[list[str], list[str]]:
-    """The arguments the profile implies on this node, and notes about them.
+class BootloaderWriter(Protocol):
+    """How one bootloader family persists nodeagent's kernel arguments.
 
-    Arguments whose effect is already in force without them (an IOMMU on by default, the default
-    page size already the wanted one) are left out, unless the command line or the drop-in
-    already carries them: then they stay, so the drop-in keeps what booted.
+    A writer reads what it persisted from :class:`~nodeagent.prep.facts.PrepFacts` and plans one
+    :class:`Change` whose action it handles itself (``handlers``, registered for apply and for
+    ``revert`` of journals it wrote, whichever family is detected later).
     """
-    profile, inventory = ctx.profile, ctx.inventory
-    existing = set(dropin_args(ctx.facts.dropin))
-    booted = set(split_cmdline(inventory.kernel.cmdline))
-    args: list[str] = []
-    notes: list[str] = []
-    cpu = profile.cpu
-    if cpu is not None and cpu.isolated:
-        isolated = format_cpulist(cpu.isolated)
-        args += [f"isolcpus=managed_irq,domain,{isolated}", f"nohz_full={isolated}", f"rcu_nocbs={isolated}"]
-    if cpu is not None and (cpu.reserved or cpu.isolated):
-        reserved = cpu.reserved or sorted(set(inventory.cpu.online) - set(cpu.isolated or []))
-        if reserved:
-            housekeeping = format_cpulist(reserved)
-            args += [f"irqaffinity={housekeeping}", f"systemd.cpu_affinity={housekeeping}"]
-    if profile.iommu_wanted:
-        enable = inventory.iommu.enable_argument
-        if enable is None:
-            notes.append(f"no IOMMU boot argument is known for CPU vendor {inventory.cpu.vendor!r}")
+
+    name: str
+
+    @property
+    def handlers(self) -> Mapping[Action, Handler]: ...
+
+    def detect(self, facts: PrepFacts) -> bool:
+        """This host boots through the family."""
+        ...
+
+    def persisted(self, facts: PrepFacts) -> list[str]:
+        """The arguments the writer holds for nodeagent now (empty: none)."""
+        ...
+
+    def change(self, ctx: PlanContext, args: list[str], waiting: list[str]) -> tuple[Change | None, list[str]]:
+        """The change that persists ``args`` (None when already persisted) and notes about it.
+        ``waiting``: those of ``args`` the running kernel was not booted with."""
+        ...
+
+
+def profile_args(ctx: PlanContext, request: BootArgsRequest) -> BootArgs:
+    """``spec.kernel.additionalArgs``: the profile's own, after every computed argument."""
+    kernel = ctx.profile.kernel
+    return BootArgs(args=list(kernel.additional_args) if kernel is not None else [])
+
+
+@dataclass(frozen=True)
+class BootArgsAssembler:
+    contributors: tuple[BootArgsContributor, ...]
+    writers: tuple[BootloaderWriter, ...]
+
+    def writer(self, facts: PrepFacts) -> BootloaderWriter:
+        """The first writer that detects its family on this host; the first one otherwise."""
+        return next((w for w in self.writers if w.detect(facts)), self.writers[0])
+
+    @property
+    def handlers(self) -> dict[Action, Handler]:
+        return {action: handler for w in self.writers for action, handler in w.handlers.items()}
+
+    def desired(self, ctx: PlanContext, deferred_page_sizes: Iterable[int] = ()) -> BootArgs:
+        """Every contribution in order; an argument already contributed is not repeated."""
+        request = BootArgsRequest(existing=tuple(self.writer(ctx.facts).persisted(ctx.facts)),
+                                  booted=frozenset(split_cmdline(ctx.inventory.kernel.cmdline)),
+                                  deferred_page_sizes=frozenset(deferred_page_sizes))
+        total = BootArgs()
+        for contribute in (*self.contributors, profile_args):
+            part = contribute(ctx, request)
+            total.args += [a for a in part.args if a not in total.args]
+            total.notes += part.notes
+            total.refusals += part.refusals
+        return total
+
+    def change(self, ctx: PlanContext, deferred_page_sizes: Iterable[int] = ()) -> tuple[Change | None, list[str]]:
+        """The writer's change (None when the persisted arguments are already right) and notes.
+        ``deferred_page_sizes``: hugepage sizes whose runtime allocation fell short during this
+        apply and now go to the boot line."""
+        return self._change(ctx, self.desired(ctx, deferred_page_sizes))
+
+    def _change(self, ctx: PlanContext, desired: BootArgs) -> tuple[Change | None, list[str]]:
+        waiting = pending(desired.args, ctx.inventory.kernel.cmdline)
+        change, notes = self.writer(ctx.facts).change(ctx, desired.args, waiting)
+        return change, desired.notes + notes
+
+    def plan(self, ctx: PlanContext, plan: Plan) -> None:
+        desired = self.desired(ctx)
+        for refusal in desired.refusals:
+            (plan.forced if refusal.forceable and ctx.options.force else plan.refusals).append(refusal)
+        change, notes = self._change(ctx, desired)
+        plan.notes.extend(notes)
+        if change is not None:
+            plan.changes.append(change)
         else:
-            for arg in (enable, "iommu=pt"):
-                already = (arg == enable and inventory.iommu.enabled) or (arg == "iommu=pt" and
-                                                                          inventory.iommu.passthrough_mode)
-                if not already or arg in booted or arg in existing:
-                    args.append(arg)
-    hugepages = profile.hugepages
-    if hugepages is not None and hugepages.default_size_kb is not None:
-        arg = f"default_hugepagesz={kernel_page_size_arg(hugepages.default_size_kb)}"
-        running = inventory.memory.default_hugepage_size
-        from nodeagent.parse import parse_page_size_kb
+            persisted = self.writer(ctx.facts).persisted(ctx.facts)
+            plan.pending_reboot_args = pending(persisted, ctx.inventory.kernel.cmdline)
 
-        running_kb = parse_page_size_kb(running) if running else X86_DEFAULT_HUGEPAGE_KB
-        if running_kb != hugepages.default_size_kb or arg in booted or arg in existing:
-            args.append(arg)
-    if hugepages is not None and boot_sizes:
-        wanted = desired_counts(hugepages, inventory)
-        counts: dict[int, dict[int, int]] = {}
-        for (node, size_kb), count in wanted.items():
-            if size_kb in boot_sizes:
-                counts.setdefault(size_kb, {})[node] = count
-        page_args, note = boot_hugepage_args(counts, inventory.kernel.release)
-        args += page_args
-        if note:
-            notes.append(note)
-    if profile.kernel is not None:
-        args += [a for a in profile.kernel.additional_args if a not in args]
-    return args, notes
-
-
-def bootargs_change(ctx: PlanContext, extra_sizes: set[int] | None = None) -> tuple[Change | None, list[str]]:
-    """The drop-in change (None when it is already right) and notes. ``extra_sizes``: page sizes
-    whose runtime allocation fell short during this apply and now go to the boot line."""
-    existing_args = dropin_args(ctx.facts.dropin)
-    boot_sizes = hugepage_sizes(existing_args) | set(extra_sizes or ())
-    if ctx.profile.hugepages is not None:
-        boot_sizes &= {r.size_kb for r in ctx.profile.hugepages.pages}
-    args, notes = desired_args(ctx, boot_sizes)
-    content = render_dropin(ctx.profile.name, args)
-    if content == ctx.facts.dropin or (content is None and ctx.facts.dropin is None):
-        return None, notes
-    waiting = pending(args, ctx.inventory.kernel.cmdline)
-    command = ctx.facts.grub_command if ctx.facts.can_run_commands else None
-    if command is None:
-        notes.append(f"no bootloader tool can be run here: regenerate the config yourself with {REGENERATE_HINT}")
-    note = "reboot to take effect: " + " ".join(waiting) if waiting else "every argument is already in force"
-    change = Change(
-        subsystem="bootargs", target=DROPIN_PATH, current=existing_args or None, desired=args or None,
-        effect=Effect.REBOOT if waiting else Effect.NOW, reversible=True, action="grub-dropin", path=DROPIN_PATH,
-        note=note, detail={"content": content, "regenerate": command, "pending": waiting},
-    )
-    return change, notes
-
-
-def plan_bootargs(ctx: PlanContext, plan: Plan) -> None:
-    check_cpus(ctx, plan)
-    change, notes = bootargs_change(ctx)
-    plan.notes.extend(notes)
-    if change is not None:
-        plan.changes.append(change)
-    else:
-        plan.pending_reboot_args = pending(dropin_args(ctx.facts.dropin), ctx.inventory.kernel.cmdline)
+    def spec(self) -> SubsystemSpec:
+        return SubsystemSpec(Subsystem.BOOTARGS, plan=self.plan, handlers=self.handlers)

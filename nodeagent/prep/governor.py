@@ -11,7 +11,9 @@ from __future__ import annotations
 from nodeagent.parse import format_cpulist
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.facts import CPUFREQ
-from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+from nodeagent.prep.handlers import ATTR
+from nodeagent.prep.lifecycle import SubsystemSpec
+from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
 
 
 def plan_governor(ctx: PlanContext, plan: Plan) -> None:
@@ -20,7 +22,7 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
         return
     wanted = cpu.governor
     if not ctx.facts.cpufreq_present:
-        plan.skipped.append(Skip("cpu-governor", wanted, f"no cpufreq on this host ({CPUFREQ} has no "
+        plan.skipped.append(Skip(Subsystem.GOVERNOR, wanted, f"no cpufreq on this host ({CPUFREQ} has no "
                                                          "policies): the CPUs run at the firmware's frequency"))
         return
     targets = set(cpu.isolated or ctx.inventory.cpu.online)
@@ -30,7 +32,7 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
         if not covered:
             continue
         if policy.available and wanted not in policy.available:
-            plan.refusals.append(Refusal("cpu-governor", policy.name,
+            plan.refusals.append(Refusal(Subsystem.GOVERNOR, policy.name,
                                          f"governor {wanted!r} is not offered for CPUs {format_cpulist(policy.cpus)} "
                                          f"(available: {', '.join(policy.available)})"))
             continue
@@ -40,6 +42,9 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
         note = f"for the {scope}"
         if extra:
             note += f"; the policy also covers CPUs {format_cpulist(extra)}, which change with them"
-        plan.changes.append(Change("cpu-governor", f"{policy.name} (CPUs {format_cpulist(policy.cpus)})",
-                                   policy.governor, wanted, Effect.NOW, True, "attr",
+        plan.changes.append(Change(Subsystem.GOVERNOR, f"{policy.name} (CPUs {format_cpulist(policy.cpus)})",
+                                   policy.governor, wanted, Effect.NOW, True, Action.ATTR,
                                    f"{CPUFREQ}/{policy.name}/scaling_governor", note=note))
+
+
+SPEC = SubsystemSpec(Subsystem.GOVERNOR, plan=plan_governor, handlers={Action.ATTR: ATTR})

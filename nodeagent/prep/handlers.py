@@ -1,19 +1,25 @@
-"""How each kind of Change is read, applied (and verified), and restored.
+"""The handler protocol (read, apply and verify, restore) and the two handlers several subsystems share.
+
+A subsystem module registers the handlers of its own actions (:mod:`nodeagent.prep.subsystems`
+collects them); the generic ones live here: ``attr`` (one kernel attribute: the governor, KSM's
+parameters) and ``file`` (a file nodeagent owns: modprobe.d, the installed profile).
 
 Every handler's ``restore`` reads first and writes only what differs: it runs both for a change
 that completed and for one that failed halfway (or never wrote at all, when the kernel refused
-the very first write), and must leave the old value in place in every case.
+the very first write), and must leave the old value in place in every case. ``restore`` takes the
+journaled fields rather than a :class:`Change`, so that a later process (``revert``) can call it
+from the journal alone.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.host import Host
-from nodeagent.prep import hugepages, ksm, vfio
-from nodeagent.prep.model import Change
+from nodeagent.prep.model import Action, Change
 
 
 class VerifyError(RuntimeError):
@@ -21,10 +27,21 @@ class VerifyError(RuntimeError):
 
 
 @dataclass
+class AllocationPolicy:
+    """How long to retry a write the kernel satisfies only partly (a hugepage allocation)."""
+
+    timeout_s: float = 60.0
+    interval_s: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+    log: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunState:
     """What one apply carries between changes."""
 
-    allocation: hugepages.AllocationPolicy
+    allocation: AllocationPolicy
     allow_partial: bool = False
 
 
@@ -33,10 +50,17 @@ Apply = Callable[[Host, Change, RunState], None]
 Restore = Callable[[Host, str | None, str, Any, dict[str, Any]], None]
 
 
+@dataclass(frozen=True)
+class Handler:
+    before: Before  # the value to journal, read just before the change
+    apply: Apply  # write and verify
+    restore: Restore  # (path, target, old value, journaled detail) → the old state back
+
+
 # --- attr: one kernel attribute ---------------------------------------------------------------
 
 
-def _attr_before(host: Host, change: Change) -> Any:
+def attr_before(host: Host, change: Change) -> Any:
     assert change.path is not None
     return host.read_str(change.path)
 
@@ -51,7 +75,7 @@ def _attr_apply(host: Host, change: Change, state: RunState) -> None:
         raise VerifyError(f"{change.path}: wrote {change.desired!r}, the kernel reports {got!r}")
 
 
-def _attr_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
+def attr_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
     assert path is not None
     if old is None or host.read_str(path) == str(old):
         return
@@ -60,47 +84,24 @@ def _attr_restore(host: Host, path: str | None, target: str, old: Any, detail: d
         raise VerifyError(f"{path}: restored {old!r}, the kernel reports {host.read_str(path)!r}")
 
 
-# --- ksm-stop ---------------------------------------------------------------------------------
+ATTR = Handler(attr_before, _attr_apply, attr_restore)
 
 
-def _ksm_stop_apply(host: Host, change: Change, state: RunState) -> None:
-    assert change.path is not None
-    ksm.stop(host, change.path)
+# --- file: a file nodeagent owns --------------------------------------------------------------
 
 
-# --- hugepages --------------------------------------------------------------------------------
-
-
-def _pages_before(host: Host, change: Change) -> Any:
-    assert change.path is not None
-    return host.read_int(change.path)
-
-
-def _pages_apply(host: Host, change: Change, state: RunState) -> None:
-    hugepages.set_pages(host, change, state.allocation)
-
-
-def _pages_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
-    assert path is not None
-    if old is not None:
-        hugepages.restore_pages(host, path, int(old))
-
-
-# --- file / grub-dropin -----------------------------------------------------------------------
-
-
-def _file_before(host: Host, change: Change) -> Any:
+def file_before(host: Host, change: Change) -> Any:
     assert change.path is not None
     return host.read_text(change.path)
 
 
-def _file_apply(host: Host, change: Change, state: RunState) -> None:
+def file_apply(host: Host, change: Change, state: RunState) -> None:
     assert change.path is not None
-    content = change.detail.get("content")
-    _put_file(host, change.path, content)
+    put_file(host, change.path, change.detail.get("content"))
 
 
-def _put_file(host: Host, path: str, content: str | None) -> None:
+def put_file(host: Host, path: str, content: str | None) -> None:
+    """Write ``content`` whole (None: remove the file), then read it back."""
     if content is None:
         host.remove(path)
     else:
@@ -109,95 +110,24 @@ def _put_file(host: Host, path: str, content: str | None) -> None:
         raise VerifyError(f"{path}: content differs from what was written")
 
 
-def _file_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
+def file_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
     assert path is not None
     if host.read_text(path) == old:
         return
-    _put_file(host, path, old)
+    put_file(host, path, old)
 
 
-def _dropin_apply(host: Host, change: Change, state: RunState) -> None:
-    """Write the drop-in, then regenerate. If regeneration fails, the old drop-in goes back
-    before the error surfaces: grub.cfg was not rebuilt, so there is nothing else to undo."""
-    assert change.path is not None
-    old = host.read_text(change.path)
-    _file_apply(host, change, state)
-    try:
-        _regenerate(host, change.detail.get("regenerate"))
-    except RuntimeError:
-        _put_file(host, change.path, old)
-        raise
+FILE = Handler(file_before, file_apply, file_restore)
 
 
-def _dropin_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
-    assert path is not None
-    if host.read_text(path) == old:
-        return
-    _put_file(host, path, old)
-    _regenerate(host, detail.get("regenerate"))
-
-
-def _regenerate(host: Host, argv: list[str] | None) -> None:
-    if not argv:
-        return
-    result = host.run(argv)
-    if result.returncode != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()
-        raise RuntimeError(f"{' '.join(argv)} failed (exit {result.returncode})"
-                           + (f": {detail[-1]}" if detail else ""))
-
-
-# --- modprobe ---------------------------------------------------------------------------------
-
-
-def _modprobe_apply(host: Host, change: Change, state: RunState) -> None:
-    argv = change.detail["argv"]
-    result = host.run(argv)
-    if host.dry_run:
-        return
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed (exit {result.returncode}): {result.stderr.strip()}")
-    host.forget_paths()
-    if not host.is_dir(f"{vfio.PCI_DRIVERS}/{vfio.VFIO}"):
-        raise VerifyError(f"{' '.join(argv)} succeeded but {vfio.PCI_DRIVERS}/{vfio.VFIO} is absent")
-
-
-def _no_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
-    return
-
-
-def _nothing_before(host: Host, change: Change) -> Any:
+def nothing_before(host: Host, change: Change) -> Any:
+    """For an action that is not restored: the plan's view of the old value is enough."""
     return change.current
 
 
-# --- pci-bind ---------------------------------------------------------------------------------
+def no_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
+    return
 
 
-def _bind_before(host: Host, change: Change) -> Any:
-    return vfio.current_driver(host, change.target)
-
-
-def _bind_apply(host: Host, change: Change, state: RunState) -> None:
-    vfio.bind_vfio(host, change.target)
-
-
-def _bind_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
-    vfio.restore_driver(host, target, old, detail.get("override"))
-
-
-@dataclass(frozen=True)
-class Handler:
-    before: Before
-    apply: Apply
-    restore: Restore
-
-
-HANDLERS: dict[str, Handler] = {
-    "attr": Handler(_attr_before, _attr_apply, _attr_restore),
-    "ksm-stop": Handler(_attr_before, _ksm_stop_apply, _attr_restore),
-    "hugepages": Handler(_pages_before, _pages_apply, _pages_restore),
-    "file": Handler(_file_before, _file_apply, _file_restore),
-    "grub-dropin": Handler(_file_before, _dropin_apply, _dropin_restore),
-    "modprobe": Handler(_nothing_before, _modprobe_apply, _no_restore),
-    "pci-bind": Handler(_bind_before, _bind_apply, _bind_restore),
-}
+#: The generic handlers, for the subsystems that use them to register.
+GENERIC: dict[Action, Handler] = {Action.ATTR: ATTR, Action.FILE: FILE}

@@ -9,24 +9,33 @@ what it can. A short allocation is retried after compaction in a bounded loop (l
 one). If it stays short it is reported; for gigantic pages (1Gi) the request moves to the boot
 command line (the kernel reserves them before memory fragments), otherwise it fails the apply,
 unless ``--allow-partial``.
+
+Boot arguments: ``default_hugepagesz=`` when the profile asks for another default size, and the
+per-node reservations of the sizes that live on the boot line (already in the persisted
+arguments, or deferred there by this apply).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from typing import Any
 
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory, NumaNode
-from nodeagent.parse import kernel_page_size_arg, page_size_name
+from nodeagent.owned import hugepage_sizes
+from nodeagent.parse import kernel_page_size_arg, page_size_name, parse_page_size_kb
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.model import Change, Effect, Plan, Refusal
+from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState
+from nodeagent.prep.lifecycle import BootArgs, BootArgsRequest, SubsystemSpec
+from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Subsystem
 from nodeagent.profile import HugepagesSpec
+
+__all__ = ["SPEC", "AllocationPolicy", "ShortAllocationError", "boot_args", "boot_hugepage_args",
+           "desired_counts", "plan_hugepages", "set_pages", "supports_node_form"]
 
 GIGANTIC_KB = 1024 * 1024
 COMPACT_MEMORY = "/proc/sys/vm/compact_memory"
 GiB = 1024**3
+X86_DEFAULT_HUGEPAGE_KB = 2048
 
 
 def pages_path(node: int, size_kb: int) -> str:
@@ -74,7 +83,7 @@ def plan_hugepages(ctx: PlanContext, plan: Plan) -> None:
     wanted = desired_counts(spec, inventory)
     for request in spec.pages:
         if request.numa_node is None and not any(size == request.size_kb for _, size in wanted):
-            plan.refusals.append(Refusal("hugepages", request.size,
+            plan.refusals.append(Refusal(Subsystem.HUGEPAGES, request.size,
                                          f"no NUMA node of this host offers {request.size} pages"))
     refused_nodes = _check_floor(spec, inventory, wanted, plan)
     kubelet = bool(inventory.kubelet.running)
@@ -102,8 +111,8 @@ def plan_hugepages(ctx: PlanContext, plan: Plan) -> None:
                 note = (f"{_gib(needed)} needed, {_gib(free)} free on node{node_id}: the runtime allocation "
                         "will likely fall short and move to the boot command line (reboot)")
         changes.append(Change(
-            subsystem="hugepages", target=f"node{node_id} {size}", current=current, desired=count,
-            effect=Effect.KUBELET_RESTART if kubelet else Effect.NOW, reversible=True, action="hugepages",
+            subsystem=Subsystem.HUGEPAGES, target=f"node{node_id} {size}", current=current, desired=count,
+            effect=Effect.KUBELET_RESTART if kubelet else Effect.NOW, reversible=True, action=Action.HUGEPAGES,
             path=pages_path(node_id, size_kb), note=note,
             detail={"node": node_id, "size_kb": size_kb, "gigantic": size_kb >= GIGANTIC_KB},
         ))
@@ -128,7 +137,7 @@ def _check_floor(spec: HugepagesSpec, inventory: Inventory, wanted: dict[tuple[i
         if left < floor:
             refused.add(node.id)
             plan.refusals.append(Refusal(
-                "hugepages", f"node{node.id}",
+                Subsystem.HUGEPAGES, f"node{node.id}",
                 f"{_gib(pages_bytes)} of hugepages would leave {_gib(max(left, 0))} of node{node.id}'s "
                 f"{_gib(total)} to the host, below the floor of {_gib(floor)} "
                 f"(max({spec.floor_percent:g}%, {_gib(spec.floor_bytes)})); lower the counts or set "
@@ -154,15 +163,6 @@ class ShortAllocationError(Exception):
         self.seconds = seconds
         super().__init__(f"{change.target}: the kernel allocated {got} of {change.desired} pages "
                          f"after {attempts} attempts in {seconds:.1f}s (with compaction)")
-
-
-@dataclass
-class AllocationPolicy:
-    timeout_s: float = 60.0
-    interval_s: float = 1.0
-    sleep: Callable[[float], None] = time.sleep
-    clock: Callable[[], float] = time.monotonic
-    log: list[str] = field(default_factory=list)
 
 
 def set_pages(host: Host, change: Change, policy: AllocationPolicy) -> int:
@@ -228,6 +228,54 @@ def restore_pages(host: Host, path: str, old: int) -> None:
         raise RuntimeError(f"{path}: restored {old} pages but the kernel reports {got}")
 
 
+def _pages_before(host: Host, change: Change) -> Any:
+    assert change.path is not None
+    return host.read_int(change.path)
+
+
+def _pages_apply(host: Host, change: Change, state: RunState) -> None:
+    set_pages(host, change, state.allocation)
+
+
+def _pages_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
+    assert path is not None
+    if old is not None:
+        restore_pages(host, path, int(old))
+
+
+PAGES = Handler(_pages_before, _pages_apply, _pages_restore)
+
+
+# --- boot arguments --------------------------------------------------------------------------
+
+
+def boot_args(ctx: PlanContext, request: BootArgsRequest) -> BootArgs:
+    """``default_hugepagesz=`` (left out when the running default is already the wanted one) and
+    the boot-time reservations of the sizes that live on the boot line."""
+    spec, inventory = ctx.profile.hugepages, ctx.inventory
+    contribution = BootArgs()
+    if spec is None:
+        return contribution
+    if spec.default_size_kb is not None:
+        arg = f"default_hugepagesz={kernel_page_size_arg(spec.default_size_kb)}"
+        running = inventory.memory.default_hugepage_size
+        running_kb = parse_page_size_kb(running) if running else X86_DEFAULT_HUGEPAGE_KB
+        if running_kb != spec.default_size_kb or request.keeps(arg):
+            contribution.args.append(arg)
+    boot_sizes = (hugepage_sizes(list(request.existing)) | request.deferred_page_sizes) & {
+        r.size_kb for r in spec.pages}
+    if boot_sizes:
+        counts: dict[int, dict[int, int]] = {}
+        for (node, size_kb), count in desired_counts(spec, inventory).items():
+            if size_kb in boot_sizes:
+                counts.setdefault(size_kb, {})[node] = count
+        page_args, note = boot_hugepage_args(counts, inventory.kernel.release)
+        contribution.args += page_args
+        if note:
+            contribution.notes.append(note)
+    return contribution
+
+
 def boot_hugepage_args(counts: dict[int, dict[int, int]], kernel_release: str | None) -> tuple[list[str], str]:
     """``hugepagesz=1G hugepages=0:8,1:8`` per size; the per-node form needs Linux ≥ 5.16.
 
@@ -262,3 +310,7 @@ def supports_node_form(release: str | None) -> bool:
     except ValueError:
         return False
     return (major, minor) >= (5, 16)
+
+
+SPEC = SubsystemSpec(Subsystem.HUGEPAGES, plan=plan_hugepages, boot_args=boot_args,
+                     handlers={Action.HUGEPAGES: PAGES})

@@ -11,7 +11,9 @@ from __future__ import annotations
 from nodeagent.discover.ksm import KSM_DIR as KSM
 from nodeagent.host import Host
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+from nodeagent.prep.handlers import ATTR, Handler, RunState, attr_before, attr_restore
+from nodeagent.prep.lifecycle import SubsystemSpec
+from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
 
 KUBEVIRT_KSM_ANNOTATION = "kubevirt.io/ksm-handler-managed"
 
@@ -22,34 +24,34 @@ def plan_ksm(ctx: PlanContext, plan: Plan) -> None:
         return
     info = ctx.inventory.ksm
     if ctx.annotations_error is not None:
-        plan.skipped.append(Skip("ksm", "ksm", "could not read the Node's annotations to learn whether "
+        plan.skipped.append(Skip(Subsystem.KSM, "ksm", "could not read the Node's annotations to learn whether "
                                                f"KubeVirt manages KSM ({ctx.annotations_error}); left alone"))
         return
     managed = (ctx.annotations or {}).get(KUBEVIRT_KSM_ANNOTATION)
     if managed is not None and managed.strip().lower() != "false":
-        plan.skipped.append(Skip("ksm", "ksm", f"the Node carries {KUBEVIRT_KSM_ANNOTATION}={managed!r}: "
+        plan.skipped.append(Skip(Subsystem.KSM, "ksm", f"the Node carries {KUBEVIRT_KSM_ANNOTATION}={managed!r}: "
                                                "KubeVirt's virt-handler owns KSM here; left alone"))
         return
     if not info.available or info.run is None:
         if spec.enabled:
-            plan.refusals.append(Refusal("ksm", "ksm", f"this kernel has no KSM ({KSM} is absent); "
+            plan.refusals.append(Refusal(Subsystem.KSM, "ksm", f"this kernel has no KSM ({KSM} is absent); "
                                                        "cannot enable it"))
         else:
-            plan.skipped.append(Skip("ksm", "ksm", f"this kernel has no KSM ({KSM} is absent): already off"))
+            plan.skipped.append(Skip(Subsystem.KSM, "ksm", f"this kernel has no KSM ({KSM} is absent): already off"))
         return
     if spec.enabled:
         for name, value, current in (("pages_to_scan", spec.pages_to_scan, info.pages_to_scan),
                                      ("sleep_millisecs", spec.sleep_millisecs, info.sleep_millisecs)):
             if value is not None and value != current:
-                plan.changes.append(Change("ksm", f"ksm {name}", current, value, Effect.NOW, True, "attr",
-                                           f"{KSM}/{name}"))
+                plan.changes.append(Change(Subsystem.KSM, f"ksm {name}", current, value, Effect.NOW, True,
+                                           Action.ATTR, f"{KSM}/{name}"))
         if info.run != 1:
-            plan.changes.append(Change("ksm", "ksm run", info.run, 1, Effect.NOW, True, "attr", f"{KSM}/run",
-                                       note="start merging identical pages"))
+            plan.changes.append(Change(Subsystem.KSM, "ksm run", info.run, 1, Effect.NOW, True, Action.ATTR,
+                                       f"{KSM}/run", note="start merging identical pages"))
     elif info.run != 0:
         shared = info.pages_sharing or 0
-        plan.changes.append(Change("ksm", "ksm run", info.run, 0, Effect.NOW, True, "ksm-stop", f"{KSM}/run",
-                                   note=f"run=2 unmerges {shared} shared pages first, then run=0"))
+        plan.changes.append(Change(Subsystem.KSM, "ksm run", info.run, 0, Effect.NOW, True, Action.KSM_STOP,
+                                   f"{KSM}/run", note=f"run=2 unmerges {shared} shared pages first, then run=0"))
 
 
 def stop(host: Host, path: str) -> None:
@@ -61,3 +63,14 @@ def stop(host: Host, path: str) -> None:
     value = host.read_int(path)
     if value != 0:
         raise RuntimeError(f"{path}: wrote 0 but the kernel reports {value}")
+
+
+def _stop_apply(host: Host, change: Change, state: RunState) -> None:
+    assert change.path is not None
+    stop(host, change.path)
+
+
+#: Stopping is read and restored as the attribute it is; only the write differs.
+STOP = Handler(attr_before, _stop_apply, attr_restore)
+
+SPEC = SubsystemSpec(Subsystem.KSM, plan=plan_ksm, handlers={Action.ATTR: ATTR, Action.KSM_STOP: STOP})

@@ -3,6 +3,10 @@
 A :class:`Change` is data, not code: it names the handler (``action``) that knows how to apply,
 verify and restore it, plus everything that handler needs. That makes a change printable (plan),
 executable (apply) and, once written to the journal, restorable by a later process (revert).
+
+:class:`Subsystem` and :class:`Action` are the registry keys (:mod:`nodeagent.prep.subsystems`).
+Both are string enums whose values are what the journal and the JSON output have always held, so
+a journal written by an earlier version still names its handlers.
 """
 
 from __future__ import annotations
@@ -12,6 +16,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.inventory import to_plain
+
+
+class Subsystem(enum.StrEnum):
+    """Who plans a change (and owns its handlers); shown in plan output and journaled."""
+
+    HUGEPAGES = "hugepages"
+    KSM = "ksm"
+    GOVERNOR = "cpu-governor"
+    VFIO = "vfio"
+    PERSIST = "persist"
+    BOOTARGS = "bootargs"
+
+
+class Action(enum.StrEnum):
+    """How a change is read, applied and restored: the key of its handler."""
+
+    ATTR = "attr"  # one kernel attribute, written and read back
+    KSM_STOP = "ksm-stop"
+    HUGEPAGES = "hugepages"
+    FILE = "file"  # a file nodeagent owns, written whole or removed
+    GRUB_DROPIN = "grub-dropin"
+    MODPROBE = "modprobe"
+    PCI_BIND = "pci-bind"
 
 
 class Effect(enum.StrEnum):
@@ -26,18 +53,18 @@ class Effect(enum.StrEnum):
 class Change:
     """One setting to move from ``current`` to ``desired``.
 
-    ``action`` selects the handler in :mod:`nodeagent.prep.handlers`; ``path`` is the host path it
+    ``action`` selects the handler (registered by the subsystem that owns it); ``path`` is the host path it
     writes (None for multi-file actions such as a PCI rebind); ``detail`` carries handler data
     (the IOMMU group of a device, the command that regenerates grub.cfg, …).
     """
 
-    subsystem: str  # hugepages | vfio | cpu-governor | ksm | bootargs | persist
+    subsystem: Subsystem
     target: str  # what a person calls it: "node0 2Mi", "0000:17:00.0", "policy2", "ksm run"
     current: Any
     desired: Any
     effect: Effect
     reversible: bool
-    action: str
+    action: Action
     path: str | None = None
     note: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
@@ -48,37 +75,32 @@ class Change:
         return f"{self.action}:{self.path or self.target}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "subsystem": self.subsystem, "target": self.target, "current": to_plain(self.current),
-            "desired": to_plain(self.desired), "effect": self.effect.value, "reversible": self.reversible,
-            "action": self.action, "path": self.path, "note": self.note, "detail": to_plain(self.detail),
-        }
+        return to_plain(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
 class Refusal:
     """A request that is unsafe on this node. ``forceable``: ``--force`` may override it."""
 
-    subsystem: str
+    subsystem: Subsystem
     target: str
     reason: str
     forceable: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subsystem": self.subsystem, "target": self.target, "reason": self.reason,
-                "forceable": self.forceable}
+        return to_plain(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
 class Skip:
     """A request left alone on purpose (no cpufreq, KubeVirt owns KSM, …); not an error."""
 
-    subsystem: str
+    subsystem: Subsystem
     target: str
     reason: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"subsystem": self.subsystem, "target": self.target, "reason": self.reason}
+        return to_plain(self)  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -115,13 +137,4 @@ class Plan:
         return not self.changes
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "profile": self.profile,
-            "changes": [c.to_dict() for c in self.changes],
-            "refusals": [r.to_dict() for r in self.refusals],
-            "forced": [r.to_dict() for r in self.forced],
-            "skipped": [s.to_dict() for s in self.skipped],
-            "notes": list(self.notes),
-            "pending_reboot_args": list(self.pending_reboot_args),
-            "kubelet_restart_pending": self.kubelet_restart_pending,
-        }
+        return to_plain(self)  # type: ignore[no-any-return]

@@ -13,9 +13,14 @@ What ``--force`` may override here: only the boot-VGA refusal (the host loses it
 acceptable on a server whose console is serial or BMC). Never: an IOMMU that is off, a group with
 unrelated devices, or a host driver in use (unbinding under open handles hangs or crashes their
 owners).
+
+Boot arguments: the IOMMU (``intel_iommu=on``/``amd_iommu=on`` and ``iommu=pt``) when the profile
+wants it (``spec.kernel.iommu``, or implied by GPU passthrough), left out when already in force.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver, read_driver_override, slot
 from nodeagent.gpuselect import describe_selector, selected_gpus, unmatched_selectors
@@ -23,7 +28,9 @@ from nodeagent.host import Host
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.owned import MODPROBE_PATH
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.model import Change, Effect, Plan, Refusal, Skip
+from nodeagent.prep.handlers import FILE, Handler, RunState, VerifyError, no_restore, nothing_before
+from nodeagent.prep.lifecycle import BootArgs, BootArgsRequest, SubsystemSpec
+from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
 from nodeagent.profile import NodeProfile
 
 PCI_DRIVERS = "/sys/bus/pci/drivers"
@@ -35,7 +42,7 @@ HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "80
 
 def gpu_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:
     """The GPUs to move, and a skip for each selector that picks nothing on this node."""
-    skips = [Skip("vfio", describe_selector(s), "no GPU on this node matches")
+    skips = [Skip(Subsystem.VFIO, describe_selector(s), "no GPU on this node matches")
              for s in unmatched_selectors(profile, inventory)]
     return selected_gpus(profile, inventory), skips
 
@@ -50,12 +57,12 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
     if gpus and not inventory.iommu.enabled:
         if profile.iommu_wanted and inventory.iommu.enable_argument:
             for gpu in gpus:
-                plan.skipped.append(Skip("vfio", gpu.address,
+                plan.skipped.append(Skip(Subsystem.VFIO, gpu.address,
                                          "the IOMMU is off: the boot arguments turn it on; the GPU is bound "
                                          "after the reboot (the boot unit applies the profile again)"))
         else:
             for gpu in gpus:
-                plan.refusals.append(Refusal("vfio", gpu.address, "the IOMMU is off on this host: vfio-pci "
+                plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the IOMMU is off on this host: vfio-pci "
                                              "cannot isolate the device (set spec.kernel.iommu: true, reboot)"))
         _plan_modprobe(ctx, plan, gpus)
         return
@@ -69,14 +76,15 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
                 continue
             role = "the GPU" if member.address == gpu.address else f"{member.kind} companion of {gpu.address}"
             moves[member.address] = Change(
-                subsystem="vfio", target=member.address, current=member.driver, desired=VFIO, effect=Effect.NOW,
-                reversible=True, action="pci-bind", path=f"{PCI_DEVICES}/{member.address}",
+                subsystem=Subsystem.VFIO, target=member.address, current=member.driver, desired=VFIO,
+                effect=Effect.NOW, reversible=True, action=Action.PCI_BIND, path=f"{PCI_DEVICES}/{member.address}",
                 note=role,
                 detail={"gpu": gpu.address, "group": gpu.iommu_group, "kind": member.kind,
                         "driver": member.driver, "override": facts.driver_overrides.get(member.address)},
             )
     if moves and not facts.vfio_pci_loaded:
-        plan.changes.append(Change("vfio", "vfio-pci module", "not loaded", "loaded", Effect.NOW, False, "modprobe",
+        plan.changes.append(Change(Subsystem.VFIO, "vfio-pci module", "not loaded", "loaded", Effect.NOW, False,
+                                   Action.MODPROBE,
                                    note="modprobe vfio-pci (left loaded on revert: harmless without devices)",
                                    detail={"argv": ["modprobe", VFIO]}))
     plan.changes.extend(moves[a] for a in sorted(moves))
@@ -87,10 +95,10 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
     """Every refusal for one GPU; True when it may move."""
     ok = True
     if gpu.iommu_group is None:
-        plan.refusals.append(Refusal("vfio", gpu.address, "the device has no IOMMU group"))
+        plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the device has no IOMMU group"))
         return False
     if gpu.boot_vga:
-        refusal = Refusal("vfio", gpu.address, "it is the boot VGA device: the host's console and display "
+        refusal = Refusal(Subsystem.VFIO, gpu.address, "it is the boot VGA device: the host's console and display "
                                                "run on it (--force overrides when the console is serial/BMC)",
                           forceable=True)
         if ctx.options.force:
@@ -101,7 +109,7 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
     strangers = group_strangers(gpu.group_members, selected_slots)
     for member in strangers:
         plan.refusals.append(Refusal(
-            "vfio", gpu.address,
+            Subsystem.VFIO, gpu.address,
             f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, driver "
             f"{member.driver or 'none'}), which is neither selected nor a function of a selected GPU: "
             "the group is not viable for passthrough"))
@@ -111,7 +119,7 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
             continue
         use = ctx.facts.device_use.get(member.address)
         if use is not None and use.holders:
-            plan.refusals.append(Refusal("vfio", member.address,
+            plan.refusals.append(Refusal(Subsystem.VFIO, member.address,
                                          f"its host driver {member.driver} is in use: " + "; ".join(use.holders)))
             ok = False
     return ok
@@ -123,8 +131,8 @@ def _plan_modprobe(ctx: PlanContext, plan: Plan, gpus: list[Gpu]) -> None:
     current = ctx.facts.modprobe_conf
     if content == current or (content is None and current is None):
         return
-    plan.changes.append(Change("vfio", MODPROBE_PATH, _summary(current), _summary(content), Effect.NOW, True,
-                               "file", MODPROBE_PATH, note="boot-time persistence of the vfio-pci binding",
+    plan.changes.append(Change(Subsystem.VFIO, MODPROBE_PATH, _summary(current), _summary(content), Effect.NOW,
+                               True, Action.FILE, MODPROBE_PATH, note="boot-time persistence of the vfio-pci binding",
                                detail={"content": content}))
 
 
@@ -162,6 +170,25 @@ def _safe_ids(gpus: list[Gpu], inventory: Inventory) -> list[str]:
     wanted = {f"{m.vendor_id}:{m.device_id}" for g in gpus for m in g.group_members
               if not m.is_bridge and m.vendor_id and m.device_id}
     return sorted(i for i in wanted if ids.get(i, set()) <= moving)
+
+
+# --- boot arguments --------------------------------------------------------------------------
+
+
+def boot_args(ctx: PlanContext, request: BootArgsRequest) -> BootArgs:
+    """The IOMMU switch for this CPU vendor and pass-through mode, unless already in force."""
+    contribution = BootArgs()
+    if not ctx.profile.iommu_wanted:
+        return contribution
+    iommu = ctx.inventory.iommu
+    enable = iommu.enable_argument
+    if enable is None:
+        contribution.notes.append(f"no IOMMU boot argument is known for CPU vendor {ctx.inventory.cpu.vendor!r}")
+        return contribution
+    for arg, in_force in ((enable, iommu.enabled), ("iommu=pt", iommu.passthrough_mode)):
+        if not in_force or request.keeps(arg):
+            contribution.args.append(arg)
+    return contribution
 
 
 # --- the bind sequence -----------------------------------------------------------------------
@@ -211,3 +238,34 @@ def restore_driver(host: Host, address: str, driver: str | None, override: str |
     now = current_driver(host, address)
     if now != driver:
         raise RuntimeError(f"{address}: rebinding {driver or 'no driver'} left it on {now or 'no driver'}")
+
+
+def _bind_before(host: Host, change: Change) -> Any:
+    return current_driver(host, change.target)
+
+
+def _bind_apply(host: Host, change: Change, state: RunState) -> None:
+    bind_vfio(host, change.target)
+
+
+def _bind_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
+    restore_driver(host, target, old, detail.get("override"))
+
+
+def _modprobe_apply(host: Host, change: Change, state: RunState) -> None:
+    argv = change.detail["argv"]
+    result = host.run(argv)
+    if host.dry_run:
+        return
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed (exit {result.returncode}): {result.stderr.strip()}")
+    host.forget_paths()
+    if not host.is_dir(f"{PCI_DRIVERS}/{VFIO}"):
+        raise VerifyError(f"{' '.join(argv)} succeeded but {PCI_DRIVERS}/{VFIO} is absent")
+
+
+BIND = Handler(_bind_before, _bind_apply, _bind_restore)
+MODPROBE = Handler(nothing_before, _modprobe_apply, no_restore)  # the module stays loaded: harmless
+
+SPEC = SubsystemSpec(Subsystem.VFIO, plan=plan_vfio, boot_args=boot_args,
+                     handlers={Action.PCI_BIND: BIND, Action.MODPROBE: MODPROBE, Action.FILE: FILE})

@@ -43,16 +43,36 @@ def _cpus(cpus: Iterable[int]) -> str:
 # --- virt-host-validate's checks -------------------------------------------------------------
 
 
+# Architectures whose CPUs carry no "can virtualize" flag: the kernel creates /dev/kvm only when
+# KVM initialised on them (arm64 booted at EL2, POWER in hypervisor mode, RISC-V with the H extension).
+FLAGLESS_ARCHITECTURES = ("aarch64", "ppc64le", "riscv64", "loongarch64")
+
+
 def check_hardware_virtualization(inv: Inventory) -> list[CheckResult]:
     title = "Checking for hardware virtualization"
+    kvm, arch = inv.kvm, inv.cpu.architecture
     if inv.cpu.virtualization:
         return [CheckResult("hardware-virtualization", title, PASS, f"CPU flag '{inv.cpu.virtualization}' present")]
-    if inv.kvm.available and inv.kvm.api_version == 12:
+    if arch in FLAGLESS_ARCHITECTURES and kvm.available:
+        return [CheckResult("hardware-virtualization", title, PASS,
+                            f"{arch} has no CPU flag for it; /dev/kvm exists, which KVM creates only when the "
+                            "CPU can run guests")]
+    if kvm.available and kvm.api_version == 12:
         return [CheckResult(
             "hardware-virtualization", title, WARN,
-            f"no vmx/svm CPU flag, but /dev/kvm answers KVM API 12 (module {inv.kvm.module or 'unknown'}): "
+            f"no vmx/svm CPU flag, but /dev/kvm answers KVM API 12 (module {kvm.module or 'unknown'}): "
             "a nested or paravirtualized KVM backend",
             "expect lower VM performance than on bare metal; host-passthrough CPU models may fail")]
+    if kvm.available and not kvm.accessible:
+        return [CheckResult(
+            "hardware-virtualization", title, WARN,
+            "no vmx/svm CPU flag, and /dev/kvm is not readable by this user, so it cannot be asked",
+            "run the check as root (or as a member of the kvm group) to tell")]
+    if arch in FLAGLESS_ARCHITECTURES:
+        return [CheckResult("hardware-virtualization", title, FAIL,
+                            f"/dev/kvm is missing: KVM did not initialise on this {arch} host",
+                            "boot the kernel with the CPU's virtualization mode available (EL2 on arm64, "
+                            "hypervisor mode on POWER) and load the kvm module")]
     return [CheckResult(
         "hardware-virtualization", title, FAIL,
         "HW virtualization CPU features (vmx/svm) not found; only emulated CPUs are available",
@@ -69,12 +89,18 @@ def check_kvm_device(inv: Inventory) -> list[CheckResult]:
     if kvm.accessible:
         results.append(CheckResult("kvm-accessible", "Checking if device /dev/kvm is accessible", PASS,
                                    "readable and writable by this process"))
+    elif inv.privileged is False:
+        results.append(CheckResult("kvm-accessible", "Checking if device /dev/kvm is accessible", WARN,
+                                   "/dev/kvm is not readable by this user (it is present; the check ran unprivileged)",
+                                   "run as root, or add this user to the device's group (kvm)"))
     else:
         results.append(CheckResult("kvm-accessible", "Checking if device /dev/kvm is accessible", FAIL,
                                    "this process cannot open /dev/kvm read-write",
                                    "check the device's permissions (group kvm) or run privileged"))
     title = "Checking the KVM API version"
-    if kvm.api_version is None:
+    if kvm.api_version is None and not kvm.accessible:
+        results.append(CheckResult("kvm-api", title, SKIP, "/dev/kvm is not readable by this user: not asked"))
+    elif kvm.api_version is None:
         results.append(CheckResult("kvm-api", title, SKIP, "the KVM ioctl is live-only (not a device under this root)"))
     elif kvm.api_version == 12:
         limits = f", up to {kvm.max_vcpus} vCPUs" if kvm.max_vcpus else ""
@@ -274,9 +300,16 @@ def check_hugepages(inv: Inventory) -> list[CheckResult]:
 
 
 def check_host_files(inv: Inventory) -> list[CheckResult]:
+    results = []
+    if inv.unreadable:
+        results.append(CheckResult(
+            "host-files-access", "Checking that host files are readable by this user", WARN,
+            f"{len(inv.unreadable)} file(s) are present but not readable by this user: "
+            + ", ".join(inv.unreadable[:3]) + ("…" if len(inv.unreadable) > 3 else ""),
+            "run as root for a complete picture; the facts they hold are reported as not readable, not absent"))
     if not inv.warnings:
-        return []
-    return [CheckResult("host-files", "Checking that host files are readable", WARN,
+        return results
+    return [*results, CheckResult("host-files", "Checking that host files are readable", WARN,
                         f"{len(inv.warnings)} file(s) could not be understood: " + "; ".join(inv.warnings[:3]),
                         "see the warnings in 'nodeagent inspect'")]
 

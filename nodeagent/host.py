@@ -120,6 +120,7 @@ class HostRecord:
     writes: list[WriteRecord] = field(default_factory=list)  # made, or in dry-run mode would be made
     stats: HostStats = field(default_factory=HostStats)
     trace: HostTrace | None = None  # set to record every path touched (``capture``)
+    denied: set[str] = field(default_factory=set)  # present, but this user may not read them (EACCES/EPERM)
 
 
 @dataclass(eq=False)
@@ -270,17 +271,33 @@ class Host:
             return None
         except OSError as exc:
             # EACCES, EIO, EINVAL (write-only sysfs attributes) … : present but not readable.
+            self._note_denied(path, exc)
             log.debug("cannot read %s: %s", path, exc)
             return None
         self._traced("file", path, data)
         return data.decode("utf-8", errors="replace")
+
+    def _note_denied(self, path: str, exc: OSError) -> None:
+        """Remember a file this user may not read: "not readable by this user" is not "absent"."""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            self.note_denied(path)
+
+    def note_denied(self, path: str) -> None:
+        """Record in every open record that ``path`` is present but not readable by this user."""
+        for record in self._records():
+            record.denied.add(path)
+
+    def is_denied(self, path: str) -> bool:
+        """Whether ``path`` (or a directory above it) was refused to this user in the open records."""
+        return any(path in r.denied or any(path.startswith(d + "/") for d in r.denied) for r in self._records())
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
         self._count_read()
         try:
             with open(self.fs_path(path), "rb") as handle:
                 data = handle.read() if limit is None else handle.read(limit)
-        except OSError:
+        except OSError as exc:
+            self._note_denied(path, exc)
             return None
         self._traced("file", path, data)
         return data
@@ -351,7 +368,8 @@ class Host:
         self._count_read()
         try:
             entries = sorted(os.listdir(self.fs_path(path)))
-        except OSError:
+        except OSError as exc:
+            self._note_denied(path, exc)
             return []
         self._traced("dir", path, entries)
         return entries

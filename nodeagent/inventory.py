@@ -41,6 +41,17 @@ class Plain(Value):
 
 
 @value
+class CpufreqPolicy(Plain):
+    """One cpufreq policy: the CPUs that share a governor and a frequency (a whole cluster on ARM)."""
+
+    name: str  # "policy0", or "cpu3" on kernels with per-CPU cpuN/cpufreq/ directories only
+    path: str  # the directory holding scaling_governor
+    cpus: list[int]  # affected_cpus: the online CPUs it governs
+    governor: str | None
+    available: list[str]  # scaling_available_governors
+
+
+@value
 class CpuInfo(Plain):
     vendor: str | None
     model_name: str | None
@@ -48,7 +59,7 @@ class CpuInfo(Plain):
     model: int | None
     stepping: int | None
     sockets: int
-    cores_per_socket: int
+    cores_per_socket: int | None  # None when packages differ (never a product that disagrees with the CPUs)
     threads_per_core: int
     logical_cpus: int
     online: list[int]
@@ -66,6 +77,13 @@ class CpuInfo(Plain):
     governors: dict[str, list[int]]  # governor → CPUs
     thread_siblings: list[list[int]]  # one list per physical core
     packages: dict[int, list[int]]  # socket id → CPUs
+    # logical_cpus counts the present CPUs (lscpu's "CPU(s)"); online lists those the scheduler uses.
+    architecture: str | None = None  # x86_64 | aarch64 | ppc64le | s390x | riscv64 | loongarch64
+    present: list[int] = field(default_factory=list)  # /sys/devices/system/cpu/present
+    cores: int | None = None  # physical cores with an online thread
+    cores_per_package: dict[int, int] = field(default_factory=dict)  # socket id → cores (uneven on some arm64)
+    model_names: list[str] = field(default_factory=list)  # every CPU type (big.LITTLE has several)
+    cpufreq_policies: list[CpufreqPolicy] = field(default_factory=list)
 
     def has_flag(self, flag: str) -> bool:
         return flag in self.flags
@@ -98,6 +116,7 @@ class NumaNode(Plain):
     memory_free_bytes: int | None
     distances: list[int]
     hugepages: dict[str, HugepagePool]
+    cpus_source: str | None = "cpulist"  # cpulist | cpumap | links; None: unknown (a warning says why)
 
 
 @value
@@ -261,6 +280,8 @@ class KubeletInfo(Plain):
     memory_manager_policy: str | None
     running: bool | None  # None: not looked (not the live host)
     started_at: float | None  # epoch seconds, when running
+    flavour: str | None = None  # kubeadm | k3s | rke2 | microk8s | openshift (from where the config is)
+    config_readable: bool = True  # False: the config exists but is not readable by this user
 
 
 @value
@@ -297,6 +318,8 @@ class Inventory(Plain):
     pci_devices: int
     warnings: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)  # present, but not readable by this user
+    privileged: bool | None = None  # discovery ran as root (None: not known)
 
     def numa_node(self, node_id: int) -> NumaNode | None:
         return next((n for n in self.numa if n.id == node_id), None)

@@ -58,6 +58,23 @@ def format_cpulist(cpus: Iterable[int]) -> str:
     return ",".join(parts)
 
 
+def parse_cpu_words(text: str) -> list[int]:
+    """Parse a space-separated CPU list as cpufreq prints ``affected_cpus``/``related_cpus`` ("0 1 2 3").
+
+    cpufreq's show_cpus() writes each CPU number followed by a space, not a cpulist; a cpulist
+    (``0-3``) is accepted too, so a hand-made or future file still reads.
+    """
+    words = text.split()
+    if len(words) == 1 and not words[0].isdigit():
+        return parse_cpulist(words[0])
+    cpus: set[int] = set()
+    for word in words:
+        if not word.isdigit():
+            raise ValueError(f"{word!r} is not a CPU number (expected CPU numbers separated by spaces: '0 1 2 3')")
+        cpus.add(int(word))
+    return sorted(cpus)
+
+
 def parse_cpumask(text: str) -> list[int]:
     """Parse a hex CPU mask as sysfs writes it (``ffffffff,00000000``) into CPU numbers."""
     digits = text.strip().replace(",", "")

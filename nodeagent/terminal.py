@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from nodeagent.checks import CheckResult, Readiness
 from nodeagent.discover.pci import is_vfio_driver
-from nodeagent.inventory import Gpu, HugepagePool, Inventory, Nic
+from nodeagent.inventory import CpuInfo, Gpu, HugepagePool, Inventory, Nic
 from nodeagent.labels import LabelConfig, LabelSet
 from nodeagent.parse import format_cpulist
 
@@ -89,13 +89,22 @@ def _nic_line(nic: Nic) -> str:
     return f"{nic.name} ({nic.driver or 'no driver'}, {nic.address or 'not PCI'}) · {link}{speed}{sriov}"
 
 
+def _shape(cpu: CpuInfo) -> str:
+    """sockets × cores × threads, or the per-package core counts when packages differ."""
+    if cpu.cores_per_socket is not None:
+        return f"{cpu.sockets} socket(s) × {cpu.cores_per_socket} cores × {cpu.threads_per_core} threads"
+    counts = " + ".join(str(n) for n in cpu.cores_per_package.values())
+    return f"{cpu.sockets} package(s) of {counts} cores, up to {cpu.threads_per_core} threads each"
+
+
 def render_topology(inv: Inventory) -> str:
     cpu = inv.cpu
     isolated = set(cpu.isolated)
     lines = [
         f"{inv.hostname or 'host'} — {cpu.model_name or 'unknown CPU'} ({cpu.vendor or 'unknown vendor'})",
-        f"{cpu.sockets} socket(s) × {cpu.cores_per_socket} cores × {cpu.threads_per_core} threads = "
-        f"{cpu.logical_cpus} CPUs · {len(inv.numa)} NUMA node(s) · kernel {inv.kernel.release or 'unknown'}"
+        f"{_shape(cpu)} = {cpu.logical_cpus} CPUs"
+        + (f" ({len(cpu.online)} online)" if len(cpu.online) != cpu.logical_cpus else "")
+        + f" · {len(inv.numa)} NUMA node(s) · kernel {inv.kernel.release or 'unknown'}"
         + (f" ({inv.kernel.preempt_model})" if inv.kernel.preempt_model else ""),
         "",
     ]
@@ -142,6 +151,7 @@ def render_summary(inv: Inventory) -> list[str]:
     smt = {True: "on", False: "off", None: "unknown"}[cpu.smt_active]
     kubelet = inv.kubelet
     kubelet_text = "no config" if not kubelet.config_present else (
+        f"config {kubelet.config_path} not readable by this user") if not kubelet.config_readable else (
         f"cpuManager {kubelet.cpu_manager_policy or 'none'}"
         f" · topologyManager {kubelet.topology_manager_policy or 'none'}"
         f" · memoryManager {kubelet.memory_manager_policy or 'None'}"

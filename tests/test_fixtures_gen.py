@@ -261,13 +261,32 @@ def test_cpu_lists_and_topology(root: Path) -> None:
                 topo / "core_id").read_text()
 
 
+def _arch(root: Path) -> str:
+    return hostgen.read_summary(root).get("arch", "x86_64")
+
+
 def test_cpuinfo_has_one_block_per_online_cpu(root: Path) -> None:
     online = cpus(value(root, "/sys/devices/system/cpu/online"))
-    blocks = [b for b in read(root, "/proc/cpuinfo").split("\n\n") if b.strip()]
+    text = read(root, "/proc/cpuinfo")
+    arch = _arch(root)
+    if arch == "s390x":  # a summary (one "processor N:" line per online CPU), then "cpu number" blocks
+        assert re.findall(r"^processor (\d+): version", text, re.MULTILINE) == [str(c) for c in online]
+        assert re.findall(r"^cpu number      : (\d+)$", text, re.MULTILINE) == [str(c) for c in online]
+        return
+    blocks = [b for b in text.split("\n\n") if b.strip()]
+    if arch == "ppc64le":  # the machine trailer follows the per-CPU blocks
+        assert blocks.pop().startswith("timebase\t: ")
     assert len(blocks) == len(online)
     for block, cpu in zip(blocks, online, strict=True):
         fields = dict(re.match(r"^([^\t:]+?)\t*: ?(.*)$", line).groups() for line in block.splitlines())
         assert int(fields["processor"]) == cpu
+        if arch == "aarch64":
+            assert re.fullmatch(r"0x[0-9a-f]{2}", fields["CPU implementer"])
+            assert re.fullmatch(r"0x[0-9a-f]{3}", fields["CPU part"]) and fields["CPU architecture"] == "8"
+            continue
+        if arch == "ppc64le":
+            assert fields["cpu"].startswith("POWER") and "pvr" in fields["revision"]
+            continue
         topo = f"/sys/devices/system/cpu/cpu{cpu}/topology"
         assert fields["physical id"] == value(root, f"{topo}/physical_package_id")
         assert fields["core id"] == value(root, f"{topo}/core_id")
@@ -288,7 +307,7 @@ def test_numa_nodes_partition_the_cpus(root: Path) -> None:
         groups = value(root, f"{base}/node{node}/cpumap").split(",")
         assert all(len(g) == 8 for g in groups[1:]), "32-bit groups of 8 hex digits after the first"
         distance = [int(x) for x in value(root, f"{base}/node{node}/distance").split()]
-        assert len(distance) == len(nodes) and distance[node] == 10 and min(distance) == 10
+        assert len(distance) == len(nodes) and distance[nodes.index(node)] == 10 and min(distance) == 10
         for cpu in node_cpus:
             assert os.readlink(root / f"sys/devices/system/node/node{node}/cpu{cpu}") == f"../../cpu/cpu{cpu}"
     assert sorted(seen) == possible

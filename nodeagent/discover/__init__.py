@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from nodeagent.discover.cpu import discover_cpu
 from nodeagent.discover.iommu import discover_iommu
 from nodeagent.discover.kernel import discover_kernel
@@ -55,4 +57,6 @@ def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
         pci_devices=pci_devices,
         warnings=[str(w) for w in run.warnings],
         skipped=dict(run.skipped),
+        unreadable=sorted(run.denied),
+        privileged=os.geteuid() == 0,
     )

@@ -1,31 +1,29 @@
 """CPU: identity and flags from /proc/cpuinfo; topology, isolation and cpufreq from sysfs.
 
 Sockets, cores and threads come from the ``topology/`` files, not from counting cpuinfo blocks
-(which miss offline CPUs and lie under some hypervisors). Each physical core is read once: the
-siblings of a CPU already seen are not read again, which keeps a 224-CPU host to ~2 reads a core.
+(which miss offline CPUs and lie under some hypervisors). Per-CPU files are read once per group
+they describe: the thread siblings of a CPU answer for its whole core, and a cpufreq policy's
+``affected_cpus`` for every CPU it governs, which keeps a 224-CPU host to ~2 reads a core.
+
+Which file gives which fact on each architecture: see :mod:`nodeagent.discover.cpuid` and the
+README's reference.
 """
 
 from __future__ import annotations
 
+from nodeagent.discover.cpuid import identify, merged, parse_cpuinfo
 from nodeagent.host import Host
-from nodeagent.inventory import CpuInfo
-from nodeagent.parse import cmdline_params, isolcpus_cpus, parse_cpulist
+from nodeagent.inventory import CpufreqPolicy, CpuInfo
+from nodeagent.parse import cmdline_params, isolcpus_cpus, parse_cpu_words, parse_cpulist
 
 CPU_DIR = "/sys/devices/system/cpu"
+CPUFREQ_DIR = f"{CPU_DIR}/cpufreq"
 
 
 def parse_cpuinfo_first_block(text: str) -> dict[str, str]:
     """The ``key : value`` pairs of the first processor block (identity and flags are uniform)."""
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if fields:
-                break
-            continue
-        key, sep, value = line.partition(":")
-        if sep:
-            fields.setdefault(key.strip(), value.strip())
-    return fields
+    blocks = parse_cpuinfo(text)
+    return blocks[0] if blocks else {}
 
 
 def _int_field(fields: dict[str, str], key: str) -> int | None:
@@ -33,32 +31,42 @@ def _int_field(fields: dict[str, str], key: str) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def _virtualization(flags: list[str]) -> str | None:
+    """The CPU flag that says the hardware can host KVM guests: x86 vmx/svm, s390 sie."""
+    return next((f for f in ("vmx", "svm", "sie") if f in flags), None)
+
+
 def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
-    info = parse_cpuinfo_first_block(host.read_text("/proc/cpuinfo") or "")
-    # arm64 and others say "Features"; x86 says "flags".
-    flags = sorted(set((info.get("flags") or info.get("Features") or "").split()))
+    blocks = parse_cpuinfo(host.read_text("/proc/cpuinfo") or "")
+    info = merged(blocks)
+    identity = identify(blocks)
+    # x86 says "flags"; arm64 "Features"; s390 "features".
+    flags = sorted(set((info.get("flags") or info.get("Features") or info.get("features") or "").split()))
     online = host.read_cpulist(f"{CPU_DIR}/online") or []
+    present = host.read_cpulist(f"{CPU_DIR}/present") or sorted(set(online) | set(_cpu_dirs(host)))
     packages, siblings = _topology(host, online)
     sockets = max(len(packages), 1)
     threads_per_core = max((len(group) for group in siblings), default=1)
     cores = len(siblings) or len(online)
-    governors, driver = _cpufreq(host)
+    per_package = {pkg: sum(1 for g in siblings if g[0] in set(cpus)) for pkg, cpus in packages.items()}
+    policies = read_cpufreq_policies(host, online)
+    governors = _governors(policies)
     params = cmdline_params(cmdline)
     isolcpus, isol_flags = _cmdline_isolcpus(host, params.get("isolcpus"))
     smt_active = host.read_int(f"{CPU_DIR}/smt/active")
     return CpuInfo(
-        vendor=info.get("vendor_id") or info.get("CPU implementer"),
-        model_name=info.get("model name"),
+        vendor=identity.vendor,
+        model_name=identity.model_names[0] if identity.model_names else None,
         family=_int_field(info, "cpu family"),
         model=_int_field(info, "model"),
         stepping=_int_field(info, "stepping"),
         sockets=sockets,
-        cores_per_socket=max(cores // sockets, 1),
+        cores_per_socket=_cores_per_socket(sockets, cores, threads_per_core, len(online), per_package),
         threads_per_core=threads_per_core,
-        logical_cpus=len(online),
+        logical_cpus=len(present) or len(online),
         online=online,
         flags=flags,
-        virtualization="vmx" if "vmx" in flags else "svm" if "svm" in flags else None,
+        virtualization=_virtualization(flags),
         smt_active=None if smt_active is None else smt_active == 1,
         isolated=host.read_cpulist(f"{CPU_DIR}/isolated") or [],
         nohz_full=_nohz_full(host),
@@ -66,20 +74,47 @@ def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
         isolcpus_flags=isol_flags,
         cmdline_nohz_full=_cmdline_list(host, "nohz_full", params.get("nohz_full")),
         cmdline_rcu_nocbs=_cmdline_list(host, "rcu_nocbs", params.get("rcu_nocbs")),
-        cpufreq_driver=driver,
+        cpufreq_driver=_cpufreq_driver(host, policies),
         governor=_summarise_governors(governors),
         governors=governors,
         thread_siblings=siblings,
         packages=packages,
+        architecture=identity.architecture,
+        present=present,
+        cores=cores if siblings else None,
+        cores_per_package=per_package,
+        model_names=identity.model_names,
+        cpufreq_policies=policies,
     )
 
 
+def _cpu_dirs(host: Host) -> list[int]:
+    return [int(e[3:]) for e in host.listdir(CPU_DIR) if e.startswith("cpu") and e[3:].isdigit()]
+
+
+def _cores_per_socket(sockets: int, cores: int, threads: int, cpus: int, per_package: dict[int, int]) -> int | None:
+    """Cores per socket only when it is one number: every package alike and the product exact.
+
+    arm64 clusters (``physical_package_id`` 0,0,0,1,1,1,1,2), hybrid x86 and hosts with some SMT
+    siblings offline have no single figure; :attr:`CpuInfo.cores_per_package` has the counts.
+    """
+    if len(set(per_package.values())) > 1 or cores % sockets:
+        return None
+    per_socket = cores // sockets
+    return per_socket if sockets * per_socket * threads == cpus else None
+
+
 def _topology(host: Host, online: list[int]) -> tuple[dict[int, list[int]], list[list[int]]]:
-    """Socket → CPUs and the thread-sibling groups, reading each physical core once."""
+    """Socket → CPUs and the thread-sibling groups, reading each physical core once.
+
+    POWER LPARs print ``physical_package_id`` -1 (no socket exposed): their packages are then the
+    distinct ``core_siblings_list`` groups, numbered in CPU order, as lscpu counts them.
+    """
     packages: dict[int, list[int]] = {}
     groups: list[list[int]] = []
     seen: set[int] = set()
     online_set = set(online)
+    anonymous: dict[tuple[int, ...], int] = {}
     for cpu in online:
         if cpu in seen:
             continue
@@ -89,28 +124,69 @@ def _topology(host: Host, online: list[int]) -> tuple[dict[int, list[int]], list
             group = host.read_cpulist(f"{base}/thread_siblings_list") or [cpu]
         group = [c for c in group if c in online_set] or [cpu]
         package = host.read_int(f"{base}/physical_package_id")
+        if package is None or package < 0:
+            siblings = host.read_cpulist(f"{base}/core_siblings_list") if package is not None else None
+            key = tuple(siblings) if siblings else ()
+            package = anonymous.setdefault(key, len(anonymous))
         groups.append(group)
         seen.update(group)
-        packages.setdefault(package if package is not None and package >= 0 else 0, []).extend(group)
+        packages.setdefault(package, []).extend(group)
     return {pkg: sorted(cpus) for pkg, cpus in sorted(packages.items())}, groups
 
 
-def _cpufreq(host: Host) -> tuple[dict[str, list[int]], str | None]:
-    """Governor → CPUs over every cpufreq policy, and the scaling driver. Empty without cpufreq."""
-    base = f"{CPU_DIR}/cpufreq"
+def read_cpufreq_policies(host: Host, online: list[int]) -> list[CpufreqPolicy]:
+    """Every cpufreq policy with its online CPUs, governor and offered governors.
+
+    Kernels since 4.3 have ``cpu/cpufreq/policyN``; older ones (and some vendor kernels) only the
+    per-CPU ``cpuN/cpufreq/`` directories, where the first CPU's ``affected_cpus`` answers for the
+    others. ``affected_cpus`` is space-separated ("0 1 2 3"), not a cpulist. The offered governors
+    are the driver's and the same on every policy, so they are read once.
+    """
+    names = [e for e in host.listdir(CPUFREQ_DIR) if e.startswith("policy") and e[6:].isdigit()]
+    names.sort(key=lambda e: int(e[6:]))
+    dirs = [(name, f"{CPUFREQ_DIR}/{name}") for name in names]
+    covered: set[int] = set()
+    if not dirs:
+        dirs = [(f"cpu{cpu}", f"{CPU_DIR}/cpu{cpu}/cpufreq") for cpu in online]
+    available: list[str] | None = None
+    policies: list[CpufreqPolicy] = []
+    for name, path in dirs:
+        if name.startswith("cpu") and int(name[3:]) in covered:
+            continue
+        cpus = _policy_cpus(host, path)
+        if cpus is None:
+            continue
+        covered.update(cpus)
+        if available is None:
+            available = (host.read_str(f"{path}/scaling_available_governors") or "").split()
+        policies.append(CpufreqPolicy(name, path, cpus, host.read_str(f"{path}/scaling_governor"), available))
+    return policies
+
+
+def _policy_cpus(host: Host, path: str) -> list[int] | None:
+    for attribute in ("affected_cpus", "related_cpus"):
+        text = host.read_text(f"{path}/{attribute}")
+        if text is None:
+            continue
+        try:
+            return parse_cpu_words(text)
+        except ValueError as exc:
+            host.warn(f"{path}/{attribute}", f"{exc}; this policy's CPUs are unknown")
+            return None
+    return None
+
+
+def _cpufreq_driver(host: Host, policies: list[CpufreqPolicy]) -> str | None:
+    return host.read_str(f"{policies[0].path}/scaling_driver") if policies else None
+
+
+def _governors(policies: list[CpufreqPolicy]) -> dict[str, list[int]]:
+    """Governor → CPUs over every policy. Empty without cpufreq."""
     governors: dict[str, list[int]] = {}
-    driver: str | None = None
-    for policy in host.listdir(base):
-        if not policy.startswith("policy"):
-            continue
-        governor = host.read_str(f"{base}/{policy}/scaling_governor")
-        cpus = host.read_cpulist(f"{base}/{policy}/affected_cpus")
-        if governor is None or cpus is None:
-            continue
-        governors.setdefault(governor, []).extend(cpus)
-        if driver is None:
-            driver = host.read_str(f"{base}/{policy}/scaling_driver")
-    return {g: sorted(c) for g, c in sorted(governors.items())}, driver
+    for policy in policies:
+        if policy.governor is not None:
+            governors.setdefault(policy.governor, []).extend(policy.cpus)
+    return {g: sorted(set(c)) for g, c in sorted(governors.items())}
 
 
 def _summarise_governors(governors: dict[str, list[int]]) -> str | None:

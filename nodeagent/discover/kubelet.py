@@ -1,44 +1,210 @@
-"""The kubelet: its config file (CPU/topology/memory manager policies) and whether it runs."""
+"""The kubelet: its configuration (CPU/topology/memory manager policies) and whether it runs.
+
+Every distribution keeps the kubelet's configuration somewhere else, and several pass the policies
+as command-line flags instead of a KubeletConfiguration file. Kubelet's own precedence applies:
+the config file, then the drop-in directory (``--config-dir``, files in lexical order), then flags.
+
+| flavour | config file | drop-ins | flags |
+|---|---|---|---|
+| kubeadm | /var/lib/kubelet/config.yaml | /etc/kubernetes/kubelet.conf.d/*.conf | /var/lib/kubelet/kubeadm-flags.env |
+| OpenShift | /etc/kubernetes/kubelet.conf (a KubeletConfiguration, not kubeadm's kubeconfig) | — | — |
+| k3s | — | /var/lib/rancher/k3s/agent/etc/kubelet.conf.d/ | ``kubelet-arg`` in /etc/rancher/k3s/config.yaml(.d) |
+| RKE2 | — | /var/lib/rancher/rke2/agent/etc/kubelet.conf.d/ | ``kubelet-arg`` in /etc/rancher/rke2/config.yaml(.d) |
+| MicroK8s | ``--config`` in the args file | — | /var/snap/microk8s/current/args/kubelet |
+| EKS and others | /etc/kubernetes/kubelet/config.yaml, /etc/kubernetes/kubelet.yaml | — | — |
+"""
 
 from __future__ import annotations
 
 import os
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
 
 from nodeagent.host import Host
 from nodeagent.inventory import KubeletInfo
 from nodeagent.parse import parse_cpulist
 
-CONFIG_PATHS = ("/var/lib/kubelet/config.yaml", "/etc/kubernetes/kubelet/config.yaml", "/etc/kubernetes/kubelet.yaml")
+# Kubelet flag → KubeletConfiguration field, for the policies nodeagent reads.
+FLAG_FIELDS = {
+    "cpu-manager-policy": "cpuManagerPolicy", "reserved-cpus": "reservedSystemCPUs",
+    "topology-manager-policy": "topologyManagerPolicy", "topology-manager-scope": "topologyManagerScope",
+    "memory-manager-policy": "memoryManagerPolicy",
+}
+KUBEADM_CONFIG = "/var/lib/kubelet/config.yaml"
+OPENSHIFT_CONFIG = "/etc/kubernetes/kubelet.conf"
+MICROK8S_ARGS = "/var/snap/microk8s/current/args/kubelet"
+OTHER_CONFIGS = ("/etc/kubernetes/kubelet/config.yaml", "/etc/kubernetes/kubelet.yaml")
+RANCHER = {"k3s": "k3s", "rke2": "rke2"}
+KUBELET_COMMS = ("kubelet", "k3s-server", "k3s-agent", "kubelite", "hyperkube")
+
+
+@dataclass
+class _Found:
+    flavour: str | None = None
+    path: str | None = None  # the main file it was read from
+    config: dict[str, Any] = field(default_factory=dict)
+    present: bool = False
+    readable: bool = True
 
 
 def discover_kubelet(host: Host) -> KubeletInfo:
     running, started_at = _kubelet_process(host)
-    for path in CONFIG_PATHS:
-        text = host.read_text(path)
-        if text is None:
-            continue
-        import yaml  # only hosts with a kubelet pay for the import
+    found = _find(host)
+    if not found.present:
+        return KubeletInfo(False, None, None, None, None, None, None, running, started_at)
+    config = found.config
+    return KubeletInfo(
+        config_present=True,
+        config_path=found.path,
+        cpu_manager_policy=config.get("cpuManagerPolicy"),
+        reserved_system_cpus=_reserved(host, found.path or "", config.get("reservedSystemCPUs")),
+        topology_manager_policy=config.get("topologyManagerPolicy"),
+        topology_manager_scope=config.get("topologyManagerScope"),
+        memory_manager_policy=config.get("memoryManagerPolicy"),
+        running=running,
+        started_at=started_at,
+        flavour=found.flavour,
+        config_readable=found.readable,
+    )
 
-        try:
-            config = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            host.warn(path, f"not valid YAML ({str(exc).splitlines()[0]}); kubelet policies unknown")
-            config = {}
-        if not isinstance(config, dict):
-            host.warn(path, "expected a KubeletConfiguration mapping; kubelet policies unknown")
-            config = {}
-        return KubeletInfo(
-            config_present=True,
-            config_path=path,
-            cpu_manager_policy=config.get("cpuManagerPolicy"),
-            reserved_system_cpus=_reserved(host, path, config.get("reservedSystemCPUs")),
-            topology_manager_policy=config.get("topologyManagerPolicy"),
-            topology_manager_scope=config.get("topologyManagerScope"),
-            memory_manager_policy=config.get("memoryManagerPolicy"),
-            running=running,
-            started_at=started_at,
-        )
-    return KubeletInfo(False, None, None, None, None, None, None, running, started_at)
+
+def _find(host: Host) -> _Found:
+    """The first flavour whose files are on this host, with its merged configuration."""
+    for finder in (_openshift, _rancher, _microk8s, _kubeadm, _others):
+        found = finder(host)
+        if found.present:
+            return found
+    return _Found()
+
+
+def _read(host: Host, path: str, found: _Found) -> str | None:
+    """A file's text; a file this user may not read marks the configuration as not readable."""
+    text = host.read_text(path)
+    if text is None and host.is_denied(path):
+        found.present, found.readable = True, False
+        found.path = found.path or path
+    return text
+
+
+def _yaml(host: Host, path: str, text: str) -> dict[str, Any]:
+    import yaml  # only hosts with a kubelet pay for the import
+
+    try:
+        config = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        host.warn(path, f"not valid YAML ({str(exc).splitlines()[0]}); kubelet policies unknown")
+        return {}
+    if not isinstance(config, dict):
+        host.warn(path, "expected a KubeletConfiguration mapping; kubelet policies unknown")
+        return {}
+    return config
+
+
+def _merge_file(host: Host, path: str, found: _Found, *, kind_required: bool = False) -> bool:
+    text = _read(host, path, found)
+    if text is None:
+        return False
+    config = _yaml(host, path, text)
+    if kind_required and config.get("kind") != "KubeletConfiguration":
+        return False
+    found.present = True
+    found.path = found.path or path
+    found.config.update(config)
+    return True
+
+
+def _merge_dropins(host: Host, directory: str, found: _Found) -> None:
+    for name in host.listdir(directory):
+        if name.endswith(".conf"):
+            _merge_file(host, f"{directory}/{name}", found)
+    if host.is_denied(directory) and host.exists(directory):
+        found.present, found.readable = True, False
+        found.path = found.path or directory
+
+
+def _merge_flags(host: Host, path: str, args: list[str], found: _Found) -> None:
+    """Kubelet flags (``--cpu-manager-policy=static`` or ``cpu-manager-policy=static``) over the config."""
+    values: dict[str, str] = {}
+    words = iter(args)
+    for word in words:
+        name, sep, value = word.lstrip("-").partition("=")
+        if not sep:
+            value = next(words, "")
+        values[name] = value.strip("\"'")
+    if values.get("config"):
+        _merge_file(host, values["config"], found)
+    for flag, key in FLAG_FIELDS.items():
+        if flag in values:
+            found.config[key] = values[flag]
+            found.present = True
+            found.path = found.path or path
+
+
+def _openshift(host: Host) -> _Found:
+    found = _Found("openshift")
+    # kubeadm keeps its kubelet kubeconfig (kind: Config) at the same path: only a KubeletConfiguration counts.
+    _merge_file(host, OPENSHIFT_CONFIG, found, kind_required=True)
+    if not found.readable:
+        found.present = False  # kubeadm's kubeconfig is root-only: unreadable says nothing about OpenShift
+    return found
+
+
+def _rancher(host: Host) -> _Found:
+    for flavour in RANCHER:
+        found = _Found(flavour)
+        _merge_dropins(host, f"/var/lib/rancher/{flavour}/agent/etc/kubelet.conf.d", found)
+        etc = f"/etc/rancher/{flavour}"
+        files = [f"{etc}/config.yaml"] + [f"{etc}/config.yaml.d/{n}" for n in host.listdir(f"{etc}/config.yaml.d")
+                                          if n.endswith((".yaml", ".yml"))]
+        for path in files:
+            text = _read(host, path, found)
+            if text is None:
+                continue
+            args = _yaml(host, path, text).get("kubelet-arg") or []
+            _merge_flags(host, path, [str(a) for a in (args if isinstance(args, list) else [args])], found)
+        if found.present:
+            return found
+    return _Found()
+
+
+def _microk8s(host: Host) -> _Found:
+    found = _Found("microk8s")
+    text = _read(host, MICROK8S_ARGS, found)
+    if text is not None:
+        found.present, found.path = True, MICROK8S_ARGS
+        _merge_flags(host, MICROK8S_ARGS, _args_file_words(text), found)
+    return found
+
+
+def _kubeadm(host: Host) -> _Found:
+    found = _Found("kubeadm")
+    if not _merge_file(host, KUBEADM_CONFIG, found) and found.readable:
+        return _Found()
+    _merge_dropins(host, "/etc/kubernetes/kubelet.conf.d", found)
+    env = host.read_text("/var/lib/kubelet/kubeadm-flags.env")
+    for line in (env or "").splitlines():
+        if line.startswith("KUBELET_KUBEADM_ARGS="):
+            _merge_flags(host, "/var/lib/kubelet/kubeadm-flags.env",
+                         shlex.split(line.partition("=")[2].strip().strip("\"'")), found)
+    return found
+
+
+def _others(host: Host) -> _Found:
+    for path in OTHER_CONFIGS:
+        found = _Found(None)
+        if _merge_file(host, path, found) or not found.readable:
+            return found
+    return _Found()
+
+
+def _args_file_words(text: str) -> list[str]:
+    words: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            words += shlex.split(line)
+    return words
 
 
 def _reserved(host: Host, path: str, value: object) -> list[int] | None:
@@ -52,12 +218,12 @@ def _reserved(host: Host, path: str, value: object) -> list[int] | None:
 
 
 def _kubelet_process(host: Host) -> tuple[bool | None, float | None]:
-    """Whether a kubelet process runs, and since when (epoch seconds), from the root's /proc."""
+    """Whether a kubelet runs (on its own, or inside k3s/MicroK8s' kubelite), and since when."""
     pids = [p for p in host.listdir("/proc") if p.isdigit()]
     if not pids:
         return None, None  # no process table under this root (a fixture): unknown
     for pid in pids:
-        if (host.read_str(f"/proc/{pid}/comm") or "") == "kubelet":
+        if (host.read_str(f"/proc/{pid}/comm") or "") in KUBELET_COMMS:
             return True, _start_time(host, pid)
     return False, None
 

@@ -23,7 +23,10 @@ def discover_kvm(host: Host) -> KvmInfo:
     else:
         device = None
     api_version = max_vcpus = recommended = None
-    if device == "char" and host.live_source("kvm-ioctl"):
+    accessible = device is not None and host.access("/dev/kvm", os.R_OK | os.W_OK)
+    if device is not None and not accessible:
+        host.note_denied("/dev/kvm")  # present, but this user may not open it: not "missing"
+    if device == "char" and accessible and host.live_source("kvm-ioctl"):
         try:
             api_version = host.ioctl("/dev/kvm", KVM_GET_API_VERSION)
             recommended = host.ioctl("/dev/kvm", KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS) or None
@@ -34,7 +37,7 @@ def discover_kvm(host: Host) -> KvmInfo:
     return KvmInfo(
         available=device is not None,
         device=device,
-        accessible=device is not None and host.access("/dev/kvm", os.R_OK | os.W_OK),
+        accessible=accessible,
         api_version=api_version,
         max_vcpus=max_vcpus,
         recommended_vcpus=recommended,

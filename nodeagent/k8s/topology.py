@@ -159,7 +159,7 @@ def build_topology(inv: Inventory, node_name: str, *, node_uid: str | None = Non
         # Owned by its Node: deleting the Node garbage-collects its topology.
         metadata["ownerReferences"] = [{"apiVersion": "v1", "kind": "Node", "name": node_name, "uid": node_uid}]
     body: dict[str, Any] = {"apiVersion": API_VERSION, "kind": KIND, "metadata": metadata, "zones": zones}
-    if inv.kubelet.config_present:
+    if inv.kubelet.config_present and inv.kubelet.config_readable:
         policy = inv.kubelet.topology_manager_policy or DEFAULT_TOPOLOGY_MANAGER_POLICY
         scope = inv.kubelet.topology_manager_scope or DEFAULT_TOPOLOGY_MANAGER_SCOPE
         body["attributes"] = [{"name": "topologyManagerPolicy", "value": policy},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
 from nodeagent.gpuselect import selected_gpus
 from nodeagent.host import Host
-from nodeagent.inventory import Inventory
+from nodeagent.inventory import CpufreqPolicy, Inventory
 from nodeagent.owned import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
 from nodeagent.profile import NodeProfile
 
@@ -22,14 +22,6 @@ CPUFREQ = "/sys/devices/system/cpu/cpufreq"
 
 _NVIDIA_MINOR = re.compile(r"^Device Minor:\s*(\d+)", re.MULTILINE)
 _NVIDIA_DEV = re.compile(r"^/dev/nvidia(\d+)$")
-
-
-@dataclass(frozen=True)
-class CpufreqPolicy:
-    name: str  # policy0
-    cpus: list[int]  # affected_cpus
-    governor: str | None
-    available: list[str]
 
 
 @dataclass(frozen=True)
@@ -65,7 +57,7 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
         can_run_commands=host.is_live or host.command_runner is not None,
     )
     if profile.cpu is not None and profile.cpu.governor:
-        facts.cpufreq_present, facts.policies = read_policies(host)
+        facts.cpufreq_present, facts.policies = read_policies(inventory)
     if profile.gpu_passthrough:
         moving: list[str] = []
         for gpu in selected_gpus(profile, inventory):
@@ -78,17 +70,9 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
     return facts
 
 
-def read_policies(host: Host) -> tuple[bool, list[CpufreqPolicy]]:
-    if not host.is_dir(CPUFREQ):
-        return False, []
-    policies = []
-    for name in host.listdir(CPUFREQ):
-        if not name.startswith("policy"):
-            continue
-        base = f"{CPUFREQ}/{name}"
-        cpus = host.read_cpulist(f"{base}/affected_cpus") or []
-        available = (host.read_str(f"{base}/scaling_available_governors") or "").split()
-        policies.append(CpufreqPolicy(name, cpus, host.read_str(f"{base}/scaling_governor"), available))
+def read_policies(inventory: Inventory) -> tuple[bool, list[CpufreqPolicy]]:
+    """The cpufreq policies discovery read (each policy once; its ``affected_cpus`` answer for all its CPUs)."""
+    policies = list(inventory.cpu.cpufreq_policies)
     return bool(policies), policies
 
 

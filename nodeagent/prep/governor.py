@@ -44,7 +44,7 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
             note += f"; the policy also covers CPUs {format_cpulist(extra)}, which change with them"
         plan.changes.append(Change(Subsystem.GOVERNOR, f"{policy.name} (CPUs {format_cpulist(policy.cpus)})",
                                    policy.governor, wanted, Effect.NOW, True, Action.ATTR,
-                                   f"{CPUFREQ}/{policy.name}/scaling_governor", note=note))
+                                   f"{policy.path}/scaling_governor", note=note))
 
 
 SPEC = SubsystemSpec(Subsystem.GOVERNOR, plan=plan_governor, handlers={Action.ATTR: ATTR})

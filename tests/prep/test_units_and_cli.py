@@ -42,8 +42,31 @@ def test_prep_unit_is_a_oneshot_before_kubelet() -> None:
     for line in ("Type=oneshot", "RemainAfterExit=yes", "ConditionPathExists=/etc/nodeagent/profile.yaml",
                  "ExecStart=/usr/bin/nodeagent apply --boot -f /etc/nodeagent/profile.yaml"):
         assert line in text
-    assert "kubelet.service" in next(x for x in text.splitlines() if x.startswith("Before="))
+    before = " ".join(x.partition("=")[2] for x in text.splitlines() if x.startswith("Before=")).split()
+    assert {"kubelet.service", "k3s.service", "k3s-agent.service", "rke2-server.service", "rke2-agent.service",
+            "snap.microk8s.daemon-kubelite.service"} <= set(before)
     assert "systemd-modules-load.service" in next(x for x in text.splitlines() if x.startswith("After="))
+
+
+KUBELET_FLAVOUR_UNITS = ("kubelet.service", "k3s.service", "k3s-agent.service", "rke2-server.service",
+                         "rke2-agent.service", "snap.microk8s.daemon-kubelite.service")
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+@pytest.mark.parametrize("flavour", KUBELET_FLAVOUR_UNITS)
+def test_prep_orders_before_each_kubelet_flavour(tmp_path: Path, flavour: str) -> None:
+    """Real systemd: with the flavour's unit installed, the prep unit is ordered before it (no cycle)."""
+    binary = shutil.which("nodeagent") or shutil.which("python3")
+    assert binary
+    units = tmp_path / "etc/systemd/system"
+    units.mkdir(parents=True)
+    text = (REPO / "systemd" / "nodeagent-prep.service").read_text().replace("/usr/bin/nodeagent", binary)
+    (units / "nodeagent-prep.service").write_text(text)
+    (units / flavour).write_text(f"[Unit]\nDescription=stand-in for {flavour}\n\n[Service]\nExecStart={binary}\n\n"
+                                 "[Install]\nWantedBy=multi-user.target\n")
+    done = subprocess.run(["systemd-analyze", "verify", str(units / flavour), str(units / "nodeagent-prep.service")],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "cycle" not in done.stderr.lower(), done.stderr
 
 
 def test_grub_template_matches_what_apply_writes() -> None:

@@ -144,13 +144,18 @@ def check_cgroups(inv: Inventory) -> list[CheckResult]:
 
 def check_iommu(inv: Inventory) -> list[CheckResult]:
     iommu = inv.iommu
-    expected = {"GenuineIntel": "DMAR", "AuthenticAMD": "IVRS"}.get(inv.cpu.vendor or "")
+    expected = {"GenuineIntel": "DMAR", "AuthenticAMD": "IVRS"}.get(inv.cpu.vendor or "") or (
+        "IORT" if inv.cpu.architecture == "aarch64" else None)
     title = "Checking for device assignment IOMMU support"
     if iommu.firmware_table:
         firmware = CheckResult("iommu-firmware", title, PASS, f"ACPI {iommu.firmware_table} table present")
+    elif inv.cpu.architecture in ("ppc64le", "s390x") and iommu.enabled:
+        firmware = CheckResult("iommu-firmware", title, PASS,
+                               f"{inv.cpu.architecture} platform IOMMU (no ACPI table on this architecture)")
     elif expected:
         firmware = CheckResult("iommu-firmware", title, WARN,
                                f"no ACPI {expected} table found: IOMMU disabled in firmware or unsupported",
+                               "enable the SMMU (IOMMU) in the firmware setup" if expected == "IORT" else
                                "enable VT-d / AMD-Vi (IOMMU) in the firmware setup")
     else:
         firmware = CheckResult("iommu-firmware", title, WARN, "unknown if this platform has IOMMU support")

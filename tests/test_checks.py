@@ -202,3 +202,28 @@ def test_every_result_has_a_known_status_and_a_fix_unless_it_passed() -> None:
         assert result.status in ("PASS", "WARN", "FAIL", "SKIP")
         if result.status in ("WARN", "FAIL"):
             assert result.fix, result.id
+
+
+def test_root_only_kvm_is_not_missing_hardware_virtualization() -> None:
+    """No vmx/svm flag and a /dev/kvm this user may not open: cannot tell, so WARN, never FAIL."""
+    base = make_inventory(cpu=make_cpu(flags=[], virtualization=None))
+    unprivileged = replace(base, kvm=replace(base.kvm, accessible=False), privileged=False,
+                           unreadable=["/dev/kvm"])
+    results = {r.id: r for r in run_checks(unprivileged)}
+    assert results["hardware-virtualization"].status == "WARN"
+    assert "not readable by this user" in results["hardware-virtualization"].reason
+    assert results["kvm-accessible"].status == "WARN" and results["kvm-api"].status == "SKIP"
+    assert results["host-files-access"].status == "WARN"
+    assert readiness(unprivileged)["general"].ready
+    as_root = replace(unprivileged, privileged=True, unreadable=[])
+    assert {r.id: r.status for r in run_checks(as_root)}["kvm-accessible"] == "FAIL"
+    missing = replace(base, kvm=replace(base.kvm, available=False, device=None, accessible=False))
+    assert {r.id: r.status for r in run_checks(missing)}["hardware-virtualization"] == "FAIL"
+
+
+def test_flagless_architectures_judge_by_dev_kvm() -> None:
+    arm = make_inventory(cpu=make_cpu(flags=["fp", "asimd"], virtualization=None, architecture="aarch64"))
+    assert {r.id: r.status for r in run_checks(arm)}["hardware-virtualization"] == "PASS"
+    no_el2 = replace(arm, kvm=replace(arm.kvm, available=False, device=None, accessible=False))
+    result = next(r for r in run_checks(no_el2) if r.id == "hardware-virtualization")
+    assert result.status == "FAIL" and "EL2" in (result.fix or "") and "VT-x" not in (result.fix or "")

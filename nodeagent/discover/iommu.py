@@ -10,7 +10,8 @@ ENABLE_ARGUMENT = {"GenuineIntel": "intel_iommu=on", "AuthenticAMD": "amd_iommu=
 
 
 def discover_iommu(host: Host, cmdline: str, cpu_vendor: str | None) -> IommuInfo:
-    table = next((t for t in ("DMAR", "IVRS") if host.exists(f"/sys/firmware/acpi/tables/{t}")), None)
+    # DMAR: Intel VT-d; IVRS: AMD-Vi; IORT: the Arm SMMUs (arm64 servers with ACPI).
+    table = next((t for t in ("DMAR", "IVRS", "IORT") if host.exists(f"/sys/firmware/acpi/tables/{t}")), None)
     groups = sum(1 for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit())
     params = cmdline_params(cmdline)
     mentioned = [params[k] for k in ("intel_iommu", "amd_iommu") if k in params]

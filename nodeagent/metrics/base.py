@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector as _PromCollector
 
 from nodeagent.inventory import Inventory
+from nodeagent.metrics.exposition import has_samples
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ class _Run:
         self.started = time.perf_counter()
         try:
             # Families without samples are dropped: absent means "nothing of that kind here".
-            self.metrics = [m for m in self.collector.collect() if m.samples]
+            self.metrics = [m for m in self.collector.collect() if has_samples(m)]
         except Exception as exc:  # isolation: any failure is this collector's alone
             self.error = f"{type(exc).__name__}: {exc}"
             log.debug("collector %s failed", self.collector.name, exc_info=True)

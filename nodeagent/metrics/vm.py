@@ -6,18 +6,26 @@ domain's XML, and libvirt is the only place that says which VM holds it.
 Series of a domain that disappeared simply stop (Prometheus marks them stale); a domain that
 appears is reported from its first scrape. Counters are libvirt's own (they reset when the
 domain restarts, which Prometheus' ``rate`` handles).
+
+A dense node reports tens of thousands of VM series per scrape, so this collector does not build
+prometheus_client families: it reads the few stats it exports straight from each libvirt record
+(a QEMU record carries ~50 KVM statistics per vCPU that are never exported) and appends finished
+exposition lines to :class:`~nodeagent.metrics.exposition.TextFamily` objects. Everything before
+the value (``name{domain="…",…} ``) is built once per domain and series and cached until the
+domain goes away, so a scrape formats only numbers.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import Any
 
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryProvider
+from nodeagent.metrics.exposition import TextFamily, escape_label_value, format_value
 from nodeagent.metrics.labels import numa_label
 from nodeagent.metrics.placement import (
     DEFAULT_MAX_REMOTE_RATIO,
@@ -28,7 +36,16 @@ from nodeagent.metrics.placement import (
     vcpu_allowed_cpus,
 )
 from nodeagent.sources import SourceUnavailableError
-from nodeagent.sources.libvirt_source import STATE_NAMES, DomainSample, LibvirtSource
+from nodeagent.sources.libvirt_source import (
+    STATE_NAMES,
+    DomainSample,
+    DomainXml,
+    LibvirtSource,
+    block_prefixes,
+    net_prefixes,
+    stat_int,
+    vcpu_indexes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,92 +62,145 @@ MEMORY_STATES = {
     "rss": "rss",  # resident memory of the QEMU process on the host
 }
 
+# (record key suffix, direction) of the block and network counters, in exposition order
+BLOCK_STATS = (("rd.bytes", "rd.reqs", "rd.times", "read"), ("wr.bytes", "wr.reqs", "wr.times", "write"))
+NET_STATS = (("rx.bytes", "rx.pkts", "rx.errs", "rx.drop", "receive"),
+             ("tx.bytes", "tx.pkts", "tx.errs", "tx.drop", "transmit"))
+
 
 class VmCollectorError(SourceUnavailableError):
     """Every libvirt daemon that should have answered failed."""
 
 
-@dataclass
-class _Families:
-    info: GaugeMetricFamily
-    state: GaugeMetricFamily
-    vcpus: GaugeMetricFamily
-    cpu: CounterMetricFamily
-    vcpu_time: CounterMetricFamily
-    vcpu_wait: CounterMetricFamily
-    memory: GaugeMetricFamily
-    block_bytes: CounterMetricFamily
-    block_requests: CounterMetricFamily
-    block_time: CounterMetricFamily
-    net_bytes: CounterMetricFamily
-    net_packets: CounterMetricFamily
-    net_errors: CounterMetricFamily
-    net_drops: CounterMetricFamily
-    numa_memory: GaugeMetricFamily
-    numa_aligned: GaugeMetricFamily
-    hugepages: GaugeMetricFamily
-    pinned: GaugeMetricFamily
-    assigned: GaugeMetricFamily
-    source_up: GaugeMetricFamily
+# key → (name, help, type), in exposition order
+FAMILIES: dict[str, tuple[str, str, str]] = {
+    "info": ("nodeagent_vm_info", "A running VM (libvirt domain); KubeVirt names split.", "gauge"),
+    "state": ("nodeagent_vm_state", "The domain's libvirt state (running, paused, blocked, crashed, …), "
+              "as the label of a single series.", "gauge"),
+    "vcpus": ("nodeagent_vm_vcpus", "vCPUs the domain currently has.", "gauge"),
+    "cpu": ("nodeagent_vm_cpu_seconds", "CPU time the domain's QEMU process used.", "counter"),
+    "vcpu_time": ("nodeagent_vm_vcpu_seconds", "CPU time each vCPU ran.", "counter"),
+    "vcpu_wait": ("nodeagent_vm_vcpu_wait_seconds",
+                  "Time each vCPU was runnable but waited for a host CPU (the guest's steal time).", "counter"),
+    "memory": ("nodeagent_vm_memory_bytes", "Domain memory by state (balloon actual/maximum, guest-reported "
+               "available/usable/unused/disk_caches, host rss).", "gauge"),
+    "block_bytes": ("nodeagent_vm_block_bytes", "Bytes the VM read from / wrote to a disk.", "counter"),
+    "block_requests": ("nodeagent_vm_block_requests", "Disk requests of the VM.", "counter"),
+    "block_time": ("nodeagent_vm_block_time_seconds",
+                   "Time spent on the VM's disk requests (divide by requests for latency).", "counter"),
+    "net_bytes": ("nodeagent_vm_network_bytes", "Bytes through a VM network interface.", "counter"),
+    "net_packets": ("nodeagent_vm_network_packets", "Packets through a VM interface.", "counter"),
+    "net_errors": ("nodeagent_vm_network_errors", "Errors on a VM network interface.", "counter"),
+    "net_drops": ("nodeagent_vm_network_drops", "Packets dropped on a VM interface.", "counter"),
+    "numa_memory": ("nodeagent_vm_numa_memory_bytes", "Resident guest memory of the VM's QEMU process on each "
+                    "NUMA node (/proc/<pid>/numa_maps: anonymous, memfd and hugetlbfs mappings).", "gauge"),
+    "numa_aligned": ("nodeagent_vm_numa_aligned", "1 when the VM's memory is on the NUMA nodes of the CPUs its "
+                     "vCPUs may run on (at most {ratio} elsewhere).", "gauge"),
+    "hugepages": ("nodeagent_vm_hugepages_backed", "1 when the VM's RAM is backed by hugepages.", "gauge"),
+    "pinned": ("nodeagent_vm_vcpus_pinned",
+               "vCPUs the domain XML pins to a subset of the host's CPUs (vcpupin / cpuset).", "gauge"),
+    "assigned": ("nodeagent_gpu_assigned", "1 for each GPU passed through to a running VM.", "gauge"),
+    "source_up": ("nodeagent_libvirt_up", "1 when the libvirt daemon answered this scrape's stats call.", "gauge"),
+}
 
-    @classmethod
-    def new(cls, max_remote_ratio: float = DEFAULT_MAX_REMOTE_RATIO) -> _Families:
-        d, dv = ["domain"], ["domain", "vcpu"]
-        return cls(
-            info=GaugeMetricFamily("nodeagent_vm_info", "A running VM (libvirt domain); KubeVirt names split.",
-                                   labels=["domain", "namespace", "name", "uuid"]),
-            state=GaugeMetricFamily("nodeagent_vm_state",
-                                    "The domain's libvirt state (running, paused, blocked, crashed, …), "
-                                    "as the label of a single series.",
-                                    labels=["domain", "state"]),
-            vcpus=GaugeMetricFamily("nodeagent_vm_vcpus", "vCPUs the domain currently has.", labels=d),
-            cpu=CounterMetricFamily("nodeagent_vm_cpu_seconds", "CPU time the domain's QEMU process used.", labels=d),
-            vcpu_time=CounterMetricFamily("nodeagent_vm_vcpu_seconds", "CPU time each vCPU ran.", labels=dv),
-            vcpu_wait=CounterMetricFamily(
-                "nodeagent_vm_vcpu_wait_seconds",
-                "Time each vCPU was runnable but waited for a host CPU (the guest's steal time).", labels=dv),
-            memory=GaugeMetricFamily("nodeagent_vm_memory_bytes",
-                                     "Domain memory by state (balloon actual/maximum, guest-reported available/"
-                                     "usable/unused/disk_caches, host rss).", labels=["domain", "state"]),
-            block_bytes=CounterMetricFamily("nodeagent_vm_block_bytes", "Bytes the VM read from / wrote to a disk.",
-                                            labels=["domain", "device", "direction"]),
-            block_requests=CounterMetricFamily("nodeagent_vm_block_requests", "Disk requests of the VM.",
-                                               labels=["domain", "device", "direction"]),
-            block_time=CounterMetricFamily("nodeagent_vm_block_time_seconds",
-                                           "Time spent on the VM's disk requests (divide by requests for latency).",
-                                           labels=["domain", "device", "direction"]),
-            net_bytes=CounterMetricFamily("nodeagent_vm_network_bytes", "Bytes through a VM network interface.",
-                                          labels=["domain", "interface", "direction"]),
-            net_packets=CounterMetricFamily("nodeagent_vm_network_packets", "Packets through a VM interface.",
-                                            labels=["domain", "interface", "direction"]),
-            net_errors=CounterMetricFamily("nodeagent_vm_network_errors", "Errors on a VM network interface.",
-                                           labels=["domain", "interface", "direction"]),
-            net_drops=CounterMetricFamily("nodeagent_vm_network_drops", "Packets dropped on a VM interface.",
-                                          labels=["domain", "interface", "direction"]),
-            numa_memory=GaugeMetricFamily("nodeagent_vm_numa_memory_bytes",
-                                          "Resident guest memory of the VM's QEMU process on each NUMA node "
-                                          "(/proc/<pid>/numa_maps: anonymous, memfd and hugetlbfs mappings).",
-                                          labels=["domain", "numa_node"]),
-            numa_aligned=GaugeMetricFamily("nodeagent_vm_numa_aligned",
-                                           "1 when the VM's memory is on the NUMA nodes of the CPUs its vCPUs may "
-                                           f"run on (at most {max_remote_ratio:.0%} elsewhere).", labels=d),
-            hugepages=GaugeMetricFamily("nodeagent_vm_hugepages_backed", "1 when the VM's RAM is backed by hugepages.",
-                                        labels=d),
-            pinned=GaugeMetricFamily("nodeagent_vm_vcpus_pinned",
-                                     "vCPUs the domain XML pins to a subset of the host's CPUs (vcpupin / cpuset).",
-                                     labels=d),
-            assigned=GaugeMetricFamily("nodeagent_gpu_assigned", "1 for each GPU passed through to a running VM.",
-                                       labels=["pci_address", "domain", "namespace", "name"]),
-            source_up=GaugeMetricFamily("nodeagent_libvirt_up",
-                                        "1 when the libvirt daemon answered this scrape's stats call.",
-                                        labels=["source"]),
-        )
 
-    def all(self) -> list[Metric]:
-        return [self.info, self.state, self.vcpus, self.cpu, self.vcpu_time, self.vcpu_wait, self.memory,
-                self.block_bytes, self.block_requests, self.block_time, self.net_bytes, self.net_packets,
-                self.net_errors, self.net_drops, self.numa_memory, self.numa_aligned, self.hugepages, self.pinned,
-                self.assigned, self.source_up]
+def _series_name(key: str) -> str:
+    name, _, typ = FAMILIES[key]
+    return name + "_total" if typ == "counter" else name
+
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
+
+
+def _seconds(ns: int) -> str:
+    """``format_value(ns * NS)``, inlined for the common case (a finite, non-integral number of seconds)."""
+    value = ns * NS
+    if value.is_integer():
+        return format_value(value)
+    return repr(value)
+
+
+class _DomainText:
+    """Everything before the value of one domain's series, built on first use and kept."""
+
+    def __init__(self, domain: str, namespace: str, name: str, uuid: str) -> None:
+        self.domain = _labels(domain=domain)
+        self.info = f"nodeagent_vm_info{{{_labels(domain=domain, namespace=namespace, name=name, uuid=uuid)}}} 1\n"
+        self.namespace, self.name = namespace, name
+        self.vcpus = f"nodeagent_vm_vcpus{{{self.domain}}} "
+        self.cpu = f"nodeagent_vm_cpu_seconds_total{{{self.domain}}} "
+        self.memory = [(key, f'nodeagent_vm_memory_bytes{{{self.domain},state="{state}"}} ')
+                       for key, state in MEMORY_STATES.items()]
+        self.states: dict[int | None, str] = {}
+        self.vcpu: dict[int, tuple[str, str, str, str, str]] = {}
+        self.blocks: dict[tuple[str, str], list[tuple[str, str, str, str, str, str]]] = {}
+        self.nets: dict[tuple[str, str], list[tuple[str, str, str, str, str, str, str, str, str]]] = {}
+        self.per_domain: dict[str, str] = {}
+        self.pinned: tuple[DomainXml | None, int, list[int], str] | None = None  # (xml, vcpus, online, line)
+
+    def state(self, state: int) -> str:
+        line = self.states.get(state)
+        if line is None:
+            label = escape_label_value(STATE_NAMES.get(state, "unknown"))
+            line = self.states[state] = f'nodeagent_vm_state{{{self.domain},state="{label}"}} 1\n'
+        return line
+
+    def vcpu_keys(self, index: int) -> tuple[str, str, str, str, str]:
+        """(time key, wait key, delay key, time prefix, wait prefix) of one vCPU."""
+        found = self.vcpu.get(index)
+        if found is None:
+            labels = f'{self.domain},vcpu="{index}"'
+            found = self.vcpu[index] = (f"vcpu.{index}.time", f"vcpu.{index}.wait", f"vcpu.{index}.delay",
+                                        f"nodeagent_vm_vcpu_seconds_total{{{labels}}} ",
+                                        f"nodeagent_vm_vcpu_wait_seconds_total{{{labels}}} ")
+        return found
+
+    def block(self, device: str, prefix: str) -> list[tuple[str, str, str, str, str, str]]:
+        """Per direction: (bytes key, requests key, time key, and the three series prefixes)."""
+        found = self.blocks.get((device, prefix))
+        if found is None:
+            found = []
+            for size, requests, took, direction in BLOCK_STATS:
+                labels = f'{self.domain},{_labels(device=device, direction=direction)}'
+                found.append((prefix + size, prefix + requests, prefix + took,
+                              f"nodeagent_vm_block_bytes_total{{{labels}}} ",
+                              f"nodeagent_vm_block_requests_total{{{labels}}} ",
+                              f"nodeagent_vm_block_time_seconds_total{{{labels}}} "))
+            self.blocks[(device, prefix)] = found
+        return found
+
+    def net(self, interface: str, prefix: str) -> list[tuple[str, str, str, str, str, str, str, str, str]]:
+        """Per direction: the four record keys, then the four series prefixes (bytes, packets, errors, drops)."""
+        found = self.nets.get((interface, prefix))
+        if found is None:
+            found = []
+            for size, packets, errors, drops, direction in NET_STATS:
+                labels = f'{self.domain},{_labels(interface=interface, direction=direction)}'
+                found.append((prefix + size, prefix + packets, prefix + errors, prefix + drops, direction,
+                              f"nodeagent_vm_network_bytes_total{{{labels}}} ",
+                              f"nodeagent_vm_network_packets_total{{{labels}}} ",
+                              f"nodeagent_vm_network_errors_total{{{labels}}} ",
+                              f"nodeagent_vm_network_drops_total{{{labels}}} "))
+            self.nets[(interface, prefix)] = found
+        return found
+
+    def assigned(self, address: str) -> str:
+        line = self.per_domain.get("assigned\0" + address)
+        if line is None:
+            labels = _labels(pci_address=address) + f",{self.domain}," + _labels(namespace=self.namespace,
+                                                                                  name=self.name)
+            line = self.per_domain["assigned\0" + address] = f"nodeagent_gpu_assigned{{{labels}}} 1\n"
+        return line
+
+    def series(self, key: str, **extra: str) -> str:
+        """``name{domain="…"[,extra]} `` of a per-domain series (placement, hugepages, GPUs)."""
+        cache_key = key + "".join(f"\0{k}={v}" for k, v in extra.items())
+        found = self.per_domain.get(cache_key)
+        if found is None:
+            labels = self.domain + ("," + _labels(**extra) if extra else "")
+            found = self.per_domain[cache_key] = f"{_series_name(key)}{{{labels}}} "
+        return found
 
 
 @dataclass(frozen=True)
@@ -158,109 +228,163 @@ class VmCollector:
         self._inventory = inventory
         self._placement = placement
         self._max_remote_ratio = max_remote_ratio
+        self._texts: dict[tuple[str, str, str, str], _DomainText] = {}
+        self._lock = threading.Lock()  # the text cache; two overlapping scrapes take turns
+        self._host_view: tuple[Inventory, _HostView] | None = None
 
-    def collect(self) -> Iterator[Metric]:
-        inv = self._inventory()
-        host = _HostView.of(inv)
-        families = _Families.new(self._max_remote_ratio)
+    def _families(self) -> dict[str, TextFamily]:
+        ratio = f"{self._max_remote_ratio:.0%}"
+        families = {}
+        for key, (name, documentation, typ) in FAMILIES.items():
+            families[key] = TextFamily(name, documentation.format(ratio=ratio) if "{" in documentation
+                                       else documentation, typ)
+        return families
+
+    def _view(self, inv: Inventory) -> _HostView:
+        cached = self._host_view
+        if cached is not None and cached[0] is inv:
+            return cached[1]
+        view = _HostView.of(inv)
+        self._host_view = (inv, view)
+        return view
+
+    def collect(self) -> Iterator[TextFamily]:
+        host = self._view(self._inventory())
+        families = self._families()
+        source_up = families["source_up"].lines
         attempted, failures = 0, []
         seen_names: set[str] = set()
         seen_uuids: set[str] = set()
-        for source in self._sources():
-            if not source.present():
-                continue
-            attempted += 1
-            try:
-                samples = source.domains()
-            except SourceUnavailableError as exc:
-                failures.append(str(exc))
-                families.source_up.add_metric([source.name], 0.0)
-                continue
-            families.source_up.add_metric([source.name], 1.0)
-            for sample in samples:
-                if sample.name in seen_names:
-                    log.warning("domain %s reported by more than one libvirt daemon; keeping the first", sample.name)
+        with self._lock:
+            previous, current = self._texts, {}
+            for source in self._sources():
+                if not source.present():
                     continue
-                seen_names.add(sample.name)
-                seen_uuids.add(sample.uuid)
-                self._add_domain(families, sample, host)
+                attempted += 1
+                label = escape_label_value(source.name)
+                try:
+                    samples = source.domains()
+                except SourceUnavailableError as exc:
+                    failures.append(str(exc))
+                    source_up.append(f'nodeagent_libvirt_up{{source="{label}"}} 0\n')
+                    continue
+                source_up.append(f'nodeagent_libvirt_up{{source="{label}"}} 1\n')
+                for sample in samples:
+                    if sample.name in seen_names:
+                        log.warning("domain %s reported by more than one libvirt daemon; keeping the first",
+                                    sample.name)
+                        continue
+                    seen_names.add(sample.name)
+                    seen_uuids.add(sample.uuid)
+                    namespace, name = sample.namespace_name
+                    key = (sample.uuid, sample.name, namespace, name)
+                    text = previous.get(key)
+                    if text is None:
+                        text = _DomainText(sample.name, namespace, name, sample.uuid)
+                    current[key] = text
+                    self._add_domain(families, text, sample, host)
+            self._texts = current
         if self._placement is not None:
             self._placement.forget(seen_uuids)
         if attempted and len(failures) == attempted:
             raise VmCollectorError("; ".join(failures))
-        yield from families.all()
+        yield from families.values()
 
-    def _add_domain(self, f: _Families, s: DomainSample, host: _HostView) -> None:
-        domain = s.name
-        namespace, name = s.namespace_name
-        f.info.add_metric([domain, namespace, name, s.uuid], 1.0)
-        if s.state is not None:  # one series per VM: its current state
-            f.state.add_metric([domain, STATE_NAMES.get(s.state, "unknown")], 1.0)
-        vcpu_count = s.vcpu_count
+    def _add_domain(self, f: dict[str, TextFamily], t: _DomainText, s: DomainSample, host: _HostView) -> None:
+        raw = s.raw
+        f["info"].lines.append(t.info)
+        state = stat_int(raw, "state.state")
+        if state is not None:  # one series per VM: its current state
+            f["state"].lines.append(t.state(state))
+        vcpu_count = stat_int(raw, "vcpu.current")
+        if vcpu_count is None and s.xml is not None:
+            vcpu_count = s.xml.vcpus
         if vcpu_count is not None:
-            f.vcpus.add_metric([domain], vcpu_count)
-        if s.cpu_time_ns is not None:
-            f.cpu.add_metric([domain], s.cpu_time_ns * NS)
-        for vcpu in s.vcpus:
-            if vcpu.time_ns is not None:
-                f.vcpu_time.add_metric([domain, str(vcpu.index)], vcpu.time_ns * NS)
+            f["vcpus"].lines.append(f"{t.vcpus}{vcpu_count}\n")
+        cpu_ns = stat_int(raw, "cpu.time")
+        if cpu_ns is not None:
+            f["cpu"].lines.append(f"{t.cpu}{_seconds(cpu_ns)}\n")
+        vcpu_time, vcpu_wait = f["vcpu_time"].lines, f["vcpu_wait"].lines
+        for index in vcpu_indexes(raw):
+            time_key, wait_key, delay_key, time_prefix, wait_prefix = t.vcpu_keys(index)
+            ran = stat_int(raw, time_key)
+            if ran is not None:
+                vcpu_time.append(f"{time_prefix}{_seconds(ran)}\n")
             # delay (schedstat run_delay) is what the guest sees as steal; wait (sched wait_sum) is the
             # same quantity from schedstats, reported by libvirt versions before delay existed.
-            waited = vcpu.delay_ns if vcpu.delay_ns is not None else vcpu.wait_ns
+            waited = stat_int(raw, delay_key)
+            if waited is None:
+                waited = stat_int(raw, wait_key)
             if waited is not None:
-                f.vcpu_wait.add_metric([domain, str(vcpu.index)], waited * NS)
-        for key, state in MEMORY_STATES.items():
-            kib = s.balloon_kib.get(key)
+                vcpu_wait.append(f"{wait_prefix}{_seconds(waited)}\n")
+        memory = f["memory"].lines
+        for key, prefix in t.memory:
+            kib = stat_int(raw, "balloon." + key)
             if kib is not None:
-                f.memory.add_metric([domain, state], kib * 1024)
-        for block in s.blocks:
-            for direction, size, requests, took in (
-                ("read", block.read_bytes, block.read_requests, block.read_time_ns),
-                ("write", block.write_bytes, block.write_requests, block.write_time_ns),
-            ):
-                labels = [domain, block.name, direction]
-                if size is not None:
-                    f.block_bytes.add_metric(labels, size)
-                if requests is not None:
-                    f.block_requests.add_metric(labels, requests)
-                if took is not None:
-                    f.block_time.add_metric(labels, took * NS)
-        for net in s.nets:
-            for direction, size, packets, errors, drops in (
-                ("receive", net.rx_bytes, net.rx_packets, net.rx_errors, net.rx_drops),
-                ("transmit", net.tx_bytes, net.tx_packets, net.tx_errors, net.tx_drops),
-            ):
-                labels = [domain, net.name, direction]
-                for family, value in ((f.net_bytes, size), (f.net_packets, packets), (f.net_errors, errors),
-                                      (f.net_drops, drops)):
-                    if value is not None:
-                        family.add_metric(labels, value)
-        if s.xml is not None:
+                memory.append(f"{prefix}{kib * 1024}\n")
+        if "block.count" in raw:
+            self._add_blocks(f, t, raw)
+        if "net.count" in raw:
+            self._add_nets(f, t, raw)
+        if s.xml is not None and s.xml.hostdev_pci:
             for address in s.xml.hostdev_pci:
                 if address in host.gpus:
-                    f.assigned.add_metric([address, domain, namespace, name], 1.0)
-        self._add_placement(f, s, host, vcpu_count)
+                    f["assigned"].lines.append(t.assigned(address))
+        self._add_placement(f, t, s, host, vcpu_count)
 
-    def _add_placement(self, f: _Families, s: DomainSample, host: _HostView, vcpu_count: int | None) -> None:
-        domain = s.name
+    @staticmethod
+    def _add_blocks(f: dict[str, TextFamily], t: _DomainText, raw: dict[str, Any]) -> None:
+        block_bytes, block_requests, block_time = f["block_bytes"].lines, f["block_requests"].lines, \
+            f["block_time"].lines
+        for device, prefix in block_prefixes(raw):
+            for size_key, requests_key, time_key, size_prefix, requests_prefix, time_prefix in t.block(device, prefix):
+                size = stat_int(raw, size_key)
+                if size is not None:
+                    block_bytes.append(f"{size_prefix}{size}\n")
+                requests = stat_int(raw, requests_key)
+                if requests is not None:
+                    block_requests.append(f"{requests_prefix}{requests}\n")
+                took = stat_int(raw, time_key)
+                if took is not None:
+                    block_time.append(f"{time_prefix}{_seconds(took)}\n")
+
+    @staticmethod
+    def _add_nets(f: dict[str, TextFamily], t: _DomainText, raw: dict[str, Any]) -> None:
+        outputs = (f["net_bytes"].lines, f["net_packets"].lines, f["net_errors"].lines, f["net_drops"].lines)
+        for interface, prefix in net_prefixes(raw):
+            for entry in t.net(interface, prefix):
+                for key, series, lines in zip(entry[:4], entry[5:], outputs, strict=True):
+                    value = stat_int(raw, key)
+                    if value is not None:
+                        lines.append(f"{series}{value}\n")
+
+    def _add_placement(self, f: dict[str, TextFamily], t: _DomainText, s: DomainSample, host: _HostView,
+                       vcpu_count: int | None) -> None:
         online = host.online
         placement = self._placement.read(s) if self._placement is not None else None
         hugepages = s.xml.hugepages if s.xml is not None else None
         if placement is not None and placement.memory is not None and placement.memory.hugepage_bytes > 0:
             hugepages = True
         if hugepages is not None:
-            f.hugepages.add_metric([domain], 1.0 if hugepages else 0.0)
+            f["hugepages"].lines.append(f"{t.series('hugepages')}{1 if hugepages else 0}\n")
         if vcpu_count is None:
             return
-        pinned = pinned_vcpus(vcpu_count, s.xml, online)
-        if pinned is not None:
-            f.pinned.add_metric([domain], pinned)
+        cached = t.pinned
+        if cached is not None and cached[0] is s.xml and cached[1] == vcpu_count and cached[2] is online:
+            line: str | None = cached[3]
+        else:
+            pinned = pinned_vcpus(vcpu_count, s.xml, online)
+            line = None if pinned is None else f"{t.series('pinned')}{pinned}\n"
+            t.pinned = (s.xml, vcpu_count, online, line or "")
+        if line:
+            f["pinned"].lines.append(line)
         if placement is None or placement.memory is None:
             return
         for node, size in placement.memory.node_bytes.items():
-            f.numa_memory.add_metric([domain, numa_label(node)], size)
+            f["numa_memory"].lines.append(f"{t.series('numa_memory', numa_node=numa_label(node))}{size}\n")
         allowed = vcpu_allowed_cpus(vcpu_count, s.xml, placement.threads, online)
         nodes = numa_nodes_of((c for cpus in allowed.values() for c in cpus), host.inventory.numa)
         aligned = numa_aligned(placement.memory, nodes, max_remote_ratio=self._max_remote_ratio)
         if aligned is not None:
-            f.numa_aligned.add_metric([domain], 1.0 if aligned else 0.0)
+            f["numa_aligned"].lines.append(f"{t.series('numa_aligned')}{1 if aligned else 0}\n")
+

@@ -33,6 +33,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from types import ModuleType
 from typing import Any
 
@@ -110,20 +111,50 @@ class DomainXml:
 
 @dataclass(frozen=True)
 class DomainSample:
-    """One active domain as one getAllDomainStats record (plus its cached XML facts)."""
+    """One active domain: its getAllDomainStats record (plus its cached XML facts).
+
+    The record is kept as libvirt returned it and parsed on demand: a QEMU record carries some
+    fifty KVM statistics per vCPU that nodeagent never exports, and the VM collector encodes the
+    few it does export straight from the record (see nodeagent.metrics.vm). The typed views below
+    (``vcpus``, ``blocks``, ``nets``, ``balloon_kib``) are parsed on first access and kept.
+    """
 
     name: str
     uuid: str
     id: int | None
-    state: int | None
-    cpu_time_ns: int | None
-    vcpus_current: int | None
-    vcpus: list[VcpuStat]
-    balloon_kib: dict[str, int]  # libvirt's balloon.* fields (KiB), e.g. current, rss, available
-    blocks: list[BlockStat]
-    nets: list[NetStat]
-    xml: DomainXml | None
+    raw: dict[str, Any] = field(repr=False, compare=False)  # the getAllDomainStats record as libvirt returned it
+    xml: DomainXml | None = None
     driver: str = ""  # the connection's hypervisor type: "QEMU", "Test", …
+
+    @property
+    def state(self) -> int | None:
+        return stat_int(self.raw, "state.state")
+
+    @property
+    def cpu_time_ns(self) -> int | None:
+        return stat_int(self.raw, "cpu.time")
+
+    @property
+    def vcpus_current(self) -> int | None:
+        return stat_int(self.raw, "vcpu.current")
+
+    @cached_property
+    def vcpus(self) -> list[VcpuStat]:
+        return _vcpu_stats(self.raw)
+
+    @cached_property
+    def balloon_kib(self) -> dict[str, int]:
+        """libvirt's balloon.* fields (KiB), e.g. current, rss, available."""
+        raw = self.raw
+        return {key: value for key in BALLOON_FIELDS if (value := stat_int(raw, "balloon." + key)) is not None}
+
+    @cached_property
+    def blocks(self) -> list[BlockStat]:
+        return _block_stats(self.raw)
+
+    @cached_property
+    def nets(self) -> list[NetStat]:
+        return _net_stats(self.raw)
 
     @property
     def state_name(self) -> str:
@@ -146,60 +177,87 @@ class DomainSample:
 
     @property
     def vcpu_count(self) -> int | None:
-        if self.vcpus_current is not None:
-            return self.vcpus_current
+        current = self.vcpus_current
+        if current is not None:
+            return current
         return self.xml.vcpus if self.xml else None
 
 
 # --- parsing (pure) ------------------------------------------------------------------------
 
 
-def _int(raw: dict[str, Any], key: str) -> int | None:
+def stat_int(raw: dict[str, Any], key: str) -> int | None:
+    """A record's number as an int (libvirt returns ints), None when absent or not a number."""
     value = raw.get(key)
+    if type(value) is int:  # what libvirt returns for every counter: the fast path
+        return value
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value)
 
 
-def parse_domain_stats(name: str, uuid: str, dom_id: int | None, raw: dict[str, Any], *,
-                       xml: DomainXml | None = None, driver: str = "") -> DomainSample:
-    """Turn one getAllDomainStats record (``{'cpu.time': …, 'vcpu.0.wait': …}``) into a sample."""
-    vcpus: list[VcpuStat] = []
-    vcpu_max = _int(raw, "vcpu.maximum") or _int(raw, "vcpu.current") or 0
-    for i in range(vcpu_max):
-        prefix = f"vcpu.{i}."
-        if not any(f"{prefix}{k}" in raw for k in ("state", "time", "wait", "delay")):
-            continue
-        vcpus.append(VcpuStat(i, _int(raw, prefix + "state"), _int(raw, prefix + "time"),
-                              _int(raw, prefix + "wait"), _int(raw, prefix + "delay")))
-    blocks: list[BlockStat] = []
-    for i in range(_int(raw, "block.count") or 0):
+def vcpu_indexes(raw: dict[str, Any]) -> list[int]:
+    """The vCPUs a record reports anything for (state, time, wait or delay)."""
+    vcpu_max = stat_int(raw, "vcpu.maximum") or stat_int(raw, "vcpu.current") or 0
+    return [i for i in range(vcpu_max)
+            if f"vcpu.{i}.state" in raw or f"vcpu.{i}.time" in raw or f"vcpu.{i}.wait" in raw
+            or f"vcpu.{i}.delay" in raw]
+
+
+def _vcpu_stats(raw: dict[str, Any]) -> list[VcpuStat]:
+    return [VcpuStat(i, stat_int(raw, f"vcpu.{i}.state"), stat_int(raw, f"vcpu.{i}.time"),
+                     stat_int(raw, f"vcpu.{i}.wait"), stat_int(raw, f"vcpu.{i}.delay")) for i in vcpu_indexes(raw)]
+
+
+def block_prefixes(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(disk name, key prefix) of each disk in a record; backing-chain entries left out."""
+    found = []
+    for i in range(stat_int(raw, "block.count") or 0):
         p = f"block.{i}."
         block_name = raw.get(p + "name")
         if not isinstance(block_name, str) or raw.get(p + "backingIndex", 0) not in (0, 1):
             # backing-chain entries (only with VIR_DOMAIN_STATS_BACKING) repeat the disk's name
             continue
+        found.append((block_name, p))
+    return found
+
+
+def _block_stats(raw: dict[str, Any]) -> list[BlockStat]:
+    blocks: list[BlockStat] = []
+    for block_name, p in block_prefixes(raw):
         path = raw.get(p + "path")
         blocks.append(BlockStat(block_name, path if isinstance(path, str) else None,
-                                _int(raw, p + "rd.bytes"), _int(raw, p + "wr.bytes"),
-                                _int(raw, p + "rd.reqs"), _int(raw, p + "wr.reqs"),
-                                _int(raw, p + "rd.times"), _int(raw, p + "wr.times")))
-    nets: list[NetStat] = []
-    for i in range(_int(raw, "net.count") or 0):
+                                stat_int(raw, p + "rd.bytes"), stat_int(raw, p + "wr.bytes"),
+                                stat_int(raw, p + "rd.reqs"), stat_int(raw, p + "wr.reqs"),
+                                stat_int(raw, p + "rd.times"), stat_int(raw, p + "wr.times")))
+    return blocks
+
+
+def net_prefixes(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(interface name, key prefix) of each interface in a record."""
+    found = []
+    for i in range(stat_int(raw, "net.count") or 0):
         p = f"net.{i}."
         net_name = raw.get(p + "name")
-        if not isinstance(net_name, str):
-            continue
-        nets.append(NetStat(net_name, _int(raw, p + "rx.bytes"), _int(raw, p + "tx.bytes"),
-                            _int(raw, p + "rx.pkts"), _int(raw, p + "tx.pkts"),
-                            _int(raw, p + "rx.errs"), _int(raw, p + "tx.errs"),
-                            _int(raw, p + "rx.drop"), _int(raw, p + "tx.drop")))
-    balloon = {key: value for key in BALLOON_FIELDS if (value := _int(raw, "balloon." + key)) is not None}
-    return DomainSample(
-        name=name, uuid=uuid.lower(), id=dom_id, state=_int(raw, "state.state"),
-        cpu_time_ns=_int(raw, "cpu.time"), vcpus_current=_int(raw, "vcpu.current"), vcpus=vcpus,
-        balloon_kib=balloon, blocks=blocks, nets=nets, xml=xml, driver=driver,
-    )
+        if isinstance(net_name, str):
+            found.append((net_name, p))
+    return found
+
+
+def _net_stats(raw: dict[str, Any]) -> list[NetStat]:
+    return [NetStat(net_name, stat_int(raw, p + "rx.bytes"), stat_int(raw, p + "tx.bytes"),
+                    stat_int(raw, p + "rx.pkts"), stat_int(raw, p + "tx.pkts"),
+                    stat_int(raw, p + "rx.errs"), stat_int(raw, p + "tx.errs"),
+                    stat_int(raw, p + "rx.drop"), stat_int(raw, p + "tx.drop"))
+            for net_name, p in net_prefixes(raw)]
+
+
+def parse_domain_stats(name: str, uuid: str, dom_id: int | None, raw: dict[str, Any], *,
+                       xml: DomainXml | None = None, driver: str = "") -> DomainSample:
+    """One getAllDomainStats record (``{'cpu.time': …, 'vcpu.0.wait': …}``) as a sample (parsed lazily)."""
+    return DomainSample(name=name, uuid=uuid.lower(), id=dom_id, raw=raw, xml=xml, driver=driver)
 
 
 def _pci_address(element: ET.Element) -> str | None:

@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from nodeagent.inventory import Inventory
@@ -44,7 +45,6 @@ from nodeagent.sources.libvirt_source import (
     block_prefixes,
     net_prefixes,
     stat_int,
-    vcpu_indexes,
 )
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,23 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
 }
 
 
+_OUT = {key: index for index, key in enumerate(FAMILIES)}  # family key → position in a scrape's line lists
+_INT, _SECONDS, _KIB = 0, 1, 2
+_INT_ONLY = frozenset({int})  # how a plan entry's value is written: as is, ns → s, KiB → bytes
+
+
+def _shape(raw: dict[str, Any]) -> tuple[Any, ...]:
+    """What decides a record's plan: its vCPU count and its disks' and interfaces' names (in order)."""
+    get = raw.get
+    shape: list[Any] = [get("vcpu.maximum"), get("vcpu.current")]
+    for i in range(stat_int(raw, "block.count") or 0):
+        shape += (get(f"block.{i}.name"), get(f"block.{i}.backingIndex"))
+    shape.append(None)
+    for i in range(stat_int(raw, "net.count") or 0):
+        shape.append(get(f"net.{i}.name"))
+    return tuple(shape)
+
+
 def _series_name(key: str) -> str:
     name, _, typ = FAMILIES[key]
     return name + "_total" if typ == "counter" else name
@@ -113,12 +130,69 @@ def _labels(**labels: str) -> str:
     return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())
 
 
-def _seconds(ns: int) -> str:
-    """``format_value(ns * NS)``, inlined for the common case (a finite, non-integral number of seconds)."""
-    value = ns * NS
-    if value.is_integer():
-        return format_value(value)
-    return repr(value)
+def _number(value: Any) -> int | None:
+    if type(value) is int:
+        return value
+    if value is None or isinstance(value, bool) or not isinstance(value, float):
+        return None
+    return int(value)
+
+
+class _Batch:
+    """A domain's plan as one ``itemgetter`` over the record and one ``%`` format per family.
+
+    Built for the keys the record has (a vCPU's ``delay``, else its ``wait``); a record that lacks
+    one of them raises KeyError and is written entry by entry instead, as is any record holding a
+    value that is not an int. Seconds that come out whole (0 above all) are written as
+    ``format_value`` writes them, by the entry-by-entry path for that family.
+    """
+
+    def __init__(self, getter: Callable[[dict[str, Any]], Any], parts: list[tuple[int, int, int, int, str]],
+                 entries: list[list[tuple[str, str]]]) -> None:
+        self.getter = getter
+        self.parts = parts  # (family index, start, end, kind, template) over the getter's values
+        self.entries = entries  # per part: (key, prefix) of each value, for the exact path
+
+    @classmethod
+    def of(cls, plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any]) -> _Batch | None:
+        grouped: dict[int, list[tuple[int, str, str]]] = {}
+        for kind, key, fallback, prefix, out in plan:
+            chosen = key if key in raw else fallback if fallback and fallback in raw else None
+            if chosen is not None:
+                grouped.setdefault(out, []).append((kind, chosen, prefix))
+        keys: list[str] = []
+        parts, entries = [], []
+        for out, group in grouped.items():
+            template = "".join(prefix.replace("%", "%%") + "%s\n" for _, _, prefix in group)
+            parts.append((out, len(keys), len(keys) + len(group), group[0][0], template))
+            entries.append([(key, prefix) for _, key, prefix in group])
+            keys.extend(key for _, key, _ in group)
+        if len(keys) < 2:
+            return None
+        return cls(itemgetter(*keys), parts, entries)
+
+    def write(self, raw: dict[str, Any], outs: list[list[str]]) -> bool:
+        """Append the record's lines; False when it does not fit (nothing written then)."""
+        try:
+            values = self.getter(raw)
+        except KeyError:
+            return False
+        if not _INT_ONLY.issuperset(map(type, values)):
+            return False
+        for (out, start, end, kind, template), entries in zip(self.parts, self.entries, strict=True):
+            chunk = values[start:end]
+            if kind == _SECONDS:
+                seconds = [value * NS for value in chunk]
+                if any(map(float.is_integer, seconds)):
+                    outs[out].extend(f"{prefix}{format_value(value)}\n" for (_, prefix), value in
+                                     zip(entries, seconds, strict=True))
+                    continue
+                outs[out].append(template % tuple(seconds))
+            elif kind == _KIB:
+                outs[out].append(template % tuple([value * 1024 for value in chunk]))
+            else:
+                outs[out].append(template % chunk)
+        return True
 
 
 class _DomainText:
@@ -129,13 +203,11 @@ class _DomainText:
         self.info = f"nodeagent_vm_info{{{_labels(domain=domain, namespace=namespace, name=name, uuid=uuid)}}} 1\n"
         self.namespace, self.name = namespace, name
         self.vcpus = f"nodeagent_vm_vcpus{{{self.domain}}} "
-        self.cpu = f"nodeagent_vm_cpu_seconds_total{{{self.domain}}} "
-        self.memory = [(key, f'nodeagent_vm_memory_bytes{{{self.domain},state="{state}"}} ')
-                       for key, state in MEMORY_STATES.items()]
         self.states: dict[int | None, str] = {}
-        self.vcpu: dict[int, tuple[str, str, str, str, str]] = {}
-        self.blocks: dict[tuple[str, str], list[tuple[str, str, str, str, str, str]]] = {}
-        self.nets: dict[tuple[str, str], list[tuple[str, str, str, str, str, str, str, str, str]]] = {}
+        self.plan: list[tuple[int, str, str, str, int]] = []
+        self.plan_shape: tuple[Any, ...] | None = None
+        self.batch: _Batch | None = None  # the plan as one lookup and one format per family (see _Batch)
+        self.batch_shape: tuple[Any, ...] | None = None
         self.per_domain: dict[str, str] = {}
         self.pinned: tuple[DomainXml | None, int, list[int], str] | None = None  # (xml, vcpus, online, line)
 
@@ -146,44 +218,56 @@ class _DomainText:
             line = self.states[state] = f'nodeagent_vm_state{{{self.domain},state="{label}"}} 1\n'
         return line
 
-    def vcpu_keys(self, index: int) -> tuple[str, str, str, str, str]:
-        """(time key, wait key, delay key, time prefix, wait prefix) of one vCPU."""
-        found = self.vcpu.get(index)
-        if found is None:
-            labels = f'{self.domain},vcpu="{index}"'
-            found = self.vcpu[index] = (f"vcpu.{index}.time", f"vcpu.{index}.wait", f"vcpu.{index}.delay",
-                                        f"nodeagent_vm_vcpu_seconds_total{{{labels}}} ",
-                                        f"nodeagent_vm_vcpu_wait_seconds_total{{{labels}}} ")
-        return found
+    def plan_for(self, raw: dict[str, Any]) -> list[tuple[int, str, str, str, int]]:
+        """What to read from a record and where to write it: (kind, key, fallback key, series prefix,
+        family index), in exposition order. Rebuilt only when the record's shape (vCPUs, disks,
+        interfaces) changes; every key is still looked up, so a stat missing in one scrape is skipped."""
+        shape = _shape(raw)
+        if shape != self.plan_shape:
+            self.plan = self._build_plan(raw)
+            self.plan_shape = shape
+        return self.plan
 
-    def block(self, device: str, prefix: str) -> list[tuple[str, str, str, str, str, str]]:
-        """Per direction: (bytes key, requests key, time key, and the three series prefixes)."""
-        found = self.blocks.get((device, prefix))
-        if found is None:
-            found = []
+    def batch_for(self, raw: dict[str, Any]) -> _Batch | None:
+        """The plan for this record's exact key set (None: no batch fits; use the plan entry by entry)."""
+        shape = (_shape(raw), len(raw))  # a key that appears (a guest balloon driver starting) changes len
+        if shape != self.batch_shape:
+            self.batch = _Batch.of(self.plan_for(raw), raw)
+            self.batch_shape = shape
+        return self.batch
+
+    def _build_plan(self, raw: dict[str, Any]) -> list[tuple[int, str, str, str, int]]:
+        d = self.domain
+        plan = [(_SECONDS, "cpu.time", "", f"nodeagent_vm_cpu_seconds_total{{{d}}} ", _OUT["cpu"])]
+        for i in range(stat_int(raw, "vcpu.maximum") or stat_int(raw, "vcpu.current") or 0):
+            labels = f'{d},vcpu="{i}"'
+            plan.append((_SECONDS, f"vcpu.{i}.time", "", f"nodeagent_vm_vcpu_seconds_total{{{labels}}} ",
+                         _OUT["vcpu_time"]))
+            # delay (schedstat run_delay) is what the guest sees as steal; wait (sched wait_sum) is the
+            # same quantity from schedstats, reported by libvirt versions before delay existed.
+            plan.append((_SECONDS, f"vcpu.{i}.delay", f"vcpu.{i}.wait",
+                         f"nodeagent_vm_vcpu_wait_seconds_total{{{labels}}} ", _OUT["vcpu_wait"]))
+        for key, state in MEMORY_STATES.items():
+            plan.append((_KIB, "balloon." + key, "", f'nodeagent_vm_memory_bytes{{{d},state="{state}"}} ',
+                         _OUT["memory"]))
+        for device, prefix in block_prefixes(raw):
             for size, requests, took, direction in BLOCK_STATS:
-                labels = f'{self.domain},{_labels(device=device, direction=direction)}'
-                found.append((prefix + size, prefix + requests, prefix + took,
-                              f"nodeagent_vm_block_bytes_total{{{labels}}} ",
-                              f"nodeagent_vm_block_requests_total{{{labels}}} ",
-                              f"nodeagent_vm_block_time_seconds_total{{{labels}}} "))
-            self.blocks[(device, prefix)] = found
-        return found
-
-    def net(self, interface: str, prefix: str) -> list[tuple[str, str, str, str, str, str, str, str, str]]:
-        """Per direction: the four record keys, then the four series prefixes (bytes, packets, errors, drops)."""
-        found = self.nets.get((interface, prefix))
-        if found is None:
-            found = []
+                labels = f"{d},{_labels(device=device, direction=direction)}"
+                plan += [(_INT, prefix + size, "", f"nodeagent_vm_block_bytes_total{{{labels}}} ",
+                          _OUT["block_bytes"]),
+                         (_INT, prefix + requests, "", f"nodeagent_vm_block_requests_total{{{labels}}} ",
+                          _OUT["block_requests"]),
+                         (_SECONDS, prefix + took, "", f"nodeagent_vm_block_time_seconds_total{{{labels}}} ",
+                          _OUT["block_time"])]
+        for interface, prefix in net_prefixes(raw):
             for size, packets, errors, drops, direction in NET_STATS:
-                labels = f'{self.domain},{_labels(interface=interface, direction=direction)}'
-                found.append((prefix + size, prefix + packets, prefix + errors, prefix + drops, direction,
-                              f"nodeagent_vm_network_bytes_total{{{labels}}} ",
-                              f"nodeagent_vm_network_packets_total{{{labels}}} ",
-                              f"nodeagent_vm_network_errors_total{{{labels}}} ",
-                              f"nodeagent_vm_network_drops_total{{{labels}}} "))
-            self.nets[(interface, prefix)] = found
-        return found
+                labels = f"{d},{_labels(interface=interface, direction=direction)}"
+                plan += [(_INT, prefix + key, "", f"{family}{{{labels}}} ", _OUT[out]) for key, family, out in (
+                    (size, "nodeagent_vm_network_bytes_total", "net_bytes"),
+                    (packets, "nodeagent_vm_network_packets_total", "net_packets"),
+                    (errors, "nodeagent_vm_network_errors_total", "net_errors"),
+                    (drops, "nodeagent_vm_network_drops_total", "net_drops"))]
+        return plan
 
     def assigned(self, address: str) -> str:
         line = self.per_domain.get("assigned\0" + address)
@@ -252,6 +336,7 @@ class VmCollector:
         host = self._view(self._inventory())
         families = self._families()
         source_up = families["source_up"].lines
+        lines = [family.lines for family in families.values()]
         attempted, failures = 0, []
         seen_names: set[str] = set()
         seen_uuids: set[str] = set()
@@ -282,7 +367,7 @@ class VmCollector:
                     if text is None:
                         text = _DomainText(sample.name, namespace, name, sample.uuid)
                     current[key] = text
-                    self._add_domain(families, text, sample, host)
+                    self._add_domain(families, lines, text, sample, host)
             self._texts = current
         if self._placement is not None:
             self._placement.forget(seen_uuids)
@@ -290,7 +375,8 @@ class VmCollector:
             raise VmCollectorError("; ".join(failures))
         yield from families.values()
 
-    def _add_domain(self, f: dict[str, TextFamily], t: _DomainText, s: DomainSample, host: _HostView) -> None:
+    def _add_domain(self, f: dict[str, TextFamily], lines: list[list[str]], t: _DomainText, s: DomainSample,
+                    host: _HostView) -> None:
         raw = s.raw
         f["info"].lines.append(t.info)
         state = stat_int(raw, "state.state")
@@ -301,31 +387,9 @@ class VmCollector:
             vcpu_count = s.xml.vcpus
         if vcpu_count is not None:
             f["vcpus"].lines.append(f"{t.vcpus}{vcpu_count}\n")
-        cpu_ns = stat_int(raw, "cpu.time")
-        if cpu_ns is not None:
-            f["cpu"].lines.append(f"{t.cpu}{_seconds(cpu_ns)}\n")
-        vcpu_time, vcpu_wait = f["vcpu_time"].lines, f["vcpu_wait"].lines
-        for index in vcpu_indexes(raw):
-            time_key, wait_key, delay_key, time_prefix, wait_prefix = t.vcpu_keys(index)
-            ran = stat_int(raw, time_key)
-            if ran is not None:
-                vcpu_time.append(f"{time_prefix}{_seconds(ran)}\n")
-            # delay (schedstat run_delay) is what the guest sees as steal; wait (sched wait_sum) is the
-            # same quantity from schedstats, reported by libvirt versions before delay existed.
-            waited = stat_int(raw, delay_key)
-            if waited is None:
-                waited = stat_int(raw, wait_key)
-            if waited is not None:
-                vcpu_wait.append(f"{wait_prefix}{_seconds(waited)}\n")
-        memory = f["memory"].lines
-        for key, prefix in t.memory:
-            kib = stat_int(raw, "balloon." + key)
-            if kib is not None:
-                memory.append(f"{prefix}{kib * 1024}\n")
-        if "block.count" in raw:
-            self._add_blocks(f, t, raw)
-        if "net.count" in raw:
-            self._add_nets(f, t, raw)
+        batch = t.batch_for(raw)
+        if batch is None or not batch.write(raw, lines):
+            self._write_entries(t.plan_for(raw), raw, lines)
         if s.xml is not None and s.xml.hostdev_pci:
             for address in s.xml.hostdev_pci:
                 if address in host.gpus:
@@ -333,30 +397,24 @@ class VmCollector:
         self._add_placement(f, t, s, host, vcpu_count)
 
     @staticmethod
-    def _add_blocks(f: dict[str, TextFamily], t: _DomainText, raw: dict[str, Any]) -> None:
-        block_bytes, block_requests, block_time = f["block_bytes"].lines, f["block_requests"].lines, \
-            f["block_time"].lines
-        for device, prefix in block_prefixes(raw):
-            for size_key, requests_key, time_key, size_prefix, requests_prefix, time_prefix in t.block(device, prefix):
-                size = stat_int(raw, size_key)
-                if size is not None:
-                    block_bytes.append(f"{size_prefix}{size}\n")
-                requests = stat_int(raw, requests_key)
-                if requests is not None:
-                    block_requests.append(f"{requests_prefix}{requests}\n")
-                took = stat_int(raw, time_key)
-                if took is not None:
-                    block_time.append(f"{time_prefix}{_seconds(took)}\n")
-
-    @staticmethod
-    def _add_nets(f: dict[str, TextFamily], t: _DomainText, raw: dict[str, Any]) -> None:
-        outputs = (f["net_bytes"].lines, f["net_packets"].lines, f["net_errors"].lines, f["net_drops"].lines)
-        for interface, prefix in net_prefixes(raw):
-            for entry in t.net(interface, prefix):
-                for key, series, lines in zip(entry[:4], entry[5:], outputs, strict=True):
-                    value = stat_int(raw, key)
-                    if value is not None:
-                        lines.append(f"{series}{value}\n")
+    def _write_entries(plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any], outs: list[list[str]]) -> None:
+        """The plan entry by entry: any record, whatever keys and value types it has."""
+        get = raw.get
+        for kind, key, fallback, prefix, out in plan:
+            value = get(key)
+            if type(value) is not int:  # libvirt's numbers are ints: anything else is the slow path
+                value = _number(value)
+                if value is None and fallback:
+                    value = _number(get(fallback))
+                if value is None:
+                    continue
+            if kind == _SECONDS:
+                seconds = value * NS
+                outs[out].append(f"{prefix}{format_value(seconds) if seconds.is_integer() else repr(seconds)}\n")
+            elif kind == _KIB:
+                outs[out].append(f"{prefix}{value * 1024}\n")
+            else:
+                outs[out].append(f"{prefix}{value}\n")
 
     def _add_placement(self, f: dict[str, TextFamily], t: _DomainText, s: DomainSample, host: _HostView,
                        vcpu_count: int | None) -> None:

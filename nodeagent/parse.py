@@ -14,12 +14,19 @@ _RANGE = re.compile(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$")
 
 CPULIST_FORM = "a kernel cpulist such as '0-3,8,10-15' (ranges may be strided: '0-31:2/4')"
 
+#: The highest CPU id any cpulist may name when nothing better is known. The kernel's own
+#: ceiling (``CONFIG_NR_CPUS``) is at most 8192 on every architecture Linux ships today; 2^16
+#: leaves room for growth and keeps the largest possible list to 65536 integers.
+MAX_CPU_ID = (1 << 16) - 1
 
-def parse_cpulist(text: str) -> list[int]:
+
+def parse_cpulist(text: str, *, max_cpu: int = MAX_CPU_ID) -> list[int]:
     """Parse a kernel cpulist (``0-3,8,10-11``, also the strided ``0-15:2/4`` form).
 
     An empty string is the empty list (an empty ``isolated`` file is normal). Returns the CPUs
-    sorted and de-duplicated.
+    sorted and de-duplicated. Every range is bounded *before* it is expanded: a CPU id above
+    ``max_cpu`` (the host's highest CPU when the caller knows it, else :data:`MAX_CPU_ID`) is a
+    ``ValueError``, so ``0-999999999`` costs nothing instead of gigabytes.
     """
     text = text.strip()
     if not text:
@@ -33,6 +40,8 @@ def parse_cpulist(text: str) -> list[int]:
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
             raise ValueError(f"{part.strip()!r}: range end is below its start ({CPULIST_FORM})")
+        if last > max_cpu:
+            raise CpuIdTooLarge(part.strip(), last, max_cpu)
         if match.group(3) is None:
             cpus.update(range(first, last + 1))
             continue
@@ -42,6 +51,16 @@ def parse_cpulist(text: str) -> list[int]:
         for start in range(first, last + 1, group):
             cpus.update(c for c in range(start, min(start + used, last + 1)))
     return sorted(cpus)
+
+
+class CpuIdTooLarge(ValueError):
+    """A cpulist names a CPU id above the bound it was parsed with."""
+
+    def __init__(self, part: str, cpu: int, max_cpu: int) -> None:
+        self.cpu = cpu
+        self.max_cpu = max_cpu
+        shown = part if len(part) <= 40 else part[:37] + "..."
+        super().__init__(f"{shown!r}: CPU {cpu} is above the highest CPU id allowed here ({max_cpu})")
 
 
 def format_cpulist(cpus: Iterable[int]) -> str:
@@ -80,7 +99,12 @@ def parse_cpumask(text: str) -> list[int]:
     digits = text.strip().replace(",", "")
     if not digits or not re.fullmatch(r"[0-9a-fA-F]+", digits):
         raise ValueError(f"{text.strip()!r} is not a hex cpumask such as 'ff,00000000'")
+    digits = digits.lstrip("0") or "0"
+    if len(digits) * 4 > MAX_CPU_ID + 1 + 3:
+        raise ValueError(f"cpumask of {len(digits) * 4} bits: names CPUs above {MAX_CPU_ID}")
     value = int(digits, 16)
+    if value.bit_length() > MAX_CPU_ID + 1:
+        raise ValueError(f"cpumask names CPU {value.bit_length() - 1}, above {MAX_CPU_ID}")
     return [bit for bit in range(value.bit_length()) if value >> bit & 1]
 
 

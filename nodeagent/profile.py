@@ -24,7 +24,16 @@ from typing import TYPE_CHECKING, Any
 
 from nodeagent.gpuselect import GpuSelector
 from nodeagent.labels import label_key_error, label_value_error
-from nodeagent.parse import CPULIST_FORM, SIZE_FORM, page_size_name, parse_cpulist, parse_page_size_kb
+from nodeagent.parse import (
+    CPULIST_FORM,
+    MAX_CPU_ID,
+    SIZE_FORM,
+    CpuIdTooLarge,
+    format_cpulist,
+    page_size_name,
+    parse_cpulist,
+    parse_page_size_kb,
+)
 
 if TYPE_CHECKING:
     from nodeagent.inventory import Inventory
@@ -36,6 +45,12 @@ TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 DEFAULT_FLOOR_PERCENT = 10
 DEFAULT_FLOOR_BYTES = 4 * 1024**3
 DEFAULT_ALLOCATION_TIMEOUT_S = 60.0
+
+#: Hostile-input bounds (README "Profile limits"). A real profile is a few KiB with a handful of
+#: entries per list; these keep a mistaken or malicious ConfigMap from costing seconds of CPU
+#: or gigabytes of memory on every node that parses it.
+MAX_PROFILE_BYTES = 64 * 1024
+MAX_LIST_ITEMS = 256  # each list (taints, pages, passthrough, additionalArgs) and label map
 
 #: Boot arguments nodeagent computes itself; ``additionalArgs`` may not set them behind its back.
 MANAGED_BOOT_ARGS = frozenset({
@@ -151,31 +166,106 @@ class NodeProfile:
 def load_profile(path: str, inventory: Inventory | None = None) -> NodeProfile:
     """Read and validate a profile file (YAML). Raises :class:`ProfileError` for any problem.
 
-    The path is the operator's own file (``-f``), not a host path, so it is read directly.
+    The path is the operator's own file (``-f``), not a host path, so it is read directly. At
+    most :data:`MAX_PROFILE_BYTES` are read: a larger file is refused unread.
     """
+    return parse_profile_bytes(read_profile_bytes(path), inventory, source=path)
+
+
+def read_profile_bytes(path: str) -> bytes:
+    """The bytes of a profile file, refusing one larger than :data:`MAX_PROFILE_BYTES`."""
     try:
-        with open(path, encoding="utf-8") as handle:
-            text = handle.read()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_PROFILE_BYTES + 1)
     except OSError as exc:
         raise ProfileError([f"cannot read the profile: {exc.strerror or exc}"], source=path) from exc
-    return parse_profile_text(text, inventory, source=path)
+    check_profile_size(raw, source=path)
+    return raw
+
+
+def check_profile_size(raw: bytes | str, *, source: str | None = None) -> None:
+    size = len(raw.encode("utf-8", errors="surrogatepass") if isinstance(raw, str) else raw)
+    if size > MAX_PROFILE_BYTES:
+        raise ProfileError([f"the profile is larger than {MAX_PROFILE_BYTES // 1024} KiB; a NodeProfile "
+                            "is a few KiB (split it, or remove what is not a NodeProfile)"], source=source)
+
+
+def parse_profile_bytes(raw: bytes, inventory: Inventory | None = None, *,
+                        source: str | None = None) -> NodeProfile:
+    """Validate a profile as read from a file: size, UTF-8, then :func:`parse_profile_text`."""
+    check_profile_size(raw, source=source)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ProfileError([f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+                            f"(line {line}); save the profile as UTF-8"], source=source) from exc
+    return parse_profile_text(text, inventory, source=source)
 
 
 def parse_profile_text(text: str, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
     import yaml
 
+    check_profile_size(text, source=source)
     try:
-        documents = [d for d in yaml.safe_load_all(text) if d is not None]
+        documents = [d for d in yaml.load_all(text, Loader=_unique_key_loader()) if d is not None]
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ProfileError([f"not valid YAML{where}: {problem}"], source=source) from exc
+    except RecursionError as exc:
+        raise ProfileError(["not a NodeProfile: nested too deeply"], source=source) from exc
+    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # PyYAML's constructors raise plain built-in errors for some malformed scalars
+        # ("2001-13-45", "!!int 'x'", an integer of more than 4300 digits).
+        raise ProfileError([f"not valid YAML: a value cannot be read ({str(exc)[:120]})"], source=source) from exc
     if len(documents) != 1:
         raise ProfileError([f"expected exactly one YAML document (a NodeProfile), found {len(documents)}"],
                            source=source)
     profile = parse_profile(documents[0], inventory, source=source)
     return dataclasses.replace(profile, source_text=text)
+
+
+_LOADER: type | None = None
+
+
+def _unique_key_loader() -> type:
+    """A safe YAML loader that refuses a mapping with the same key twice.
+
+    YAML 1.2 says keys are unique, but PyYAML keeps the last one silently: ``count: 4`` followed
+    later by ``count: 400`` would apply 400 with no word. Merge keys (``<<``) keep their meaning:
+    an explicit key may override a merged one. Built lazily, as the yaml import is.
+    """
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+    from yaml.constructor import ConstructorError
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+    class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, Any] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.setdefault(key, key_node)
+                    except TypeError:
+                        continue  # an unhashable key: the base constructor reports it
+                    if first is not key_node:
+                        raise ConstructorError(
+                            "while constructing a mapping", node.start_mark,
+                            f"duplicate key {_shown(key)} (first given at line {first.start_mark.line + 1})",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    _LOADER = UniqueKeyLoader
+    return _LOADER
 
 
 def parse_profile(data: Any, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
@@ -244,9 +334,18 @@ class _Parser:
             return None
         return float(value)
 
+    def too_long(self, value: list | dict, path: str) -> bool:
+        """True (and an error) when a list or map has more than :data:`MAX_LIST_ITEMS` entries."""
+        if len(value) <= MAX_LIST_ITEMS:
+            return False
+        self.error(path, f"{len(value)} entries; at most {MAX_LIST_ITEMS} are accepted")
+        return True
+
     def label_map(self, value: Any, path: str) -> dict[str, str]:
         if not isinstance(value, dict):
             self.error(path, f"expected a mapping of label keys to string values, got {_kind(value)}")
+            return {}
+        if self.too_long(value, path):
             return {}
         result: dict[str, str] = {}
         for key, item in value.items():
@@ -277,21 +376,26 @@ class _Parser:
         if not isinstance(value, str):
             self.error(path, f"{_shown(value)} is not {CPULIST_FORM}")
             return None
+        online = self.inventory.cpu.online if self.inventory is not None else []
         try:
+            # Bounded before expansion (MAX_CPU_ID): "0-999999999" is an error, not gigabytes.
             cpus = parse_cpulist(value)
+        except CpuIdTooLarge as exc:
+            where = (f"does not exist on this host (online: {format_cpulist(online)})" if online
+                     else f"is above the highest CPU id accepted ({MAX_CPU_ID})")
+            self.error(path, f"CPU {exc.cpu} {where}")
+            return None
         except ValueError as exc:
             self.error(path, str(exc))
             return None
         if not cpus:
             self.error(path, f"empty CPU list; give {CPULIST_FORM} or leave the field out")
             return None
-        if self.inventory is not None and self.inventory.cpu.online:
-            missing = sorted(set(cpus) - set(self.inventory.cpu.online))
+        if online:
+            missing = sorted(set(cpus) - set(online))
             if missing:
-                from nodeagent.parse import format_cpulist
-
                 self.error(path, f"CPUs {format_cpulist(missing)} do not exist on this host "
-                                 f"(online: {format_cpulist(self.inventory.cpu.online)})")
+                                 f"(online: {format_cpulist(online)})")
                 return None
         return cpus
 
@@ -370,6 +474,8 @@ class _Parser:
         if not isinstance(value, list):
             self.error("spec.taints", f"expected a list of {{key, value, effect}}, got {_kind(value)}")
             return []
+        if self.too_long(value, "spec.taints"):
+            return []
         taints: list[Taint] = []
         for i, item in enumerate(value):
             path = f"spec.taints[{i}]"
@@ -394,6 +500,8 @@ class _Parser:
         items = gpu["passthrough"]
         if not isinstance(items, list):
             self.error("spec.gpu.passthrough", f"expected a list of {{vendor, device, address}}, got {_kind(items)}")
+            return []
+        if self.too_long(items, "spec.gpu.passthrough"):
             return []
         selectors: list[GpuSelector] = []
         for i, item in enumerate(items):
@@ -440,8 +548,6 @@ class _Parser:
         if reserved and isolated:
             both = sorted(set(reserved) & set(isolated))
             if both:
-                from nodeagent.parse import format_cpulist
-
                 self.error("spec.cpu.isolated", f"CPUs {format_cpulist(both)} are also in spec.cpu.reserved; "
                                                 "a CPU is either housekeeping or isolated")
         return CpuSpec(reserved, isolated, governor)
@@ -471,6 +577,8 @@ class _Parser:
         raw_pages = spec.get("pages", [])
         if not isinstance(raw_pages, list):
             self.error("spec.hugepages.pages", f"expected a list of {{size, count, numaNode}}, got {_kind(raw_pages)}")
+            raw_pages = []
+        if self.too_long(raw_pages, "spec.hugepages.pages"):
             raw_pages = []
         for i, item in enumerate(raw_pages):
             request = self.page_request(item, i)
@@ -543,6 +651,8 @@ class _Parser:
             raw = []
         if not isinstance(raw, list):
             self.error("spec.kernel.additionalArgs", f"expected a list of kernel arguments, got {_kind(raw)}")
+            raw = []
+        if self.too_long(raw, "spec.kernel.additionalArgs"):
             raw = []
         for i, arg in enumerate(raw):
             path = f"spec.kernel.additionalArgs[{i}]"

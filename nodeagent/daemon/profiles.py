@@ -28,12 +28,11 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from nodeagent.profile import NodeProfile, ProfileError, parse_profile_text
+from nodeagent.profile import NodeProfile, ProfileError, parse_profile_bytes, read_profile_bytes
 
 log = logging.getLogger(__name__)
 
 SUFFIXES = (".yaml", ".yml")
-MAX_PROFILE_BYTES = 1 << 20  # a ConfigMap holds at most 1 MiB in all
 
 
 @dataclass(frozen=True)
@@ -159,16 +158,10 @@ class ProfileStore:
 
 
 def load_file(name: str, path: str) -> LoadedProfile:
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_PROFILE_BYTES + 1)
-    except OSError as exc:
-        raise ProfileError([f"cannot read: {exc.strerror or exc}"], source=path) from exc
-    if len(raw) > MAX_PROFILE_BYTES:
-        raise ProfileError([f"larger than {MAX_PROFILE_BYTES} bytes"], source=path)
-    text = raw.decode("utf-8", errors="replace")
-    profile = parse_profile_text(text, None, source=path)
-    return LoadedProfile(name, path, text, profile, hashlib.sha256(raw).hexdigest())
+    """One profile file: at most MAX_PROFILE_BYTES, UTF-8, one valid NodeProfile."""
+    raw = read_profile_bytes(path)
+    profile = parse_profile_bytes(raw, None, source=path)
+    return LoadedProfile(name, path, profile.source_text or "", profile, hashlib.sha256(raw).hexdigest())
 
 
 def labels_match(labels: Mapping[str, str]) -> Callable[[Mapping[str, str]], bool]:

@@ -69,6 +69,15 @@ def test_prep_orders_before_each_kubelet_flavour(tmp_path: Path, flavour: str) -
     assert done.returncode == 0 and "cycle" not in done.stderr.lower(), done.stderr
 
 
+def test_units_bound_their_memory() -> None:
+    """A hostile profile or a bug fails the unit, never the node (issue: a huge CPU range)."""
+    for unit in UNITS:
+        lines = (REPO / "systemd" / unit).read_text().splitlines()
+        limits = [x.split("=", 1)[1] for x in lines if x.startswith("MemoryMax=")]
+        assert len(limits) == 1, unit
+        assert limits[0].endswith("M") and 128 <= int(limits[0][:-1]) <= 1024, limits
+
+
 def test_grub_template_matches_what_apply_writes() -> None:
     from nodeagent.owned import dropin_args
     from nodeagent.owned import render_dropin as render

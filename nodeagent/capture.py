@@ -4,7 +4,9 @@ Discovery runs once with the Host's trace on. Every path it read, listed or prob
 files with the bytes discovery saw (so the capture and the inventory agree even for counters that
 move), directories, and every symlink met on the way, with its target unchanged (sysfs links are
 relative, so they keep working below any root). Character devices become empty files, the stand-in
-fixture trees use. Nothing secret goes in: no ``/proc/<pid>``, no credentials or keys.
+fixture trees use. Nothing secret goes in: no ``/proc/<pid>``, no credentials or keys, and the
+credential values inside the files that are packed (``*password*=``-style boot arguments, the
+kubelet config's auth fields) are redacted by :mod:`nodeagent.redact`; the manifest lists them.
 
 A few facts can only be had live (the KVM ioctl, the kubelet process); they are listed in
 :data:`LIVE_ONLY_FIELDS` and written to the capture's manifest for the reader, not to the tree.
@@ -23,8 +25,10 @@ from dataclasses import dataclass, field
 
 from nodeagent import __version__
 from nodeagent.discover import discover
+from nodeagent.discover.kubelet import CONFIG_PATHS as KUBELET_CONFIG_PATHS
 from nodeagent.host import Host, HostRecord, HostTrace
 from nodeagent.inventory import Inventory
+from nodeagent.redact import redact_file
 
 MANIFEST = "NODEAGENT-CAPTURE.json"
 
@@ -53,6 +57,7 @@ class CaptureSummary:
     links: int
     dirs: int
     inventory: Inventory
+    redacted: dict[str, list[str]] = field(default_factory=dict)  # path → names whose values were redacted
 
 
 @dataclass
@@ -131,11 +136,16 @@ class _Tree:
             self.entries[landed] = ("file", b"")
 
 
-def build_tree(host: Host, trace: HostTrace) -> dict[str, tuple[str, bytes | str | None]]:
+def build_tree(host: Host, trace: HostTrace,
+               redactions: dict[str, list[str]] | None = None) -> dict[str, tuple[str, bytes | str | None]]:
+    """The capture's entries; the names redacted in each file go to ``redactions`` (path → names)."""
     tree = _Tree(host)
     for path, data in trace.files.items():
         if not is_secret(path):
-            tree.add_file(path, data)
+            packed, names = redact_file(path, data, KUBELET_CONFIG_PATHS)
+            if names and redactions is not None:
+                redactions[path] = names
+            tree.add_file(path, packed)
     for path, names in trace.dirs.items():
         if not is_secret(path):
             tree.add_listing(path, names)
@@ -145,13 +155,16 @@ def build_tree(host: Host, trace: HostTrace) -> dict[str, tuple[str, bytes | str
     return tree.entries
 
 
-def _manifest(inventory: Inventory) -> bytes:
+def _manifest(inventory: Inventory, redactions: dict[str, list[str]]) -> bytes:
     live = {name: _field(inventory, name) for name in LIVE_ONLY_FIELDS if name not in ("root", "skipped")}
     return json.dumps({
         "nodeagent_version": __version__,
         "captured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "hostname": inventory.hostname,
         "live_only_facts": live,
+        # Values replaced by "<redacted>" in the packed files (the names stay): these differ from
+        # the live host's, so kernel.cmdline in the capture's inventory shows them redacted.
+        "redacted": [{"path": path, "names": names} for path, names in sorted(redactions.items())],
         "note": "Unpack and run `nodeagent --root <dir> inspect`; live-only facts are not in the tree.",
     }, indent=2).encode()
 
@@ -166,7 +179,8 @@ def _field(inventory: Inventory, dotted: str) -> object:
 def write_capture(host: Host, output: str) -> CaptureSummary:
     trace = HostTrace()
     inventory = discover(host, record=HostRecord(trace=trace))
-    entries = build_tree(host, trace)
+    redactions: dict[str, list[str]] = {}
+    entries = build_tree(host, trace, redactions)
     counts = {"file": 0, "link": 0, "dir": 0}
     with tarfile.open(output, "w:gz") as archive:
         now = time.time()
@@ -185,8 +199,8 @@ def write_capture(host: Host, output: str) -> CaptureSummary:
                 data = payload if isinstance(payload, bytes) else b""
                 info.size, info.mode = len(data), 0o644
                 archive.addfile(info, io.BytesIO(data))
-        manifest = _manifest(inventory)
+        manifest = _manifest(inventory, redactions)
         info = tarfile.TarInfo(MANIFEST)
         info.size, info.mtime, info.mode = len(manifest), int(now), 0o644
         archive.addfile(info, io.BytesIO(manifest))
-    return CaptureSummary(counts["file"], counts["link"], counts["dir"], inventory)
+    return CaptureSummary(counts["file"], counts["link"], counts["dir"], inventory, redactions)

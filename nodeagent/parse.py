@@ -41,7 +41,7 @@ def parse_cpulist(text: str, *, max_cpu: int = MAX_CPU_ID) -> list[int]:
         if last < first:
             raise ValueError(f"{part.strip()!r}: range end is below its start ({CPULIST_FORM})")
         if last > max_cpu:
-            raise CpuIdTooLarge(part.strip(), last, max_cpu)
+            raise CpuIdRangeError(part.strip(), last, max_cpu)
         if match.group(3) is None:
             cpus.update(range(first, last + 1))
             continue
@@ -53,7 +53,7 @@ def parse_cpulist(text: str, *, max_cpu: int = MAX_CPU_ID) -> list[int]:
     return sorted(cpus)
 
 
-class CpuIdTooLarge(ValueError):
+class CpuIdRangeError(ValueError):
     """A cpulist names a CPU id above the bound it was parsed with."""
 
     def __init__(self, part: str, cpu: int, max_cpu: int) -> None:

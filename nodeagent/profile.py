@@ -18,6 +18,7 @@ Accepted forms (see ``grub/README.md`` and the project README's profile referenc
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,7 @@ from nodeagent.parse import (
     CPULIST_FORM,
     MAX_CPU_ID,
     SIZE_FORM,
-    CpuIdTooLarge,
+    CpuIdRangeError,
     format_cpulist,
     page_size_name,
     parse_cpulist,
@@ -227,9 +228,7 @@ def parse_profile_text(text: str, inventory: Inventory | None = None, *, source:
     return dataclasses.replace(profile, source_text=text)
 
 
-_LOADER: type | None = None
-
-
+@functools.cache
 def _unique_key_loader() -> type:
     """A safe YAML loader that refuses a mapping with the same key twice.
 
@@ -237,9 +236,6 @@ def _unique_key_loader() -> type:
     later by ``count: 400`` would apply 400 with no word. Merge keys (``<<``) keep their meaning:
     an explicit key may override a merged one. Built lazily, as the yaml import is.
     """
-    global _LOADER
-    if _LOADER is not None:
-        return _LOADER
     import yaml
     from yaml.constructor import ConstructorError
 
@@ -264,8 +260,7 @@ def _unique_key_loader() -> type:
                             key_node.start_mark)
             return super().construct_mapping(node, deep=deep)
 
-    _LOADER = UniqueKeyLoader
-    return _LOADER
+    return UniqueKeyLoader
 
 
 def parse_profile(data: Any, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
@@ -380,7 +375,7 @@ class _Parser:
         try:
             # Bounded before expansion (MAX_CPU_ID): "0-999999999" is an error, not gigabytes.
             cpus = parse_cpulist(value)
-        except CpuIdTooLarge as exc:
+        except CpuIdRangeError as exc:
             where = (f"does not exist on this host (online: {format_cpulist(online)})" if online
                      else f"is above the highest CPU id accepted ({MAX_CPU_ID})")
             self.error(path, f"CPU {exc.cpu} {where}")

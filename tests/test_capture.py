@@ -69,3 +69,101 @@ def test_capture_command_writes_the_archive(host_trees, tmp_path: Path) -> None:
     assert "wrote" in result.output
     with tarfile.open(out) as archive:
         assert "NODEAGENT-CAPTURE.json" in archive.getnames()
+
+
+# --- credentials inside packed files (issue 12 item 5) ------------------------------------------
+
+_SECRET_CMDLINE = ('BOOT_IMAGE=/vmlinuz root=UUID=1 ro rd.iscsi.password=hunter2 isolcpus=2-3 '
+                   'ipa.TOKEN="abc def" my_secret=s3 quiet intel_iommu=on\n')
+_KUBELET_CONFIG = """\
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cpuManagerPolicy: static
+reservedSystemCPUs: "0-1"
+topologyManagerPolicy: single-numa-node
+authentication:
+  webhook:
+    enabled: true
+  x509:
+    clientCAFile: /etc/kubernetes/pki/ca.crt
+authorization:
+  mode: Webhook
+staticPodURLHeader:
+  Authorization: ["Bearer s3cr3t-static"]
+bootstrapToken: tok-123
+"""
+
+
+def _tree_with_secrets(host_trees, tmp_path: Path) -> Path:
+    import shutil
+
+    root = tmp_path / "host"
+    shutil.copytree(host_trees("minimal"), root, symlinks=True)
+    (root / "proc" / "cmdline").write_text(_SECRET_CMDLINE)
+    config = root / "var" / "lib" / "kubelet" / "config.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(_KUBELET_CONFIG)
+    return root
+
+
+def test_capture_redacts_boot_argument_and_kubelet_credentials(host_trees, tmp_path: Path) -> None:
+    import json
+
+    root = _tree_with_secrets(host_trees, tmp_path)
+    summary = write_capture(Host(str(root)), str(tmp_path / "c.tar.gz"))
+    with tarfile.open(tmp_path / "c.tar.gz") as archive:
+        packed = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+    everything = b"\n".join(packed.values())
+    for secret in (b"hunter2", b"abc def", b"s3", b"s3cr3t-static", b"tok-123"):
+        assert not any(secret in data for name, data in packed.items() if name != "NODEAGENT-CAPTURE.json"), secret
+    assert b"hunter2" not in everything
+    cmdline = packed["proc/cmdline"].decode()
+    assert "rd.iscsi.password=<redacted>" in cmdline and 'ipa.TOKEN="<redacted>"' in cmdline
+    assert "isolcpus=2-3" in cmdline and "intel_iommu=on" in cmdline  # the facts discovery needs stay
+    manifest = json.loads(packed["NODEAGENT-CAPTURE.json"])
+    redacted = {r["path"]: r["names"] for r in manifest["redacted"]}
+    assert redacted["/proc/cmdline"] == ["rd.iscsi.password", "ipa.TOKEN", "my_secret"]
+    assert redacted["/var/lib/kubelet/config.yaml"] == ["authentication", "authorization", "staticPodURLHeader",
+                                                        "bootstrapToken"]
+    assert summary.redacted == {k: v for k, v in redacted.items()}
+    # Every fact discovery takes from these files is the same on the unpacked capture.
+    unpacked = tmp_path / "unpacked"
+    with tarfile.open(tmp_path / "c.tar.gz") as archive:
+        archive.extractall(unpacked, filter="tar")
+    again = discover(Host(str(unpacked))).to_dict()
+    live = summary.inventory.to_dict()
+    assert again["kubelet"] == live["kubelet"]
+    assert again["cpu"] == live["cpu"] and again["iommu"] == live["iommu"]
+    assert "hunter2" not in again["kernel"]["cmdline"]
+
+
+def test_capture_command_says_what_it_redacted(host_trees, tmp_path: Path) -> None:
+    root = _tree_with_secrets(host_trees, tmp_path)
+    out = tmp_path / "c.tar.gz"
+    result = CliRunner().invoke(main, ["--root", str(root), "capture", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "redacted in /proc/cmdline: rd.iscsi.password, ipa.TOKEN, my_secret" in result.output
+
+
+@pytest.mark.parametrize(("line", "kept", "gone"), [
+    ("a=1 password=x b=2", ["a=1", "password=<redacted>", "b=2"], ["=x "]),
+    ('root=/dev/sda x.passwd="p w" y', ["root=/dev/sda", 'x.passwd="<redacted>"', " y"], ["p w"]),
+    ("apikey=K api_key=K2 secretive no_token_here=v", ["apikey=<redacted>", "secretive"], ["K", "=v"]),
+    ("tokenless", ["tokenless"], []),  # a bare flag has no value to hide
+])
+def test_boot_argument_redaction(line: str, kept: list[str], gone: list[str]) -> None:
+    from nodeagent.redact import redact_cmdline
+
+    text, _ = redact_cmdline(line)
+    for part in kept:
+        assert part in text
+    for part in gone:
+        assert part not in text
+
+
+def test_garbled_kubelet_config_is_redacted_line_by_line() -> None:
+    from nodeagent.redact import redact_kubelet_config
+
+    text, names = redact_kubelet_config("cpuManagerPolicy: static\n  bad: [\nbootstrapToken: t0k\n")
+    assert "t0k" not in text and "cpuManagerPolicy: static" in text
+    assert names == ["bootstrapToken"]

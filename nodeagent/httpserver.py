@@ -4,7 +4,10 @@ It knows no endpoint: metrics (``/metrics``) and the daemon's health (``/healthz
 theirs with :meth:`HttpServer.add_route`, so neither depends on the other for its server.
 
 The server is a ``ThreadingHTTPServer`` with daemon threads and a per-connection socket timeout,
-so a stuck client cannot keep the process from exiting or hold a thread forever.
+so a stuck client cannot keep the process from exiting or hold a thread forever. Its accept
+backlog is :data:`ACCEPT_BACKLOG` (the standard library's is 5: fifty scrapers connecting at once
+would wait for SYN retransmits). A client that resets or drops its connection is logged as one
+line at debug through ``logging`` (so the JSON log stays JSON), never as a raw traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 log = logging.getLogger(__name__)
 
+ACCEPT_BACKLOG = 128  # listen(2) backlog; the kernel caps it at net.core.somaxconn
 GZIP_LEVEL = 1  # the exposition is repetitive text: level 1 gets most of the size for a fraction of the CPU
 
 
@@ -61,11 +66,26 @@ def parse_listen(address: str) -> tuple[str, int]:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = ACCEPT_BACKLOG
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], routes: dict[str, Route]):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.routes = routes
         super().__init__(address, handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A failed connection, logged through ``logging`` (socketserver prints a traceback to stderr).
+
+        A client that went away (reset, broken pipe, timeout) is routine for a scrape endpoint: one
+        debug line. Anything else is a bug in this server: a warning carrying the exception.
+        """
+        exc = sys.exc_info()[1]
+        peer = client_address[0] if isinstance(client_address, tuple) and client_address else client_address
+        if isinstance(exc, ConnectionError | TimeoutError):
+            log.debug("client %s went away: %s", peer, exc.__class__.__name__,
+                      extra={"peer": str(peer), "error": str(exc)})
+            return
+        log.warning("connection from %s failed", peer, exc_info=True, extra={"peer": str(peer)})
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -125,3 +125,68 @@ def test_parse_listen(listen: str, expected: tuple[str, int]) -> None:
 def test_parse_listen_rejects(listen: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_listen(listen)
+
+
+# --- connection storms and resets (issue 12 item 8) ---------------------------------------------
+
+
+def test_accept_backlog_holds_a_hundred_pending_connections() -> None:
+    """100 scrapers connecting while the server is busy all get their handshake (backlog 5 dropped SYNs)."""
+    import select
+    import socket
+
+    from nodeagent.httpserver import ACCEPT_BACKLOG
+
+    assert ACCEPT_BACKLOG >= 128
+    from pathlib import Path
+
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    pending = min(100, somaxconn - 1)
+    server = MetricsServer(CollectorRegistry(), "127.0.0.1:0")  # listening, not yet accepting
+    clients = []
+    try:
+        for _ in range(pending):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(("127.0.0.1", server.port))
+            clients.append(sock)
+        # A full accept queue makes the kernel drop the SYN: such a connect never completes here.
+        connected: set[socket.socket] = set()
+        waiting = list(clients)
+        for _ in range(50):
+            _, writable, _ = select.select([], waiting, [], 0.1)
+            connected.update(writable)
+            waiting = [s for s in waiting if s not in connected]
+            if not waiting:
+                break
+        assert len(connected) == pending
+        assert all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0 for s in connected)
+    finally:
+        for sock in clients:
+            sock.close()
+        server._server.server_close()
+
+
+def test_a_client_reset_is_one_debug_log_line_not_a_traceback(server: MetricsServer, capfd, caplog) -> None:
+    import json
+    import logging
+    import socket
+    import struct
+
+    from nodeagent.daemon.jsonlog import JsonFormatter
+    from tests.waiting import wait_for
+
+    caplog.set_level(logging.DEBUG, logger="nodeagent.httpserver")
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # headers not finished: the server is reading
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # linger 0: an RST, the server's read fails with ECONNRESET
+    records = wait_for(lambda: [r for r in caplog.records if "went away" in r.getMessage()],
+                       what="the reset logged")
+    assert len(records) == 1 and records[0].levelno == logging.DEBUG
+    line = JsonFormatter().format(records[0])
+    assert "\n" not in line and json.loads(line)["error"]
+    # The server still answers, and nothing went to stderr behind logging's back.
+    status, _, _ = _get(server, "/metrics")
+    assert status == 200
+    assert "Traceback" not in capfd.readouterr().err

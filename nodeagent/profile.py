@@ -217,9 +217,9 @@ def parse_profile_text(text: str, inventory: Inventory | None = None, *, source:
         raise ProfileError([f"not valid YAML{where}: {problem}"], source=source) from exc
     except RecursionError as exc:
         raise ProfileError(["not a NodeProfile: nested too deeply"], source=source) from exc
-    except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+    except (ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
         # PyYAML's constructors raise plain built-in errors for some malformed scalars
-        # ("2001-13-45", "!!int 'x'", an integer of more than 4300 digits).
+        # ("2001-13-45", "!!int 'x'", an empty "!!int", an integer of more than 4300 digits).
         raise ProfileError([f"not valid YAML: a value cannot be read ({str(exc)[:120]})"], source=source) from exc
     if len(documents) != 1:
         raise ProfileError([f"expected exactly one YAML document (a NodeProfile), found {len(documents)}"],

@@ -13,11 +13,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from hypothesis import settings
 
 from nodeagent.host import Host
 
 if TYPE_CHECKING:
     from tests.k8s.apiserver import FakeApiServer
+
+# Property tests and fuzzers: CI runs a fixed, bounded budget with a fixed seed (a failure is
+# reproducible from the log); `HYPOTHESIS_PROFILE=fuzz` runs far more examples locally. No
+# deadline: a loaded machine must not turn a slow example into a failure (no timed assertions).
+settings.register_profile("ci", max_examples=100, derandomize=True, deadline=None, database=None,
+                          print_blob=True)
+settings.register_profile("fuzz", max_examples=5000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 FIXTURE_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"

@@ -57,11 +57,11 @@ def discover_kubelet(host: Host) -> KubeletInfo:
     return KubeletInfo(
         config_present=True,
         config_path=found.path,
-        cpu_manager_policy=config.get("cpuManagerPolicy"),
+        cpu_manager_policy=_policy(host, found.path or "", config, "cpuManagerPolicy"),
         reserved_system_cpus=_reserved(host, found.path or "", config.get("reservedSystemCPUs")),
-        topology_manager_policy=config.get("topologyManagerPolicy"),
-        topology_manager_scope=config.get("topologyManagerScope"),
-        memory_manager_policy=config.get("memoryManagerPolicy"),
+        topology_manager_policy=_policy(host, found.path or "", config, "topologyManagerPolicy"),
+        topology_manager_scope=_policy(host, found.path or "", config, "topologyManagerScope"),
+        memory_manager_policy=_policy(host, found.path or "", config, "memoryManagerPolicy"),
         running=running,
         started_at=started_at,
         flavour=found.flavour,
@@ -94,6 +94,10 @@ def _yaml(host: Host, path: str, text: str) -> dict[str, Any]:
         config = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         host.warn(path, f"not valid YAML ({str(exc).splitlines()[0]}); kubelet policies unknown")
+        return {}
+    except (ValueError, TypeError, AttributeError, ArithmeticError, LookupError, RecursionError) as exc:
+        # PyYAML's constructors raise built-in errors for some malformed scalars (2001-13-45).
+        host.warn(path, f"not valid YAML (a value cannot be read: {str(exc)[:80]}); kubelet policies unknown")
         return {}
     if not isinstance(config, dict):
         host.warn(path, "expected a KubeletConfiguration mapping; kubelet policies unknown")
@@ -207,8 +211,20 @@ def _args_file_words(text: str) -> list[str]:
     return words
 
 
+def _policy(host: Host, path: str, config: dict, key: str) -> str | None:
+    """A policy name; anything but a string (a list, a number) is unknown, with a warning."""
+    value = config.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    host.warn(path, f"{key}: expected a policy name, found {type(value).__name__}; reported as unknown")
+    return None
+
+
 def _reserved(host: Host, path: str, value: object) -> list[int] | None:
     if value is None:
+        return None
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        host.warn(path, f"reservedSystemCPUs: expected a cpulist, found {type(value).__name__}")
         return None
     try:
         return parse_cpulist(str(value))
@@ -237,6 +253,6 @@ def _start_time(host: Host, pid: str) -> float | None:
     fields = stat.rsplit(")", 1)[-1].split()
     try:
         ticks = int(fields[19])  # field 22 of stat; fields here start at field 3
+        return int(boot) + ticks / os.sysconf("SC_CLK_TCK")
     except (IndexError, ValueError):
         return None
-    return int(boot) + ticks / os.sysconf("SC_CLK_TCK")

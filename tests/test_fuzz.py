@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nodeagent.discover import discover
-from nodeagent.host import Host, HostTrace
+from nodeagent.host import Host, HostRecord, HostTrace
 from nodeagent.parse import (
     MAX_CPU_ID,
     cmdline_params,
@@ -238,10 +238,9 @@ def garbled_host(host_trees, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     config = root / "var" / "lib" / "kubelet" / "config.yaml"
     config.parent.mkdir(parents=True, exist_ok=True)
     config.write_text("cpuManagerPolicy: static\nreservedSystemCPUs: 0-1\n")
-    host = Host(str(root))
-    host.trace = HostTrace()
-    discover(host)
-    yield root, sorted(host.trace.files)
+    trace = HostTrace()
+    discover(Host(str(root)), record=HostRecord(trace=trace))
+    yield root, sorted(trace.files)
 
 
 _HOST_BYTES = st.one_of(

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from nodeagent import __version__
 from nodeagent.discover import discover
-from nodeagent.discover.kubelet import CONFIG_PATHS as KUBELET_CONFIG_PATHS
 from nodeagent.host import Host, HostRecord, HostTrace
 from nodeagent.inventory import Inventory
 from nodeagent.redact import redact_file
@@ -142,7 +141,7 @@ def build_tree(host: Host, trace: HostTrace,
     tree = _Tree(host)
     for path, data in trace.files.items():
         if not is_secret(path):
-            packed, names = redact_file(path, data, KUBELET_CONFIG_PATHS)
+            packed, names = redact_file(path, data)
             if names and redactions is not None:
                 redactions[path] = names
             tree.add_file(path, packed)

@@ -25,18 +25,26 @@ SECRET_NAME = re.compile(r"pass(word|wd|phrase)|token|secret|credential|api[-_.]
 #: kubelet and with what (webhook tokens, static-pod URL headers such as ``Authorization``).
 KUBELET_AUTH_FIELDS = frozenset({"authentication", "authorization", "staticPodURLHeader"})
 
-#: Files whose content is a kernel command line (or sets one: grub's defaults and drop-ins).
-_CMDLINE_PATHS = re.compile(r"^/proc/cmdline$|^/etc/kernel/cmdline$|^/etc/default/grub(\.d/.*)?$")
+#: Files whose content is a kernel command line (or sets one: grub's defaults and drop-ins), or
+#: kubelet flags (MicroK8s' args file, kubeadm's flags file): ``name=value`` words.
+_ARGUMENT_PATHS = re.compile(r"^/proc/cmdline$|^/etc/kernel/cmdline$|^/etc/default/grub(\.d/.*)?$"
+                             r"|^/var/snap/microk8s/current/args/kubelet$|^/var/lib/kubelet/kubeadm-flags\.env$")
+
+#: Kubelet configuration files of every flavour discovery reads (discover/kubelet.py), and k3s/RKE2's
+#: config.yaml, which carries the cluster join ``token``.
+_KUBELET_CONFIG_PATHS = re.compile(
+    r"^/var/lib/kubelet/config\.yaml$|^/etc/kubernetes/kubelet(/config)?\.yaml$|^/etc/kubernetes/kubelet\.conf$"
+    r"|/kubelet\.conf\.d/[^/]+$|^/etc/rancher/[^/]+/config\.yaml(\.d/[^/]+)?$")
 
 # A boot argument: a key, "=", and a value that may be double-quoted (the kernel honours quotes).
 _BOOT_ARG = re.compile(r'(?<![^\s"\'])(?P<key>[^\s="\']+)=(?P<value>"[^"]*"?|[^\s"\']*)')
 
 
-def redact_file(path: str, data: bytes, kubelet_configs: tuple[str, ...] = ()) -> tuple[bytes, list[str]]:
+def redact_file(path: str, data: bytes) -> tuple[bytes, list[str]]:
     """The content to pack for ``path`` and the names redacted in it (empty: packed as read)."""
-    if _CMDLINE_PATHS.match(path):
+    if _ARGUMENT_PATHS.search(path):
         text, names = redact_cmdline(data.decode("utf-8", errors="surrogateescape"))
-    elif path in kubelet_configs:
+    elif _KUBELET_CONFIG_PATHS.search(path):
         text, names = redact_kubelet_config(data.decode("utf-8", errors="surrogateescape"))
     else:
         return data, []
@@ -96,6 +104,11 @@ def _redact_tree(value: Any, path: str, names: list[str]) -> Any:
         return out
     if isinstance(value, list):
         return [_redact_tree(item, f"{path}[{i}]", names) for i, item in enumerate(value)]
+    if isinstance(value, str) and "=" in value:
+        # A flag inside the config (k3s' kubelet-arg: ["bootstrap-token=…"]).
+        text, found = redact_cmdline(value)
+        names.extend(f"{path}: {name}" for name in found)
+        return text
     return value
 
 

@@ -167,3 +167,23 @@ def test_garbled_kubelet_config_is_redacted_line_by_line() -> None:
     text, names = redact_kubelet_config("cpuManagerPolicy: static\n  bad: [\nbootstrapToken: t0k\n")
     assert "t0k" not in text and "cpuManagerPolicy: static" in text
     assert names == ["bootstrapToken"]
+
+
+def test_capture_redacts_the_k3s_join_token_and_keeps_the_kubelet_flags(host_trees, tmp_path: Path) -> None:
+    import shutil
+
+    root = tmp_path / "host"
+    shutil.copytree(host_trees("minimal"), root, symlinks=True)
+    config = root / "etc" / "rancher" / "k3s" / "config.yaml"
+    config.parent.mkdir(parents=True)
+    config.write_text('token: "K10secretjoin::server:abc"\nkubelet-arg:\n  - "cpu-manager-policy=static"\n'
+                      '  - "bootstrap-token=tok9"\n')
+    summary = write_capture(Host(str(root)), str(tmp_path / "c.tar.gz"))
+    assert summary.inventory.kubelet.flavour == "k3s"
+    with tarfile.open(tmp_path / "c.tar.gz") as archive:
+        packed = archive.extractfile("etc/rancher/k3s/config.yaml").read()
+        archive.extractall(tmp_path / "unpacked", filter="tar")
+    assert b"K10secretjoin" not in packed and b"tok9" not in packed
+    assert summary.redacted["/etc/rancher/k3s/config.yaml"] == ["token", "kubelet-arg[1]: bootstrap-token"]
+    again = discover(Host(str(tmp_path / "unpacked")))
+    assert again.kubelet.cpu_manager_policy == "static" == summary.inventory.kubelet.cpu_manager_policy

@@ -21,9 +21,10 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "nodeagent"
 LAYERS: list[tuple[str, ...]] = [
     # Vocabulary and the host seam: plain values, text parsers, the fixed names users depend on, the one Host
     # through which every path is read, the files nodeagent owns on a host (paths and drop-in format, read by
-    # discovery and written by prep) and a general HTTP server (metrics and health both serve through it).
+    # discovery and written by prep), a general HTTP server (metrics and health both serve through it) and
+    # the redaction of credentials in host files' text (capture uses it).
     ("nodeagent", "nodeagent.value", "nodeagent.parse", "nodeagent.contract",
-     "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver"),
+     "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver", "nodeagent.redact"),
     # The facts' data model: what discovery fills in and everything above reads.
     ("nodeagent.inventory",),
     # Reading facts: the Inventory from sysfs/procfs, live sources (libvirt, NVML, /proc/<pid>), and the

@@ -24,7 +24,7 @@ KUBECTL = shutil.which("kubectl")
 SCHEMA_VERSIONS = ("1.30", "1.33")  # the oldest with ValidatingAdmissionPolicy v1 and node-bound tokens; a newer one
 BUILT_IN_GROUPS = ("v1", "apps/", "rbac.authorization.k8s.io/", "admissionregistration.k8s.io/",
                    "apiextensions.k8s.io/")
-SEED_TAINTS = {"realtime", "hpc-node", "high-performance", "nvidia.com/gpu"}  # shared/WORKLOADS.md
+SEED_TAINTS = {"realtime", "hpc-node", "high-performance", "nvidia.com/gpu"}  # the reference VM recipes' nodes
 
 pytestmark = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed")
 
@@ -157,11 +157,21 @@ def parse_cli(argv: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
     return ctx.params, command.make_context("serve", argv[index + 1:], parent=ctx).params
 
 
+DOWNWARD_API_SAMPLES = {"status.podIP": "192.0.2.10", "spec.nodeName": "node-a"}
+
+
+def expand(arg: str, env: dict[str, str]) -> str:
+    """Kubernetes' $(VAR) expansion in args, from the container's environment."""
+    return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
+
+
 def _serve_args(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The container's command line (the image's entrypoint is ``nodeagent``), parsed by the real CLI."""
+    """The container's command line (the image's entrypoint is ``nodeagent``), parsed by the real CLI,
+    with $(VAR) expanded as the kubelet does (downward-API values: samples)."""
     assert "command" not in container(docs)
-    env = {e["name"]: e.get("value") for e in container(docs)["env"]}
-    top, params = parse_cli(list(container(docs)["args"]))
+    env = {e["name"]: e["value"] if "value" in e else DOWNWARD_API_SAMPLES[e["valueFrom"]["fieldRef"]["fieldPath"]]
+           for e in container(docs)["env"]}
+    top, params = parse_cli([expand(a, env) for a in container(docs)["args"]])
     return {"env": env, **top}, params
 
 
@@ -176,6 +186,7 @@ def test_the_daemon_set_runs_serve_with_flags_the_cli_accepts(base) -> None:
     assert params["profiles_dir"] == next(m["mountPath"] for m in container(base)["volumeMounts"]
                                           if m["name"] == "profiles")
     assert not params["read_only"]
+    assert params["listen"] == "192.0.2.10:9464"  # the pod IP (the node's address), not every interface
     port = int(params["listen"].rpartition(":")[2])
     assert [p["containerPort"] for p in container(base)["ports"]] == [port]
     assert container(base)["livenessProbe"]["httpGet"]["path"] == "/healthz"
@@ -213,14 +224,30 @@ def test_the_read_only_variant_is_unprivileged_and_mounts_nothing_writable(read_
     assert {"/sys", "/proc", "/dev", "/etc", "/var/lib/nodeagent", "/lib/modules"} <= mounts.keys()
 
 
-def test_tolerations_cover_the_seed_taints_and_every_example_profile_taint(base) -> None:
-    profile_taints = set()
+def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
+    """The scheduler's rule: an empty key with operator Exists matches every taint."""
+    for t in tolerations:
+        if t.get("effect") and t["effect"] != taint["effect"]:
+            continue
+        if t.get("operator") == "Exists" and (not t.get("key") or t["key"] == taint["key"]):
+            return True
+        if t.get("operator", "Equal") == "Equal" and t.get("key") == taint["key"] \
+                and t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+@pytest.mark.parametrize("variant", ["base", "read_only"])
+def test_every_taint_is_tolerated_a_custom_profiles_included(variant, request) -> None:
+    """Profiles taint nodes with keys of their own: the agent must stay on (and return to) them."""
+    tolerations = pod_spec(request.getfixturevalue(variant))["tolerations"]
+    taints = [{"key": key, "effect": "NoSchedule"} for key in SEED_TAINTS]
     for path in (DAEMONSET / "profiles").glob("*.yaml"):
-        spec = yaml.safe_load(path.read_text())["spec"]
-        profile_taints |= {t["key"] for t in spec.get("taints", [])}
-    tolerated = {t["key"] for t in pod_spec(base)["tolerations"] if t.get("operator") == "Exists"
-                 and "effect" not in t}
-    assert SEED_TAINTS | profile_taints <= tolerated
+        taints += yaml.safe_load(path.read_text())["spec"].get("taints", [])
+    taints += [{"key": "example.com/my-own-profile", "value": "x", "effect": "NoExecute"},
+               {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]
+    assert all(tolerates(tolerations, t) for t in taints), tolerations
+    assert not tolerates([{"key": "realtime", "operator": "Exists"}], taints[-2])  # the rule above can fail
 
 
 def test_resources_are_set_from_the_measured_rss(base) -> None:

@@ -56,6 +56,21 @@ def test_an_overlay_of_ones_own_gets_the_same_read_only_variant(tmp_path: Path, 
     assert build(tmp_path) == read_only
 
 
+def with_components(tmp_path: Path, *components: str) -> list[dict[str, Any]]:
+    """An overlay of one's own: the base plus the named components, from outside the tree."""
+    rel = os.path.relpath(DAEMONSET, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": [f"{rel}/base"], "components": [f"{rel}/components/{c}" for c in components]}))
+    return build(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def rbac_proxy(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
+    """/metrics behind kube-rbac-proxy (components/rbac-proxy)."""
+    return with_components(tmp_path_factory.mktemp("rbac-proxy"), "rbac-proxy")
+
+
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
     found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
@@ -66,10 +81,10 @@ def pod_spec(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return one(docs, "DaemonSet")["spec"]["template"]["spec"]
 
 
-def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    containers = pod_spec(docs)["containers"]
-    assert len(containers) == 1
-    return containers[0]
+def container(docs: list[dict[str, Any]], name: str = "nodeagent") -> dict[str, Any]:
+    found = [c for c in pod_spec(docs)["containers"] if c["name"] == name]
+    assert len(found) == 1
+    return found[0]
 
 
 def host_mounts(docs: list[dict[str, Any]]) -> dict[str, tuple[str, bool]]:
@@ -83,7 +98,7 @@ def host_mounts(docs: list[dict[str, Any]]) -> dict[str, tuple[str, bool]]:
 # --- schemas ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("variant", ["base", "read_only"])
+@pytest.mark.parametrize("variant", ["base", "read_only", "rbac_proxy"])
 @pytest.mark.parametrize("version", SCHEMA_VERSIONS)
 def test_every_built_in_object_validates_against_the_kubernetes_schema(variant, version, request) -> None:
     import kubernetes_validate
@@ -165,13 +180,29 @@ def expand(arg: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), arg)
 
 
+def container_env(spec: dict[str, Any]) -> dict[str, str]:
+    """A container's environment as the kubelet builds it: in order, $(VAR) expanded from the
+    variables defined before (downward-API values: samples)."""
+    env: dict[str, str] = {}
+    for e in spec.get("env", []):
+        env[e["name"]] = expand(e["value"], env) if "value" in e \
+            else DOWNWARD_API_SAMPLES[e["valueFrom"]["fieldRef"]["fieldPath"]]
+    return env
+
+
 def _serve_args(docs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]]:
     """The container's command line (the image's entrypoint is ``nodeagent``), parsed by the real CLI,
-    with $(VAR) expanded as the kubelet does (downward-API values: samples)."""
+    with its environment (NODEAGENT_LISTEN …) as the kubelet expands it."""
     assert "command" not in container(docs)
-    env = {e["name"]: e["value"] if "value" in e else DOWNWARD_API_SAMPLES[e["valueFrom"]["fieldRef"]["fieldPath"]]
-           for e in container(docs)["env"]}
-    top, params = parse_cli([expand(a, env) for a in container(docs)["args"]])
+    env = container_env(container(docs))
+    from nodeagent.cli import main
+
+    serve_params = main.get_command(click.Context(main), "serve").params  # type: ignore[union-attr]
+    listen_var = next(p.envvar for p in serve_params if p.name == "listen")
+    args = [expand(a, env) for a in container(docs)["args"]]
+    if listen_var in env and not any(a.startswith("--listen") for a in args):
+        args.append(f"--listen={env[listen_var]}")  # what click takes from the environment
+    top, params = parse_cli(args)
     return {"env": env, **top}, params
 
 
@@ -438,3 +469,52 @@ def test_the_cli_parsing_helper_rejects_unknown_flags() -> None:
         parse_cli(["serve", "--no-such-flag"])
     with pytest.raises(click.BadParameter):
         parse_cli(["serve", "--listen", "nowhere"])
+
+
+# --- /metrics behind kube-rbac-proxy -----------------------------------------------------------
+
+
+def test_the_rbac_proxy_fronts_an_agent_that_listens_on_loopback_only(rbac_proxy, base) -> None:
+    assert len(pod_spec(rbac_proxy)["containers"]) == 2 and len(pod_spec(base)["containers"]) == 1
+    _top, params = _serve_args(rbac_proxy)
+    assert params["listen"] == "127.0.0.1:9464"  # nothing but the node itself reaches the agent
+    assert "ports" not in container(rbac_proxy)
+    for probe in ("livenessProbe", "readinessProbe"):  # the kubelet probes from the host namespace
+        get = container(rbac_proxy)[probe]["httpGet"]
+        assert (get["host"], get["port"]) == ("127.0.0.1", 9464)
+    proxy = container(rbac_proxy, "kube-rbac-proxy")
+    env = container_env(proxy)
+    flags = dict(expand(a, env).removeprefix("--").split("=", 1) for a in proxy["args"])
+    assert flags["upstream"] == f"http://{params['listen']}/"
+    assert flags["secure-listen-address"] == f"{DOWNWARD_API_SAMPLES['status.podIP']}:9443"
+    assert flags["allow-paths"] == "/metrics"
+    assert proxy["securityContext"]["runAsNonRoot"] is True and not proxy["securityContext"]["allowPrivilegeEscalation"]
+    service = one(rbac_proxy, "Service")
+    assert [p["targetPort"] for p in service["spec"]["ports"]] == [p["name"] for p in proxy["ports"]]
+    endpoint = one(rbac_proxy, "ServiceMonitor")["spec"]["endpoints"]
+    assert [(e["port"], e["scheme"]) for e in endpoint] == [(service["spec"]["ports"][0]["name"], "https")]
+    assert endpoint[0]["bearerTokenFile"].endswith("/serviceaccount/token")
+
+
+def test_the_rbac_proxy_may_review_tokens_and_access_and_nothing_else(rbac_proxy, base) -> None:
+    roles = {d["metadata"]["name"]: d for d in rbac_proxy if d["kind"] == "ClusterRole"}
+    assert roles.keys() == {"nodeagent", "nodeagent-rbac-proxy", "nodeagent-metrics-reader"}
+    assert roles["nodeagent"] == one(base, "ClusterRole")  # the agent's own role is unchanged
+    assert {(r["apiGroups"][0], r["resources"][0], tuple(r["verbs"])) for r in roles["nodeagent-rbac-proxy"]["rules"]} \
+        == {("authentication.k8s.io", "tokenreviews", ("create",)),
+            ("authorization.k8s.io", "subjectaccessreviews", ("create",))}
+    assert roles["nodeagent-metrics-reader"]["rules"] == [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]
+    binding = one(rbac_proxy, "ClusterRoleBinding", "nodeagent-rbac-proxy")
+    sa = one(rbac_proxy, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                    "namespace": sa["metadata"]["namespace"]}]
+
+
+def test_the_rbac_proxy_and_read_only_components_combine_in_either_order(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one_way = with_components(tmp_path / "a", "rbac-proxy", "read-only")
+    other = with_components(tmp_path / "b", "read-only", "rbac-proxy")
+    assert one_way == other
+    _top, params = _serve_args(one_way)
+    assert params["read_only"] is True and params["listen"] == "127.0.0.1:9464"

@@ -44,6 +44,63 @@ log = logging.getLogger(__name__)
 
 _MAX_SYMLINKS = 40
 
+READ_CAP = 1 << 20
+"""Most bytes read from one host file (1 MiB). sysfs attributes are at most a page (4 KiB) and the
+procfs and configuration files nodeagent reads are far smaller; a larger file is refused with a
+warning naming it, so a huge file inside ``--root`` cannot eat the agent's memory."""
+
+BIG_FILES = {"/proc/cpuinfo": 64 << 20}
+"""Files known to grow with the machine, and their caps (``/proc/cpuinfo``: ~1.5 KiB per CPU)."""
+
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_CHUNK = 16 << 10  # the first read: every sysfs attribute fits, and it stays below malloc's mmap threshold
+_SEQ_CHUNK = 2 << 10  # a procfs read this long may be one page of a multi-record seq_file
+_BIG_CHUNK = 1 << 20
+
+
+def _clean(path: str) -> str:
+    """``path`` without empty or "." components (".." stays: it is resolved after links)."""
+    if "//" not in path and "/." not in path and (len(path) == 1 or not path.endswith("/")):
+        return path
+    parts = [p for p in path.split("/") if p and p != "."]
+    return "/" + "/".join(parts)
+
+
+def _below(head: str, relative: str) -> str:
+    """A relative link target taken from the resolved directory ``head``.
+
+    Leading ".." are applied to ``head`` at once (it holds no links, so they are exact, and
+    never climb above the root); the rest is left to the resolution.
+    """
+    parts = [p for p in relative.split("/") if p and p != "."]
+    skip = 0
+    while skip < len(parts) and parts[skip] == "..":
+        head = os.path.dirname(head)
+        skip += 1
+    rest = "/".join(parts[skip:])
+    if not rest:
+        return head
+    return f"{head}/{rest}" if head != "/" else f"/{rest}"
+
+
+def _is_regular(fd: int) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _size(cap: int) -> str:
+    return f"{cap >> 20} MiB" if cap >= 1 << 20 else f"{cap >> 10} KiB" if cap >= 1 << 10 else f"{cap} bytes"
+
 
 class HostError(Exception):
     """A host operation that cannot be done (bad root, write refused, command unavailable)."""
@@ -141,6 +198,15 @@ class Host:
             raise HostError(f"--root {self.root!r}: no such directory (give the directory that holds sys/ and proc/)")
         self.root = os.path.realpath(self.root)
 
+    def check_tree(self) -> None:
+        """Refuse a root that holds neither ``sys/`` nor ``proc/``: an empty or wrong ``--root``.
+
+        Discovery under it would find nothing and report an empty node with no warnings.
+        """
+        if not (self.is_dir("/sys") or self.is_dir("/proc")):
+            raise HostError(f"--root {self.root!r} holds neither sys/ nor proc/: not the root of a host "
+                            "(give the directory that holds the host's sys/ and proc/, e.g. /host)")
+
     # --- per-run records --------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -211,46 +277,59 @@ class Host:
             raise HostError(f"host paths are absolute, got {path!r}")
         if self.root == "/":
             return os.path.normpath(path)
-        return self._resolve(path, follow_last=follow)
-
-    def _resolve(self, path: str, *, follow_last: bool) -> str:
-        parts = [p for p in path.split("/") if p and p != "."]
-        if not parts:
-            return self.root
-        # Resolved parent directories are cached: discovery reads many files of the same dirs.
-        parent_key = "/" + "/".join(parts[:-1])
-        parent = self._dir_cache.get(parent_key)
-        if parent is None:
-            parent = self._walk("/", parts[:-1], follow_last=True, budget=[_MAX_SYMLINKS])
-            self._dir_cache[parent_key] = parent
-        resolved = self._walk(parent, parts[-1:], follow_last=follow_last, budget=[_MAX_SYMLINKS])
-        return self.root + resolved if resolved != "/" else self.root
+        clean = _clean(path)
+        if follow:
+            return self._real(self._dir(clean, [_MAX_SYMLINKS]))
+        return self._real(self._resolve(clean, False, [_MAX_SYMLINKS]))
 
     def forget_paths(self) -> None:
         """Drop cached symlink resolutions (after writes, or before a fresh discovery)."""
         self._dir_cache.clear()
 
-    def _walk(self, head: str, parts: list[str], *, follow_last: bool, budget: list[int]) -> str:
-        """Resolve ``parts`` below the root-relative ``head``; returns a root-relative path."""
-        current = head
-        for index, name in enumerate(parts):
-            if name == "..":
-                current = os.path.dirname(current) or "/"
-                continue
-            candidate = os.path.join(current, name)
-            last = index == len(parts) - 1
-            real = self.root + candidate
-            if (follow_last or not last) and os.path.islink(real):
-                budget[0] -= 1
-                if budget[0] < 0:
-                    raise OSError(errno.ELOOP, "too many levels of symbolic links", candidate)
-                target = os.readlink(real)
-                base = "/" if target.startswith("/") else current
-                current = self._walk(base, [p for p in target.split("/") if p and p != "."],
-                                     follow_last=True, budget=budget)
-            else:
-                current = candidate
-        return current
+    # Resolution under a root other than "/" follows links as ``chroot`` would, one component at
+    # a time, and caches every directory (and followed path) it resolves: a new one costs one
+    # ``lstat`` below its deepest cached ancestor (one ``readlink`` more when it is a link), not a
+    # walk from the root.
+    # Paths here are root-relative, absolute and clean (no empty or "." components; ".." kept,
+    # because ".." after a link is taken from where the link leads).
+
+    def _real(self, resolved: str) -> str:
+        return self.root + resolved if resolved != "/" else self.root
+
+    def _resolve(self, path: str, follow_last: bool, budget: list[int]) -> str:
+        """The root-relative path ``path`` leads to (its last component followed if ``follow_last``)."""
+        if path == "/":
+            return "/"
+        cut = path.rfind("/")
+        parent = path[:cut] or "/"
+        head = self._dir_cache.get(parent)
+        if head is None:
+            head = self._dir(parent, budget)
+        return self._step(head, path[cut + 1:], follow_last, budget)
+
+    def _dir(self, path: str, budget: list[int]) -> str:
+        """``_resolve`` with the last component followed (a directory, or any followed path), cached."""
+        resolved = self._dir_cache.get(path)
+        if resolved is None:
+            resolved = self._resolve(path, True, budget)
+            self._dir_cache[path] = resolved
+        return resolved
+
+    def _step(self, head: str, name: str, follow: bool, budget: list[int]) -> str:
+        """One component below the resolved directory ``head``."""
+        if name == "..":
+            return os.path.dirname(head)
+        candidate = f"{head}/{name}" if head != "/" else f"/{name}"
+        real = self.root + candidate
+        if not follow or not os.path.islink(real):
+            return candidate
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise OSError(errno.ELOOP, "too many levels of symbolic links (a symlink loop)", candidate)
+        target = os.readlink(real)
+        if target.startswith("/"):
+            return self._dir(_clean(target), budget)  # a path of the described host
+        return self._dir(_below(head, target), budget)
 
     def host_path(self, fs_path: str) -> str:
         """The inverse of :meth:`fs_path`: a filesystem path below the root as the host sees it."""
@@ -263,19 +342,8 @@ class Host:
 
     def read_text(self, path: str) -> str | None:
         """The file's content, or None when it is absent or unreadable (a fact, not an error)."""
-        self._count_read()
-        try:
-            with open(self.fs_path(path), "rb") as handle:
-                data = handle.read()
-        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-            return None
-        except OSError as exc:
-            # EACCES, EIO, EINVAL (write-only sysfs attributes) … : present but not readable.
-            self._note_denied(path, exc)
-            log.debug("cannot read %s: %s", path, exc)
-            return None
-        self._traced("file", path, data)
-        return data.decode("utf-8", errors="replace")
+        data = self._read(path, BIG_FILES.get(path, READ_CAP), refuse_over=True)
+        return None if data is None else data.decode("utf-8", errors="replace")
 
     def _note_denied(self, path: str, exc: OSError) -> None:
         """Remember a file this user may not read: "not readable by this user" is not "absent"."""
@@ -292,15 +360,117 @@ class Host:
         return any(path in r.denied or any(path.startswith(d + "/") for d in r.denied) for r in self._records())
 
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
-        self._count_read()
+        """The file's bytes (the first ``limit`` of them when given), or None as :meth:`read_text`."""
+        if limit is None:
+            return self._read(path, BIG_FILES.get(path, READ_CAP), refuse_over=True)
+        return self._read(path, limit, refuse_over=False)
+
+    def _read(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
+        """``open``/``read``/``close``: three system calls for an attribute whose directory is known.
+
+        Opened non-blocking so that a FIFO or a device cannot hang discovery; a read that comes back
+        empty, would block or fills the cap is checked with ``fstat`` and refused (with a warning)
+        unless the file is regular. More than ``cap`` bytes: refused when ``refuse_over``, else cut.
+        """
+        records = getattr(self._local, "records", None)
+        if records:
+            for record in records:
+                record.stats.reads += 1
         try:
-            with open(self.fs_path(path), "rb") as handle:
-                data = handle.read() if limit is None else handle.read(limit)
+            fd = self._open_read(path)
         except OSError as exc:
-            self._note_denied(path, exc)
+            self._unreadable(path, exc)
             return None
-        self._traced("file", path, data)
+        try:
+            data = self._read_fd(fd, path, cap, refuse_over)
+        except OSError as exc:
+            self._unreadable(path, exc)
+            return None
+        finally:
+            os.close(fd)
+        if records and data is not None:
+            self._traced("file", path, data)
         return data
+
+    def _open_read(self, path: str) -> int:
+        if not path.startswith("/"):
+            raise HostError(f"host paths are absolute, got {path!r}")
+        if self.root == "/":
+            return os.open(path, _READ_FLAGS)
+        clean = _clean(path)
+        cut = clean.rfind("/")
+        name = clean[cut + 1:]
+        if not name or name == "..":
+            return os.open(self.fs_path(clean), _READ_FLAGS)
+        parent = clean[:cut] or "/"
+        budget = [_MAX_SYMLINKS]
+        head = self._dir_cache.get(parent)
+        if head is None:
+            head = self._dir(parent, budget)
+        try:
+            # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed
+            # outside the root; only then is it resolved, the chroot way.
+            return os.open(self._real(head) + "/" + name if head != "/" else self.root + "/" + name,
+                           _READ_FLAGS | os.O_NOFOLLOW)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+        return os.open(self._real(self._step(head, name, True, budget)), _READ_FLAGS | os.O_NOFOLLOW)
+
+    def _read_fd(self, fd: int, path: str, cap: int, refuse_over: bool) -> bytes | None:
+        try:
+            data = os.read(fd, min(cap + 1, _CHUNK))
+        except BlockingIOError:  # a FIFO with a writer, a terminal: never a regular file
+            self._refuse(fd, path, cap)
+            return None
+        if not data and not _is_regular(fd):
+            self._refuse(fd, path, cap)
+            return None
+        # A short read is the whole file: a regular file's or a sysfs attribute's (kernfs returns
+        # it in one read). procfs multi-record files (cpuinfo) come a page at a time: read on.
+        if len(data) >= _CHUNK or (len(data) >= _SEQ_CHUNK and path.startswith("/proc/")):
+            chunks, total = [data], len(data)
+            while total <= cap:
+                try:
+                    chunk = os.read(fd, min(cap + 1 - total, _BIG_CHUNK))
+                except BlockingIOError:
+                    self._refuse(fd, path, cap)
+                    return None
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            data = b"".join(chunks)
+        if len(data) <= cap:
+            return data
+        if not refuse_over:
+            return data[:cap]
+        self._refuse(fd, path, cap)
+        return None
+
+    def _refuse(self, fd: int, path: str, cap: int) -> None:
+        """Warn about a file nodeagent will not read: not a regular file, or larger than its cap."""
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            mode = stat.S_IFREG
+        if stat.S_ISREG(mode):
+            self.warn(path, f"larger than the {_size(cap)} read cap for this file; ignored")
+        else:
+            self.warn(path, f"not a regular file ({_kind(mode)}); ignored")
+
+    def _unreadable(self, path: str, exc: OSError) -> None:
+        """A file that could not be opened or read: absent is silent; a loop or a socket is a warning."""
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EISDIR):
+            return
+        if exc.errno == errno.ELOOP:
+            self.warn(path, "symlink loop (too many levels of symbolic links); ignored")
+        elif exc.errno == errno.ENXIO:
+            self.warn(path, "not a regular file (a socket or a device without a reader); ignored")
+        else:
+            # EACCES, EIO, EINVAL (write-only sysfs attributes) … : present but not readable.
+            self._note_denied(path, exc)
+            log.debug("cannot read %s: %s", path, exc)
 
     def read_str(self, path: str) -> str | None:
         """The stripped first-line-and-rest content of a one-value attribute, or None."""

@@ -17,10 +17,15 @@ class CliContext:
     live: bool | None = None
 
     def host(self, **kwargs: Any) -> Host:
-        """The Host for --root (and --live); a bad root is a usage error (exit 2), not a traceback."""
+        """The Host for --root (and --live); a bad root is a usage error (exit 2), not a traceback.
+
+        A root without sys/ and proc/ is a bad root too: every command reads or changes a host.
+        """
         kwargs.setdefault("live", self.live)
         try:
-            return Host(self.root, **kwargs)
+            host = Host(self.root, **kwargs)
+            host.check_tree()
+            return host
         except HostError as exc:
             raise click.BadParameter(str(exc), param_hint="--root") from exc
 

@@ -24,8 +24,10 @@ def discover(host: Host, *, netlink: bool = False, record: HostRecord | None = N
 
     ``netlink``: ask the kernel for NIC link state over netlink (live host only; see discover.net).
     ``record``: the record this discovery fills (files read, a trace for ``capture``); a fresh one
-    by default. Its warnings and skipped sources are the Inventory's.
+    by default. Its warnings and skipped sources are the Inventory's. Raises ``HostError`` when
+    the root holds neither ``sys/`` nor ``proc/`` (an empty or wrong ``--root``).
     """
+    host.check_tree()
     with host.recording(record) as run:
         return _discover(host, run, netlink=netlink)
 

@@ -177,7 +177,9 @@ def check_iommu(inv: Inventory) -> list[CheckResult]:
 def check_nested(inv: Inventory) -> list[CheckResult]:
     title = "Checking for nested KVM"
     if inv.kvm.nested is None:
-        return [CheckResult("kvm-nested", title, SKIP, f"module {inv.kvm.module or 'none'} has no 'nested' parameter")]
+        detail = (f"module {inv.kvm.module} has no 'nested' parameter" if inv.kvm.module
+                  else "no KVM module is loaded, so there is no 'nested' parameter to read")
+        return [CheckResult("kvm-nested", title, SKIP, detail)]
     if inv.kvm.nested:
         return [CheckResult("kvm-nested", title, PASS, f"{inv.kvm.module} nested=1")]
     return [CheckResult("kvm-nested", title, WARN, f"{inv.kvm.module} nested=0: guests cannot run hypervisors",

@@ -227,3 +227,14 @@ def test_flagless_architectures_judge_by_dev_kvm() -> None:
     no_el2 = replace(arm, kvm=replace(arm.kvm, available=False, device=None, accessible=False))
     result = next(r for r in run_checks(no_el2) if r.id == "hardware-virtualization")
     assert result.status == "FAIL" and "EL2" in (result.fix or "") and "VT-x" not in (result.fix or "")
+
+
+def test_nested_check_without_a_kvm_module_says_so() -> None:
+    from nodeagent.checks import check_nested
+
+    no_module = make_inventory()
+    no_module = replace(no_module, kvm=replace(no_module.kvm, module=None, nested=None))
+    result, = check_nested(no_module)
+    assert result.reason == "no KVM module is loaded, so there is no 'nested' parameter to read"
+    old_module = replace(no_module, kvm=replace(no_module.kvm, module="kvm_amd"))
+    assert check_nested(old_module)[0].reason == "module kvm_amd has no 'nested' parameter"

@@ -143,6 +143,7 @@ def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
     """Restore every value recorded in the journal (/var/lib/nodeagent/journal.json)."""
     from nodeagent.prep.apply import revert
     from nodeagent.prep.journal import Journal, JournalError
+    from nodeagent.prep.model import label
     from nodeagent.prep.summary import revert_text
 
     cli: CliContext = ctx.obj
@@ -158,7 +159,8 @@ def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
                 click.echo("refusing to revert without confirmation: pass --yes", err=True)
                 ctx.exit(1)
             for entry in journal.entries:
-                click.echo(f"  {entry.get('subsystem')} {entry.get('target')}: back to {entry.get('old')!r}")
+                name = label(str(entry.get("subsystem")), str(entry.get("target")))
+                click.echo(f"  {name}: back to {entry.get('old')!r}")
             if not click.confirm(f"restore these {len(journal.entries)} values?", default=False):
                 ctx.exit(1)
     result = revert(host)

@@ -88,7 +88,7 @@ class PrepRunner:
                              annotations=dict(annotations) if annotations is not None else None)
         plan = build_plan(pctx)
         if plan.refusals:
-            reasons = "; ".join(f"{r.subsystem} {r.target}: {r.reason}" for r in plan.refusals)
+            reasons = "; ".join(f"{r.label}: {r.reason}" for r in plan.refusals)
             message = f"profile {loaded.name} refused on this node, nothing applied: {reasons}"
             self._report_once(False, message)
             return PrepOutcome("refused", message)
@@ -102,7 +102,7 @@ class PrepRunner:
         if self.stop.is_set():
             return PrepOutcome("stopped", "shutting down: not starting an apply")
         log.info("applying profile %s: %d change(s)", loaded.name, len(plan.changes),
-                 extra={"profile": loaded.name, "changes": [f"{c.subsystem} {c.target}" for c in plan.changes]})
+                 extra={"profile": loaded.name, "changes": [c.label for c in plan.changes]})
         result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)
         return self._finish(loaded, result, key)
 
@@ -164,7 +164,7 @@ def _pending_text(plan: Plan) -> str:
 
 
 def applied_message(name: str, result: ApplyResult) -> str:
-    done = [f"{o.change.subsystem} {o.change.target}" for o in result.outcomes if o.status != "restored"]
+    done = [o.change.label for o in result.outcomes if o.status != "restored"]
     shown = ", ".join(done[:MAX_EVENT_CHANGES]) + (f" and {len(done) - MAX_EVENT_CHANGES} more"
                                                    if len(done) > MAX_EVENT_CHANGES else "")
     text = f"profile {name} applied: {len(done)} change(s) ({shown})"
@@ -175,7 +175,7 @@ def applied_message(name: str, result: ApplyResult) -> str:
 
 def failed_message(name: str, result: ApplyResult, retry_in: float) -> str:
     restored = sum(1 for o in result.outcomes if o.status == "restored")
-    unrestored = [f"{o.change.subsystem} {o.change.target}" for o in result.outcomes if o.status == "restore-failed"]
+    unrestored = [o.change.label for o in result.outcomes if o.status == "restore-failed"]
     text = f"profile {name} failed: {result.failure or 'unknown error'}"
     if unrestored:
         text += f"; could NOT restore {', '.join(unrestored)} (kept in the journal for revert)"

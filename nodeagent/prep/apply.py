@@ -25,6 +25,7 @@ from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState
 from nodeagent.prep.hugepages import ShortAllocationError
 from nodeagent.prep.journal import Journal, JournalError, JournalGuard
 from nodeagent.prep.model import Action, Change, Effect, Plan, Subsystem
+from nodeagent.prep.model import label as model_label
 from nodeagent.prep.subsystems import BOOT_ARGS, HANDLERS
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class ApplyFailedError(Exception):
     def __init__(self, change: Change, error: BaseException) -> None:
         self.change = change
         self.error = error
-        super().__init__(f"{change.subsystem} {change.target}: {describe(error)}")
+        super().__init__(f"{change.label}: {describe(error)}")
 
 
 def describe(error: BaseException) -> str:
@@ -86,7 +87,7 @@ def execute(plan: Plan, ctx: PlanContext, host: Host, *, sleep: Callable[[float]
     result = ApplyResult(EXIT_CONVERGED, plan, dry_run=host.dry_run)
     if plan.refusals:
         result.exit_code = EXIT_REFUSED
-        result.failure = "refused: " + "; ".join(f"{r.target}: {r.reason}" for r in plan.refusals)
+        result.failure = "refused: " + "; ".join(f"{r.label}: {r.reason}" for r in plan.refusals)
         return result
     spec = ctx.profile.hugepages
     timeout = ctx.options.allocation_timeout_s
@@ -207,7 +208,7 @@ def _short_allocation(short: ShortAllocationError, host: Host, state: RunState, 
 def _rollback(host: Host, done: list[tuple[Change, Any]], result: ApplyResult, guard: JournalGuard | None) -> None:
     for change, before in reversed(done):
         if not change.reversible:
-            result.messages.append(f"not reversible, left as is: {change.subsystem} {change.target}")
+            result.messages.append(f"not reversible, left as is: {change.label}")
             continue
         if guard is not None:
             guard.active = "rollback"
@@ -302,7 +303,7 @@ def revert(host: Host) -> RevertResult:
             with _observing(host, guard):
                 remaining: list[dict[str, Any]] = []
                 for entry in reversed(journal.entries):
-                    label = f"{entry.get('subsystem')} {entry.get('target')}"
+                    label = model_label(str(entry.get("subsystem")), str(entry.get("target")))
                     if not entry.get("reversible", True):
                         result.skipped.append(f"{label}: not reversible, left as is")
                         continue

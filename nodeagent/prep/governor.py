@@ -26,25 +26,27 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
                                                          "policies): the CPUs run at the firmware's frequency"))
         return
     targets = set(cpu.isolated or ctx.inventory.cpu.online)
-    scope = "isolated CPUs" if cpu.isolated else "all CPUs"
+    scope = "the isolated CPUs" if cpu.isolated else "all CPUs"
     for policy in ctx.facts.policies:
         covered = targets & set(policy.cpus)
         if not covered:
             continue
+        target = f"{policy.name} (CPUs {format_cpulist(policy.cpus)})"
         if policy.available and wanted not in policy.available:
-            plan.refusals.append(Refusal(Subsystem.GOVERNOR, policy.name,
-                                         f"governor {wanted!r} is not offered for CPUs {format_cpulist(policy.cpus)} "
-                                         f"(available: {', '.join(policy.available)})"))
+            plan.refusals.append(Refusal(Subsystem.GOVERNOR, target,
+                                         f"governor {wanted!r} is not offered for these CPUs "
+                                         f"(available: {', '.join(policy.available)})",
+                                         detail={"cpus": list(policy.cpus)}))
             continue
         if policy.governor == wanted:
             continue
         extra = sorted(set(policy.cpus) - targets)
-        note = f"for the {scope}"
+        note = f"for {scope}"
         if extra:
             note += f"; the policy also covers CPUs {format_cpulist(extra)}, which change with them"
-        plan.changes.append(Change(Subsystem.GOVERNOR, f"{policy.name} (CPUs {format_cpulist(policy.cpus)})",
-                                   policy.governor, wanted, Effect.NOW, True, Action.ATTR,
-                                   f"{policy.path}/scaling_governor", note=note))
+        plan.changes.append(Change(Subsystem.GOVERNOR, target, policy.governor, wanted, Effect.NOW, True,
+                                   Action.ATTR, f"{policy.path}/scaling_governor", note=note,
+                                   detail={"cpus": list(policy.cpus)}))
 
 
 SPEC = SubsystemSpec(Subsystem.GOVERNOR, plan=plan_governor, handlers={Action.ATTR: ATTR})

@@ -46,7 +46,12 @@ class GrubDropin:
         command = facts.grub_command if facts.can_run_commands else None
         if command is None:
             notes.append(f"no bootloader tool can be run here: regenerate the config yourself with {REGENERATE_HINT}")
-        note = "reboot to take effect: " + " ".join(waiting) if waiting else "every argument is already in force"
+        if not waiting:
+            note = "every argument is already in force"
+        elif waiting == args:
+            note = "reboot to take effect"  # all of them: the line above lists them
+        else:
+            note = "reboot to take effect: " + " ".join(waiting)
         change = Change(
             subsystem=Subsystem.BOOTARGS, target=DROPIN_PATH, current=self.persisted(facts) or None,
             desired=args or None, effect=Effect.REBOOT if waiting else Effect.NOW, reversible=True,

@@ -161,7 +161,8 @@ class ShortAllocationError(Exception):
         self.got = got
         self.attempts = attempts
         self.seconds = seconds
-        super().__init__(f"{change.target}: the kernel allocated {got} of {change.desired} pages "
+        # Without the target: whoever reports it names the change first (no "node0 2Mi: node0 2Mi: …").
+        super().__init__(f"the kernel allocated {got} of {change.desired} pages "
                          f"after {attempts} attempts in {seconds:.1f}s (with compaction)")
 
 
@@ -181,7 +182,7 @@ def set_pages(host: Host, change: Change, policy: AllocationPolicy) -> int:
     if got == want:
         return got
     if got > want:
-        raise RuntimeError(f"{change.target}: asked for {want} pages, the kernel reports {got}")
+        raise RuntimeError(f"asked for {want} pages, the kernel reports {got} ({path})")
     start = policy.clock()
     attempts = 1
     # At least one retry after compaction, then more until the deadline; the attempt cap keeps

@@ -49,6 +49,11 @@ class Effect(enum.StrEnum):
     REBOOT = "reboot"
 
 
+def label(subsystem: str, target: str) -> str:
+    """What a person calls a target, once: ``ksm run`` (not ``ksm ksm run``), ``vfio 0000:17:00.0``."""
+    return target if target == subsystem or target.startswith(f"{subsystem} ") else f"{subsystem} {target}"
+
+
 @dataclass(frozen=True)
 class Change:
     """One setting to move from ``current`` to ``desired``.
@@ -70,6 +75,10 @@ class Change:
     detail: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def label(self) -> str:
+        return label(self.subsystem, self.target)
+
+    @property
     def key(self) -> str:
         """Identity of the thing changed, for merging journal entries across applies."""
         return f"{self.action}:{self.path or self.target}"
@@ -80,12 +89,20 @@ class Change:
 
 @dataclass(frozen=True)
 class Refusal:
-    """A request that is unsafe on this node. ``forceable``: ``--force`` may override it."""
+    """A request that is unsafe on this node. ``forceable``: ``--force`` may override it.
+
+    ``detail`` carries data for the renderers (``cpus``: the CPUs it concerns, so that the text
+    output can group identical refusals by CPU list)."""
 
     subsystem: Subsystem
     target: str
     reason: str
     forceable: bool = False
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return label(self.subsystem, self.target)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]
@@ -98,6 +115,10 @@ class Skip:
     subsystem: Subsystem
     target: str
     reason: str
+
+    @property
+    def label(self) -> str:
+        return label(self.subsystem, self.target)
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)  # type: ignore[no-any-return]

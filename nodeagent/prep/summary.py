@@ -1,11 +1,21 @@
-"""Text for people: the plan as a diff, the apply and revert results."""
+"""Text for people: the plan as a diff, the apply and revert results.
+
+Identical changes (or refusals) that differ only in the CPUs they concern print as one line with
+the CPU list (``cpu-governor CPUs 0-223: powersave -> performance``): a 224-CPU host has one
+cpufreq policy per CPU. The JSON output keeps one entry per change.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
-from nodeagent.prep.apply import ApplyResult, RevertResult
-from nodeagent.prep.model import Effect, Plan
+from nodeagent.parse import format_cpulist
+from nodeagent.prep.apply import ApplyResult, Outcome, RevertResult
+from nodeagent.prep.model import Change, Effect, Plan, Refusal, label
+
+T = TypeVar("T")
 
 _WHEN = {Effect.NOW: "now", Effect.KUBELET_RESTART: "after kubelet restart", Effect.REBOOT: "after reboot"}
 
@@ -18,6 +28,56 @@ def value(item: Any) -> str:
     return str(item)
 
 
+@dataclass
+class Group(Generic[T]):
+    """Items identical but for their CPUs: the first one stands for all, ``cpus`` is their union."""
+
+    first: T
+    cpus: set[int]
+    count: int = 1
+
+    def label(self, subsystem: str, target: str) -> str:
+        return f"{subsystem} CPUs {format_cpulist(sorted(self.cpus))}" if self.count > 1 else label(subsystem, target)
+
+
+def group_by_cpus(items: Iterable[T], detail: Callable[[T], dict[str, Any]],
+                  key: Callable[[T], Hashable]) -> list[Group[T]]:
+    """Merge the items with equal ``key`` whose detail names ``cpus``, at the first one's place."""
+    groups: list[Group[T]] = []
+    index: dict[Hashable, Group[T]] = {}
+    for item in items:
+        cpus = detail(item).get("cpus")
+        if not isinstance(cpus, list):
+            groups.append(Group(item, set()))
+            continue
+        group = index.get(key(item))
+        if group is None:
+            group = index[key(item)] = Group(item, set())
+            groups.append(group)
+        else:
+            group.count += 1
+        group.cpus.update(cpus)
+    return groups
+
+
+def _change_key(change: Change) -> Hashable:
+    return (change.subsystem, change.action, repr(change.current), repr(change.desired), change.effect,
+            change.reversible, change.note)
+
+
+def _refusal_key(refusal: Refusal) -> Hashable:
+    return refusal.subsystem, refusal.reason, refusal.forceable
+
+
+def _refusal_lines(refusals: list[Refusal], *, hint: bool) -> list[str]:
+    lines = []
+    for group in group_by_cpus(refusals, lambda r: r.detail, _refusal_key):
+        refusal = group.first
+        flag = "  (--force overrides)" if hint and refusal.forceable else ""
+        lines.append(f"  ! {group.label(refusal.subsystem, refusal.target)}: {refusal.reason}{flag}")
+    return lines
+
+
 def plan_text(plan: Plan) -> str:
     lines: list[str] = []
     count = len(plan.changes)
@@ -27,24 +87,22 @@ def plan_text(plan: Plan) -> str:
         lines.append(f"profile {plan.profile}: nothing to change, the node is converged")
     else:
         lines.append(f"profile {plan.profile}: nothing can change until the refusals are resolved")
-    width = max((len(c.subsystem) for c in plan.changes), default=0)
-    for change in plan.changes:
+    for group in group_by_cpus(plan.changes, lambda c: c.detail, _change_key):
+        change = group.first
         flag = "" if change.reversible else "  (not reversible)"
-        lines.append(f"  ~ {change.subsystem:<{width}}  {change.target}: {value(change.current)} -> "
+        lines.append(f"  ~ {group.label(change.subsystem, change.target)}: {value(change.current)} -> "
                      f"{value(change.desired)}  [{_WHEN[change.effect]}]{flag}")
         if change.note:
             lines.append(f"      {change.note}")
     if plan.refusals:
         lines.append("refused (unsafe on this node):")
-        for refusal in plan.refusals:
-            hint = "  (--force overrides)" if refusal.forceable else ""
-            lines.append(f"  ! {refusal.subsystem} {refusal.target}: {refusal.reason}{hint}")
+        lines += _refusal_lines(plan.refusals, hint=True)
     if plan.forced:
         lines.append("overridden by --force:")
-        lines += [f"  ! {r.subsystem} {r.target}: {r.reason}" for r in plan.forced]
+        lines += _refusal_lines(plan.forced, hint=False)
     if plan.skipped:
         lines.append("skipped:")
-        lines += [f"  - {s.subsystem} {s.target}: {s.reason}" for s in plan.skipped]
+        lines += [f"  - {label(s.subsystem, s.target)}: {s.reason}" for s in plan.skipped]
     if plan.pending_reboot_args:
         lines.append("pending: reboot for " + " ".join(plan.pending_reboot_args))
     if plan.kubelet_restart_pending:
@@ -64,9 +122,10 @@ def apply_text(result: ApplyResult) -> str:
         lines.append(plan_text(result.plan))
         lines.append("nothing was written")
         return "\n".join(lines)
-    for outcome in result.outcomes:
+    for group in group_by_cpus(result.outcomes, lambda o: o.change.detail, _outcome_key):
+        outcome = group.first
         message = f": {outcome.message}" if outcome.message else ""
-        lines.append(f"  {outcome.status:<16} {outcome.change.subsystem} {outcome.change.target}{message}")
+        lines.append(f"  {outcome.status:<16} {group.label(outcome.change.subsystem, outcome.change.target)}{message}")
     if result.failure:
         restored = sum(1 for o in result.outcomes if o.status == "restored")
         broken = [o for o in result.outcomes if o.status == "restore-failed"]
@@ -82,8 +141,12 @@ def apply_text(result: ApplyResult) -> str:
     lines += [f"note: {m}" for m in result.messages]
     lines += [f"note: {n}" for n in result.plan.notes]
     if result.plan.skipped:
-        lines += [f"skipped: {s.subsystem} {s.target}: {s.reason}" for s in result.plan.skipped]
+        lines += [f"skipped: {label(s.subsystem, s.target)}: {s.reason}" for s in result.plan.skipped]
     return "\n".join(lines)
+
+
+def _outcome_key(outcome: Outcome) -> Hashable:
+    return outcome.status, outcome.message, _change_key(outcome.change)
 
 
 def revert_text(result: RevertResult) -> str:

@@ -74,7 +74,8 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
         for member in gpu.group_members:
             if member.is_bridge or is_vfio_driver(member.driver) or member.address in moves:
                 continue
-            role = "the GPU" if member.address == gpu.address else f"{member.kind} companion of {gpu.address}"
+            role = (f"GPU {gpu.name or gpu.device_id}, IOMMU group {gpu.iommu_group}" if member.address == gpu.address
+                    else f"{member.kind} companion of {gpu.address}")
             moves[member.address] = Change(
                 subsystem=Subsystem.VFIO, target=member.address, current=member.driver, desired=VFIO,
                 effect=Effect.NOW, reversible=True, action=Action.PCI_BIND, path=f"{PCI_DEVICES}/{member.address}",

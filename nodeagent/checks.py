@@ -17,7 +17,7 @@ from nodeagent.parse import format_cpulist
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATUSES = (PASS, WARN, FAIL, SKIP)
-__all__ = ["STATUSES", "WORKLOADS", "CheckResult", "Readiness", "readiness", "readiness_check", "run_checks"]
+__all__ = ["STATUSES", "CheckResult", "Readiness", "readiness", "readiness_check", "run_checks"]
 
 
 @dataclass(frozen=True)

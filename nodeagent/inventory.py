@@ -164,6 +164,9 @@ class IommuGroupMember(Plain):
         return self.kind == "bridge"
 
 
+NVIDIA_VENDOR_ID = "10de"  # PCI vendor id, as Gpu.vendor_id holds it (four lower-case hex digits)
+
+
 @value
 class Gpu(Plain):
     address: str

@@ -22,23 +22,20 @@ Other keys, in nodeagent's prefix too (``nodeagent.io/pool``), are the profile's
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from nodeagent.contract import DEFAULT_LABEL_PREFIX
+from nodeagent.contract import DEFAULT_LABEL_PREFIX, WORKLOADS
 from nodeagent.gpuselect import SelectorLike, selected_gpus
-from nodeagent.inventory import Inventory, Plain
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Inventory, Plain
+from nodeagent.kubenames import TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error, prefix_error
 
 if TYPE_CHECKING:
     from nodeagent.checks import Readiness
 
 NFD_PREFIX = "feature.node.kubernetes.io"
 DEFAULT_PREFIX = DEFAULT_LABEL_PREFIX
-WORKLOADS = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
-NVIDIA_VENDOR_ID = "10de"
 
 # /proc/cpuinfo flag → the feature name NFD labels it with. NFD takes its names from
 # github.com/klauspost/cpuid (cpuid.CPU.FeatureSet()), which differ from the kernel's for a few
@@ -63,50 +60,8 @@ CPUID_FLAGS: dict[str, str] = {
     "svm": "SVM",
 }
 
-_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?"
-_LABEL_NAME = re.compile(rf"^{_NAME}$")
-_LABEL_VALUE = re.compile(rf"^({_NAME})?$")
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS_SUBDOMAIN = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
-
-LABEL_VALUE_FORM = "at most 63 characters of [A-Za-z0-9_.-], beginning and ending with a letter or digit"
-LABEL_KEY_FORM = ("[prefix/]name: name at most 63 characters of [A-Za-z0-9_.-] with alphanumeric ends, "
-                  "prefix a lower-case DNS subdomain of at most 253 characters")
-
-
 class LabelError(ValueError):
     """A label key, label value, taint or prefix Kubernetes would reject; the message names it."""
-
-
-def label_value_error(value: str) -> str | None:
-    """Why ``value`` is not a valid Kubernetes label value, or None when it is."""
-    if len(value) > 63:
-        return f"{value[:20]!r}… is {len(value)} characters long ({LABEL_VALUE_FORM})"
-    if not _LABEL_VALUE.match(value):
-        return f"{value!r} is not a label value ({LABEL_VALUE_FORM})"
-    return None
-
-
-def label_key_error(key: str) -> str | None:
-    """Why ``key`` is not a valid Kubernetes label (or taint) key, or None when it is."""
-    prefix, _, name = key.rpartition("/")
-    if "/" in prefix:
-        return f"{key!r} has more than one '/' ({LABEL_KEY_FORM})"
-    if "/" in key and (error := prefix_error(prefix)):
-        return f"{key!r}: {error}"
-    if not name or len(name) > 63 or not _LABEL_NAME.match(name):
-        return f"{key!r} is not a label key ({LABEL_KEY_FORM})"
-    return None
-
-
-def prefix_error(prefix: str) -> str | None:
-    if not prefix or len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix):
-        return f"prefix {prefix!r} is not a lower-case DNS subdomain of at most 253 characters"
-    return None
-
-
-def is_valid_label_value(value: str) -> bool:
-    return label_value_error(value) is None
 
 
 @dataclass(frozen=True)
@@ -136,6 +91,16 @@ class LabelConfig:
     def owned_taints_annotation(self) -> str:
         """Lists, comma-separated as ``key:Effect``, the taints nodeagent set."""
         return self.own("owned-taints")
+
+
+def format_owned(items: Iterable[str]) -> str:
+    """An ownership annotation's value: the label keys (or taint ``key:Effect`` identities), sorted, comma-separated."""
+    return ",".join(sorted(set(items)))
+
+
+def parse_owned(text: str | None) -> set[str]:
+    """What an ownership annotation lists (empty when it is absent); tolerant of spaces and empty items."""
+    return {item.strip() for item in (text or "").split(",") if item.strip()}
 
 
 @dataclass(frozen=True, order=True)
@@ -171,8 +136,8 @@ class LabelSet(Plain):
     def owned_annotations(self, config: LabelConfig) -> dict[str, str]:
         """The ownership annotations the publisher writes beside the labels and taints."""
         return {
-            config.owned_labels_annotation: ",".join(sorted(self.labels)),
-            config.owned_taints_annotation: ",".join(sorted({t.identity for t in self.taints})),
+            config.owned_labels_annotation: format_owned(self.labels),
+            config.owned_taints_annotation: format_owned(t.identity for t in self.taints),
         }
 
 
@@ -337,6 +302,6 @@ def profile_taints(taints: Iterable[_TaintLike]) -> list[NodeTaint]:
         if error := label_value_error(value):
             raise LabelError(f"{where}.value: {error}")
         if taint.effect not in TAINT_EFFECTS:
-            raise LabelError(f"{where}.effect: {taint.effect!r} is not one of {', '.join(TAINT_EFFECTS)}")
+            raise LabelError(f"{where}.effect: {taint.effect!r} is not {TAINT_EFFECT_FORM}")
         result[(taint.key, taint.effect)] = NodeTaint(taint.key, value, taint.effect)
     return sorted(result.values())

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nodeagent.gpuselect import GpuSelector
-from nodeagent.labels import label_key_error, label_value_error
+from nodeagent.kubenames import DNS_SUBDOMAIN, TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error
 from nodeagent.parse import (
     CPULIST_FORM,
     MAX_CPU_ID,
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 API_VERSION = "nodeagent.io/v1alpha1"
 KIND = "NodeProfile"
 
-TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 DEFAULT_FLOOR_PERCENT = 10
 DEFAULT_FLOOR_BYTES = 4 * 1024**3
 DEFAULT_ALLOCATION_TIMEOUT_S = 60.0
@@ -59,8 +58,6 @@ MANAGED_BOOT_ARGS = frozenset({
     "amd_iommu", "iommu", "hugepagesz", "hugepages", "default_hugepagesz",
 })
 
-_DNS_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_NAME = re.compile(rf"^{_DNS_LABEL}(\.{_DNS_LABEL})*$")
 _HEX4 = re.compile(r"^(?:0x)?([0-9a-fA-F]{4})$")
 _PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]{2})\.([0-7])$")
 _GOVERNOR = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
@@ -72,8 +69,6 @@ _QUANTITY_FACTORS = {None: 1, "Ki": 1024, "K": 1024, "kB": 1024, "KB": 1024, "Mi
                      "TB": 1024**4}
 
 NAME_FORM = "a lower-case DNS name such as 'gpu-hpc' (letters, digits, '-', '.')"
-LABEL_KEY_FORM = "a Kubernetes label key such as 'pool' or 'example.com/pool'"
-LABEL_VALUE_FORM = "at most 63 characters of letters, digits, '-', '_', '.', starting and ending alphanumeric"
 QUANTITY_FORM = "a memory quantity such as 4Gi, 512Mi, 4G or a number of bytes"
 PCI_ID_FORM = "four hex digits such as '10de' (or '0x10de')"
 PCI_ADDRESS_FORM = "a PCI address such as '0000:17:00.0'"
@@ -351,17 +346,17 @@ class _Parser:
         return result
 
     def label_key(self, key: Any, path: str) -> str | None:
-        if not isinstance(key, str) or label_key_error(key) is not None:
-            self.error(path, f"{_shown(key)} is not {LABEL_KEY_FORM}")
+        if (error := label_key_error(key)) is not None:
+            self.error(path, error)
             return None
-        return key
+        return str(key)
 
     def label_value(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str):
             self.error(path, f"{_shown(value)} is not a string; quote it in YAML (\"true\", \"2\")")
             return None
-        if label_value_error(value) is not None:
-            self.error(path, f"{value!r} is not {LABEL_VALUE_FORM}")
+        if (error := label_value_error(value)) is not None:
+            self.error(path, error)
             return None
         return value
 
@@ -457,7 +452,7 @@ class _Parser:
         meta = self.mapping(value, "metadata", ("name", "labels", "annotations"), ("name",))
         if meta is None or "name" not in meta:
             return None
-        return self.string(meta["name"], "metadata.name", NAME_FORM, _NAME, 253)
+        return self.string(meta["name"], "metadata.name", NAME_FORM, DNS_SUBDOMAIN, 253)
 
     def node_selector(self, value: Any) -> dict[str, str]:
         selector = self.mapping(value, "spec.nodeSelector", ("matchLabels",))
@@ -483,7 +478,7 @@ class _Parser:
             if "effect" in entry:
                 effect = entry["effect"] if entry["effect"] in TAINT_EFFECTS else None
                 if effect is None:
-                    self.error(f"{path}.effect", f"{_shown(entry['effect'])} is not one of {', '.join(TAINT_EFFECTS)}")
+                    self.error(f"{path}.effect", f"{_shown(entry['effect'])} is not {TAINT_EFFECT_FORM}")
             if key is not None and val is not None and effect is not None:
                 taints.append(Taint(key, val, effect))
         return taints

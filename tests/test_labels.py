@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from nodeagent.checks import Readiness
+from nodeagent.kubenames import label_key_error, label_value_error
 from nodeagent.labels import (
     CPUID_FLAGS,
     LabelConfig,
@@ -14,8 +15,6 @@ from nodeagent.labels import (
     NodeTaint,
     compute_labels,
     computed_keys,
-    label_key_error,
-    label_value_error,
 )
 from tests.factories import make_cpu, make_gpu, make_inventory, pool
 

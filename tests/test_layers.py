@@ -19,12 +19,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent.parent / "nodeagent"
 # Low → high. A module may import from its own layer and the layers below it, never from one above.
 # Each entry names a module or a package (a package covers every module below it).
 LAYERS: list[tuple[str, ...]] = [
-    # Vocabulary and the host seam: plain values, text parsers, the fixed names users depend on, the one Host
-    # through which every path is read, the files nodeagent owns on a host (paths and drop-in format, read by
-    # discovery and written by prep), a general HTTP server (metrics and health both serve through it) and
+    # Vocabulary and the host seam: plain values, text parsers, the fixed names users depend on, Kubernetes'
+    # naming rules, the one Host through which every path is read, the files nodeagent owns on a host (paths
+    # and drop-in format, read by discovery and written by prep), and general utilities: the HTTP server
+    # metrics and health both serve through, the back-off policy publisher and daemon both retry with, and
     # the redaction of credentials in host files' text (capture uses it).
-    ("nodeagent", "nodeagent.value", "nodeagent.parse", "nodeagent.contract",
-     "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver", "nodeagent.redact"),
+    ("nodeagent", "nodeagent.value", "nodeagent.parse", "nodeagent.contract", "nodeagent.kubenames",
+     "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver", "nodeagent.backoff", "nodeagent.redact"),
     # The facts' data model: what discovery fills in and everything above reads.
     ("nodeagent.inventory",),
     # Reading facts: the Inventory from sysfs/procfs, live sources (libvirt, NVML, /proc/<pid>), and the

@@ -16,7 +16,7 @@ Series (all gauges unless ``_total``):
 * ``nodeagent_profile_selected{profile,file}`` — 1 for the applied profile (absent: observe only);
 * ``nodeagent_profile_conflict`` — profiles also matching this node, ignored;
 * ``nodeagent_profile_invalid{file}`` — 1 for each profile file that does not load;
-* ``nodeagent_prep_state{state}`` — 1 for the current prep state (see PrepOutcome).
+* ``nodeagent_prep_state{state}`` — 1 for the current prep state (see PrepStatus).
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from nodeagent.daemon.status import DaemonStatus
-
-PREP_STATES = ("none", "read-only", "converged", "applied", "pending", "failed", "refused", "invalid", "backoff",
-               "stopped")
+from nodeagent.daemon.status import DaemonStatus, PrepStatus
 
 
 class DaemonCollector:
@@ -71,6 +68,6 @@ class DaemonCollector:
             invalid.add_metric([name], 1.0)
         yield invalid
         prep = GaugeMetricFamily("nodeagent_prep_state", "1 for the current state of node prep.", labels=["state"])
-        for state in PREP_STATES:
+        for state in PrepStatus:
             prep.add_metric([state], 1.0 if snap.prep_state == state else 0.0)
         yield prep

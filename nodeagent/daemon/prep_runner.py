@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from nodeagent.backoff import Backoff
 from nodeagent.daemon.profiles import LoadedProfile
+from nodeagent.daemon.status import PrepStatus
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.apply import EXIT_CONVERGED, EXIT_PENDING, ApplyResult, execute
@@ -41,15 +43,9 @@ MAX_EVENT_CHANGES = 8
 
 @dataclass(frozen=True)
 class PrepOutcome:
-    """What one reconcile's prep did. ``state`` is one of:
+    """What one reconcile's prep did (``state``: see :class:`PrepStatus`)."""
 
-    ``converged`` (nothing to change), ``applied``, ``pending`` (applied; reboot or kubelet
-    restart needed), ``failed`` (rolled back), ``refused`` (unsafe on this node), ``invalid``
-    (the profile does not fit this host), ``backoff`` (waiting to retry a failure), ``stopped``
-    (the daemon is shutting down; not started).
-    """
-
-    state: str
+    state: PrepStatus
     message: str = ""
     wrote: bool = False
 
@@ -60,17 +56,20 @@ class PrepRunner:
         self.host = host
         self.report = report
         self.stop = stop
-        self.retry_base_s = retry_base_s
-        self.retry_max_s = max(retry_max_s, retry_base_s)
+        self.backoff = Backoff(base=retry_base_s, cap=max(retry_max_s, retry_base_s), jitter=0.0)
         self.clock = clock
-        self.failures = 0
         self.retry_at: float | None = None
         self._failed_key: tuple[str, tuple[str, ...]] | None = None
         self._reported: str | None = None  # the last once-only message (invalid / refused)
 
+    @property
+    def failures(self) -> int:
+        """Failed applies in a row of the same profile and plan."""
+        return self.backoff.failures
+
     def reset_backoff(self) -> None:
         """Forget past failures (SIGHUP: the operator asks for a fresh attempt)."""
-        self.failures = 0
+        self.backoff.reset()
         self.retry_at = None
         self._failed_key = None
         self._reported = None
@@ -82,7 +81,7 @@ class PrepRunner:
         except ProfileError as exc:
             message = f"profile {loaded.name} ({loaded.file}) does not fit this node: " + "; ".join(exc.errors)
             self._report_once(False, message)
-            return PrepOutcome("invalid", message)
+            return PrepOutcome(PrepStatus.INVALID, message)
         pctx = plan_for_host(self.host, inventory, profile,
                              options=PrepOptions(profile_path=loaded.path),
                              annotations=dict(annotations) if annotations is not None else None)
@@ -91,16 +90,16 @@ class PrepRunner:
             reasons = "; ".join(f"{r.label}: {r.reason}" for r in plan.refusals)
             message = f"profile {loaded.name} refused on this node, nothing applied: {reasons}"
             self._report_once(False, message)
-            return PrepOutcome("refused", message)
+            return PrepOutcome(PrepStatus.REFUSED, message)
         if not plan.changes:
             self._note_converged()
-            return PrepOutcome("pending" if _pending(plan) else "converged", _pending_text(plan))
+            return PrepOutcome(PrepStatus.PENDING if _pending(plan) else PrepStatus.CONVERGED, _pending_text(plan))
         key = (loaded.digest, tuple(c.key for c in plan.changes))
         if self._failed_key == key and self.retry_at is not None and self.clock() < self.retry_at:
             wait = self.retry_at - self.clock()
-            return PrepOutcome("backoff", f"retrying the failed apply of {loaded.name} in {wait:.0f}s")
+            return PrepOutcome(PrepStatus.BACKOFF, f"retrying the failed apply of {loaded.name} in {wait:.0f}s")
         if self.stop.is_set():
-            return PrepOutcome("stopped", "shutting down: not starting an apply")
+            return PrepOutcome(PrepStatus.STOPPED, "shutting down: not starting an apply")
         log.info("applying profile %s: %d change(s)", loaded.name, len(plan.changes),
                  extra={"profile": loaded.name, "changes": [c.label for c in plan.changes]})
         result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)
@@ -111,23 +110,25 @@ class PrepRunner:
     def _finish(self, loaded: LoadedProfile, result: ApplyResult, key: tuple[str, tuple[str, ...]]) -> PrepOutcome:
         wrote = bool(result.writes)
         if result.exit_code in (EXIT_CONVERGED, EXIT_PENDING):
-            self.failures = 0
+            self.backoff.reset()
             self.retry_at = None
             self._failed_key = None
             self._reported = None
             message = applied_message(loaded.name, result)
             log.info("%s", message, extra={"profile": loaded.name, "exit_code": result.exit_code})
             self.report(True, message)
-            return PrepOutcome("pending" if result.exit_code == EXIT_PENDING else "applied", message, wrote)
-        self.failures = self.failures + 1 if self._failed_key == key else 1
+            state = PrepStatus.PENDING if result.exit_code == EXIT_PENDING else PrepStatus.APPLIED
+            return PrepOutcome(state, message, wrote)
+        if self._failed_key != key:
+            self.backoff.reset()  # a different profile or plan starts from the first delay
         self._failed_key = key
-        delay = min(self.retry_base_s * 2 ** (self.failures - 1), self.retry_max_s)
+        delay = self.backoff.next_delay()
         self.retry_at = self.clock() + delay
         message = failed_message(loaded.name, result, delay)
         log.error("%s", message, extra={"profile": loaded.name, "exit_code": result.exit_code,
                                         "failures": self.failures})
         self.report(False, message)
-        return PrepOutcome("failed", message, wrote)
+        return PrepOutcome(PrepStatus.FAILED, message, wrote)
 
     def _report_once(self, ok: bool, message: str) -> None:
         if message != self._reported:
@@ -138,7 +139,7 @@ class PrepRunner:
     def _note_converged(self) -> None:
         self._reported = None
         self._failed_key = None
-        self.failures = 0
+        self.backoff.reset()
         self.retry_at = None
 
     # --- SIGTERM-aware time for execute -------------------------------------------------------

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING
 from nodeagent.daemon.options import ServeOptions
 from nodeagent.daemon.prep_runner import PrepOutcome, PrepRunner
 from nodeagent.daemon.profiles import LoadedProfile, ProfileStore, Selection, labels_match
-from nodeagent.daemon.status import DaemonStatus
+from nodeagent.daemon.status import DaemonStatus, PrepStatus
 from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
-from nodeagent.labels import LabelConfig, LabelError
+from nodeagent.labels import LabelConfig, LabelError, parse_owned
 
 if TYPE_CHECKING:
     from nodeagent.k8s.loop import PublisherLoop
@@ -92,7 +92,7 @@ class Reconciler:
         node = self.node()
         if node is None:
             return None
-        owned = {k.strip() for k in node.annotations.get(self.label_config.owned_labels_annotation, "").split(",")}
+        owned = parse_owned(node.annotations.get(self.label_config.owned_labels_annotation))
         return tuple(sorted((k, v) for k, v in node.labels.items() if k not in owned))
 
     def _matcher(self, node: NodeView | None) -> Callable[[Mapping[str, str]], bool]:
@@ -132,11 +132,11 @@ class Reconciler:
 
     def _prep(self, loaded: LoadedProfile | None, inventory: Inventory, node: NodeView | None) -> PrepOutcome:
         if loaded is None:
-            return PrepOutcome("none", "no profile selects this node: observe only")
+            return PrepOutcome(PrepStatus.NONE, "no profile selects this node: observe only")
         if self.options.read_only or self.prep is None:
-            return PrepOutcome("read-only", f"profile {loaded.name} selected; --read-only: not applied")
+            return PrepOutcome(PrepStatus.READ_ONLY, f"profile {loaded.name} selected; --read-only: not applied")
         if self.stop.is_set():
-            return PrepOutcome("stopped", "shutting down")
+            return PrepOutcome(PrepStatus.STOPPED, "shutting down")
         annotations = node.annotations if node is not None else None
         return self.prep.run(loaded, inventory, annotations=annotations)
 

@@ -25,12 +25,13 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from nodeagent.backoff import Backoff
 from nodeagent.daemon.health import liveness, not_ready_reasons, readiness
 from nodeagent.daemon.options import ServeOptions
 from nodeagent.daemon.prep_runner import PrepRunner
 from nodeagent.daemon.profiles import ProfileStore
 from nodeagent.daemon.reconcile import Reconciler
-from nodeagent.daemon.status import DaemonStatus
+from nodeagent.daemon.status import DaemonStatus, PrepStatus
 from nodeagent.daemon.uevents import Debouncer, EventSource, SpoolSource, UdevSource, UEvent
 from nodeagent.host import Host
 from nodeagent.labels import LabelConfig
@@ -70,7 +71,8 @@ class Daemon:
         self._reload_requested = False
         self._due = 0.0
         self._due_reason = "start"
-        self._retry_delay = 1.0
+        # an incomplete or failed step is retried after 1 s, doubling up to one reconcile interval
+        self._retry = Backoff(base=1.0, cap=options.interval_s, jitter=0.0)
         self._next_profile_poll = 0.0
         self._worker: threading.Thread | None = None
 
@@ -268,23 +270,22 @@ class Daemon:
             return
         self.status.step_finished(trigger, complete=complete)
         if complete:
-            self._retry_delay = 1.0
+            self._retry.reset()
             self._due = time.monotonic() + self._jittered(self.options.interval_s)
             self._due_reason = "periodic"
         else:
             self._schedule_retry()
         snap = self.status.snapshot()
-        level = logging.DEBUG if trigger == "periodic" and snap.prep_state in ("converged", "none", "read-only") \
-            else logging.INFO
+        quiet = (PrepStatus.CONVERGED, PrepStatus.NONE, PrepStatus.READ_ONLY)
+        level = logging.DEBUG if trigger == "periodic" and snap.prep_state in quiet else logging.INFO
         log.log(level, "reconcile (%s) %s in %.3fs", trigger, "done" if complete else "incomplete",
                 time.monotonic() - started,
                 extra={"trigger": trigger, "complete": complete, "duration_s": round(time.monotonic() - started, 4),
                        "profile": snap.profile, "prep": snap.prep_state})
 
     def _schedule_retry(self) -> None:
-        self._due = time.monotonic() + self._retry_delay
+        self._due = time.monotonic() + self._retry.next_delay()
         self._due_reason = "retry"
-        self._retry_delay = min(self._retry_delay * 2, self.options.interval_s)
 
     def _reload(self, *, explicit: bool) -> None:
         result = self.store.reload()

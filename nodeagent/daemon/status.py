@@ -6,10 +6,29 @@ consistent :meth:`DaemonStatus.snapshot`.
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+
+class PrepStatus(enum.StrEnum):
+    """Where the daemon's node prep stands after a reconcile: ``nodeagent_prep_state{state}``'s values.
+
+    A ``StrEnum``, so each member is also its label value (and compares equal to it).
+    """
+
+    NONE = "none"  # no profile selects this node: observe only
+    READ_ONLY = "read-only"  # a profile is selected but --read-only: not applied
+    CONVERGED = "converged"  # nothing to change
+    APPLIED = "applied"
+    PENDING = "pending"  # applied; a reboot or a kubelet restart is needed
+    FAILED = "failed"  # rolled back
+    REFUSED = "refused"  # unsafe on this node
+    INVALID = "invalid"  # the profile does not fit this host
+    BACKOFF = "backoff"  # waiting to retry a failure
+    STOPPED = "stopped"  # the daemon is shutting down; not started
 
 
 @dataclass(frozen=True)
@@ -28,7 +47,7 @@ class StatusSnapshot:
     profile_file: str | None
     conflicts: tuple[str, ...]
     profile_errors: dict[str, str]
-    prep_state: str
+    prep_state: PrepStatus
     prep_message: str
     uevents: int
     stopping: bool
@@ -51,7 +70,7 @@ class DaemonStatus:
     profile_file: str | None = None
     conflicts: tuple[str, ...] = ()
     profile_errors: dict[str, str] = field(default_factory=dict)
-    prep_state: str = "none"
+    prep_state: PrepStatus = PrepStatus.NONE
     prep_message: str = ""
     uevents: int = 0
     stopping: bool = False

@@ -10,11 +10,10 @@ import re
 
 from nodeagent.discover.pciids import PciIds
 from nodeagent.host import Host
-from nodeagent.inventory import Gpu, IommuGroupMember, PcieLink
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, IommuGroupMember, PcieLink
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 GPU_CLASS_PREFIXES = ("0x0300", "0x0302", "0x0380")  # VGA, 3D controller, other display
-NVIDIA = "10de"
 AER_FILES = {"correctable": "aer_dev_correctable", "nonfatal": "aer_dev_nonfatal", "fatal": "aer_dev_fatal"}
 _SPEED = re.compile(r"^\s*([\d.]+)\s*GT/s")
 
@@ -46,7 +45,7 @@ def member_kind(class_code: str | None, vendor_id: str | None) -> str:
     base = class_code[2:6]
     if base in ("0300", "0302", "0380"):
         return "gpu"
-    if base == "0680" and vendor_id == NVIDIA:
+    if base == "0680" and vendor_id == NVIDIA_VENDOR_ID:
         return "nvswitch"
     if base in ("0604", "0609"):
         return "bridge"
@@ -165,7 +164,7 @@ def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[str],
         class_code = host.read_str(f"{PCI_DEVICES}/{address}/class") or ""
         if class_code.startswith(GPU_CLASS_PREFIXES):
             gpus_at.append((address, class_code))
-        elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA:
+        elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA_VENDOR_ID:
             nvswitches.append(address)
     names = PciIds.from_host(host) if gpus_at else PciIds(None)
     gpus = [_read_gpu(host, address, class_code, names, iommu_enabled) for address, class_code in gpus_at]

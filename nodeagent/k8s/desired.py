@@ -6,9 +6,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeagent.contract import WORKLOADS
 from nodeagent.inventory import Inventory
 from nodeagent.k8s.topology import build_topology
-from nodeagent.labels import WORKLOADS, LabelConfig, LabelSet, NodeTaint, ProfileLike, compute_labels
+from nodeagent.labels import LabelConfig, LabelSet, NodeTaint, ProfileLike, compute_labels
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from nodeagent.backoff import Backoff, jittered
 from nodeagent.inventory import Inventory
-from nodeagent.k8s.backoff import Backoff, jittered
 from nodeagent.k8s.client import ApiError, KubeApi
 from nodeagent.k8s.desired import DesiredState, desired_state
 from nodeagent.k8s.events import EventRecorder, NodeEvent, prep_event

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from nodeagent.labels import LabelConfig, NodeTaint
+from nodeagent.labels import LabelConfig, NodeTaint, format_owned, parse_owned
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,6 @@ class NodeView:
             annotations=dict(meta.get("annotations") or {}),
             taints=[dict(t) for t in spec.get("taints") or []],
         )
-
-
-def _owned(annotations: Mapping[str, str], key: str) -> set[str]:
-    return {item.strip() for item in annotations.get(key, "").split(",") if item.strip()}
 
 
 def _identity(taint: Mapping[str, Any]) -> str:
@@ -82,8 +78,8 @@ def desired_taint_list(current: list[dict[str, Any]], previously_owned: set[str]
 def node_patch(node: NodeView, labels: Mapping[str, str], taints: list[NodeTaint],
                config: LabelConfig) -> dict[str, Any] | None:
     """The merge patch that brings ``node`` to the desired state, or None when it already is there."""
-    owned_labels = _owned(node.annotations, config.owned_labels_annotation)
-    owned_taints = _owned(node.annotations, config.owned_taints_annotation)
+    owned_labels = parse_owned(node.annotations.get(config.owned_labels_annotation))
+    owned_taints = parse_owned(node.annotations.get(config.owned_taints_annotation))
 
     label_patch: dict[str, str | None] = {k: v for k, v in labels.items() if node.labels.get(k) != v}
     for key in sorted(owned_labels - labels.keys()):
@@ -91,10 +87,10 @@ def node_patch(node: NodeView, labels: Mapping[str, str], taints: list[NodeTaint
             label_patch[key] = None
 
     annotation_patch: dict[str, str | None] = {}
-    owned_labels_value = ",".join(sorted(labels))
+    owned_labels_value = format_owned(labels)
     if node.annotations.get(config.owned_labels_annotation) != owned_labels_value:
         annotation_patch[config.owned_labels_annotation] = owned_labels_value
-    owned_taints_value = ",".join(sorted({t.identity for t in taints})) or None
+    owned_taints_value = format_owned(t.identity for t in taints) or None
     if node.annotations.get(config.owned_taints_annotation) != owned_taints_value:
         annotation_patch[config.owned_taints_annotation] = owned_taints_value
 
@@ -122,7 +118,7 @@ def unmatched_selector(node: NodeView, match_labels: Mapping[str, str], config: 
     Labels nodeagent itself set do not count: a profile must not select a node through the labels
     it makes that node carry.
     """
-    owned = _owned(node.annotations, config.owned_labels_annotation)
+    owned = parse_owned(node.annotations.get(config.owned_labels_annotation))
     return {k: v for k, v in match_labels.items() if k in owned or node.labels.get(k) != v}
 
 

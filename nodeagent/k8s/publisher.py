@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nodeagent.backoff import Backoff
 from nodeagent.inventory import Plain
-from nodeagent.k8s.backoff import Backoff
 from nodeagent.k8s.client import ApiError, KubeApi
 from nodeagent.k8s.desired import DesiredState
 from nodeagent.k8s.events import EventRecorder, readiness_event

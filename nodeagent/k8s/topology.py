@@ -20,8 +20,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from nodeagent.inventory import Gpu, Inventory, NumaNode
-from nodeagent.labels import NVIDIA_VENDOR_ID
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, Inventory, NumaNode
 
 API_VERSION = "topology.node.k8s.io/v1alpha2"
 KIND = "NodeResourceTopology"

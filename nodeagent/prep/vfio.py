@@ -25,7 +25,7 @@ from typing import Any
 from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver, read_driver_override, slot
 from nodeagent.gpuselect import describe_selector, selected_gpus, unmatched_selectors
 from nodeagent.host import Host
-from nodeagent.inventory import Gpu, Inventory
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, Inventory
 from nodeagent.owned import MODPROBE_PATH
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.handlers import FILE, Handler, RunState, VerifyError, no_restore, nothing_before
@@ -37,7 +37,7 @@ PCI_DRIVERS = "/sys/bus/pci/drivers"
 VFIO = "vfio-pci"
 
 #: The host drivers that would grab a GPU of each vendor at boot (for modprobe softdeps).
-HOST_DRIVERS = {"10de": ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
+HOST_DRIVERS = {NVIDIA_VENDOR_ID: ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
 
 
 def gpu_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:

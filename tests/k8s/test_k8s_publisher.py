@@ -87,7 +87,7 @@ def test_5xx_and_timeouts_are_retried(apiserver: FakeApiServer, kube_api: Any) -
     apiserver.inject(status=500, verb="get")
     apiserver.inject(status=503, verb="patch")
     apiserver.inject(delay=1.3, verb="get")  # the client gives up after 1 s
-    from nodeagent.k8s.backoff import Backoff
+    from nodeagent.backoff import Backoff
 
     publisher = Publisher(kube_api, NODE)
     result = publisher.publish(desired({"a": "1"}), backoff=Backoff(base=0.01, cap=0.05), deadline=10)

@@ -1,4 +1,11 @@
-"""Exponential back-off with jitter, so that a fleet recovering from an API outage spreads out."""
+"""The one back-off policy: exponential, capped, optionally jittered.
+
+Used wherever nodeagent retries: the API publisher and its watch loop (jittered, so that a fleet
+recovering from an API outage spreads out), the daemon's retry of a failed apply (from one
+reconcile interval up to an hour) and of an incomplete reconcile step (from one second up to one
+interval). The last two retry one node's own work, so they are not jittered (``jitter=0``): their
+delays are exact.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Backoff:
-    """Delays of ``base · 2ⁿ`` capped at ``cap``, each drawn from ``[(1-jitter)·d, d]``.
+    """Delays of ``base · 2ⁿ`` capped at ``cap``, each drawn from ``[(1-jitter)·d, d]`` (n: failures so far).
 
     The jitter matters at fleet scale: 5,000 agents that lost the API server at the same moment
     must not all retry at the same moment (the thundering herd client-go's back-off managers avoid

@@ -158,9 +158,6 @@ class HostTrace:
     dirs: dict[str, list[str]] = field(default_factory=dict)  # path → entries listed
     probes: set[str] = field(default_factory=set)  # paths tested for existence, type or link
 
-    def all_paths(self) -> set[str]:
-        return set(self.files) | set(self.dirs) | self.probes
-
 
 @dataclass(eq=False)
 class HostStats:

@@ -70,7 +70,9 @@ def make_inventory(*, cpu: CpuInfo | None = None, hugepages: dict[str, HugepageP
         ksm=KsmInfo(True, 0, 0, 0, 0, 0, 0, 100, 20, 1, {}),
         kernel=KernelInfo("6.8.0", "Linux version 6.8.0 SMP PREEMPT_DYNAMIC", False, "PREEMPT_DYNAMIC", "",
                           2, ["cpu", "cpuset", "io", "memory", "pids"], 0, ["kvm", "kvm_intel"]),
-        kubelet=KubeletInfo(False, None, None, None, None, None, None, None, None),
+        kubelet=KubeletInfo(config_present=False, config_path=None, cpu_manager_policy=None,
+                            reserved_system_cpus=None, topology_manager_policy=None, topology_manager_scope=None,
+                            memory_manager_policy=None, running=None, started_at=None),
         prep=PrepState(False, 0, False, False, []),
         pci_devices=10,
     )

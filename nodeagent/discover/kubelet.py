@@ -16,11 +16,11 @@ the config file, then the drop-in directory (``--config-dir``, files in lexical 
 
 from __future__ import annotations
 
-import os
 import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+from nodeagent.discover.process import find_process
 from nodeagent.host import Host
 from nodeagent.inventory import KubeletInfo
 from nodeagent.parse import parse_cpulist
@@ -49,10 +49,12 @@ class _Found:
 
 
 def discover_kubelet(host: Host) -> KubeletInfo:
-    running, started_at = _kubelet_process(host)
+    running, started_at = find_process(host, KUBELET_COMMS)  # on its own, or inside k3s/MicroK8s' kubelite
     found = _find(host)
     if not found.present:
-        return KubeletInfo(False, None, None, None, None, None, None, running, started_at)
+        return KubeletInfo(config_present=False, config_path=None, cpu_manager_policy=None, reserved_system_cpus=None,
+                           topology_manager_policy=None, topology_manager_scope=None, memory_manager_policy=None,
+                           running=running, started_at=started_at)
     config = found.config
     return KubeletInfo(
         config_present=True,
@@ -230,29 +232,4 @@ def _reserved(host: Host, path: str, value: object) -> list[int] | None:
         return parse_cpulist(str(value))
     except ValueError as exc:
         host.warn(path, f"reservedSystemCPUs: {exc}")
-        return None
-
-
-def _kubelet_process(host: Host) -> tuple[bool | None, float | None]:
-    """Whether a kubelet runs (on its own, or inside k3s/MicroK8s' kubelite), and since when."""
-    pids = [p for p in host.listdir("/proc") if p.isdigit()]
-    if not pids:
-        return None, None  # no process table under this root (a fixture): unknown
-    for pid in pids:
-        if (host.read_str(f"/proc/{pid}/comm") or "") in KUBELET_COMMS:
-            return True, _start_time(host, pid)
-    return False, None
-
-
-def _start_time(host: Host, pid: str) -> float | None:
-    stat = host.read_str(f"/proc/{pid}/stat")
-    boot = next((line.split()[1] for line in (host.read_text("/proc/stat") or "").splitlines()
-                 if line.startswith("btime ")), None)
-    if not stat or boot is None:
-        return None
-    fields = stat.rsplit(")", 1)[-1].split()
-    try:
-        ticks = int(fields[19])  # field 22 of stat; fields here start at field 3
-        return int(boot) + ticks / os.sysconf("SC_CLK_TCK")
-    except (IndexError, ValueError):
         return None

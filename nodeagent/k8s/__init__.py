@@ -6,63 +6,17 @@ functions: importing ``nodeagent.k8s`` (or its pure parts — :mod:`.nodediff`, 
 
 Entry points:
 
-* :func:`publish_once` — ``nodeagent labels --publish``;
+* :func:`~nodeagent.k8s.oneshot.publish_once` — ``nodeagent labels --publish``;
 * :class:`~nodeagent.k8s.loop.PublisherLoop` — what ``serve`` drives (start/stop, ``synced``,
   ``update(inventory, profile)``, ``report_prep(ok, message)``);
-* :func:`node_annotations` — the prep command's look at its own Node.
+* :func:`~nodeagent.k8s.oneshot.node_annotations` — the prep command's look at its own Node.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
-
-from nodeagent.k8s.client import ApiError, K8sConfigError, KubeApi, Timeouts, connect, resolve_node_name
+from nodeagent.k8s.client import ApiError, K8sConfigError, KubeApi, connect, resolve_node_name
 from nodeagent.k8s.desired import DesiredState, desired_state
-
-if TYPE_CHECKING:
-    from nodeagent.k8s.publisher import PublishResult
-
-log = logging.getLogger(__name__)
+from nodeagent.k8s.oneshot import node_annotations, publish_once
 
 __all__ = ["ApiError", "DesiredState", "K8sConfigError", "KubeApi", "connect", "desired_state",
            "node_annotations", "publish_once", "resolve_node_name"]
-
-
-def publish_once(api: KubeApi, node_name: str, desired: DesiredState, *, deadline: float = 60.0,
-                 prep: tuple[bool, str] | None = None) -> PublishResult:
-    """Publish ``desired`` for ``node_name`` once (retrying transient errors until ``deadline``).
-
-    ``prep``: also send a PrepApplied (True) / PrepFailed (False) Event with that message.
-    """
-    from nodeagent.k8s.events import EventRecorder, prep_event
-    from nodeagent.k8s.publisher import Publisher
-
-    events = EventRecorder(node_name)
-    if prep is not None:
-        events.record(prep_event(*prep))
-    return Publisher(api, node_name, events=events).publish(desired, deadline=deadline)
-
-
-def node_annotations(node_name: str, kubeconfig: str | None = None, *,
-                     api: KubeApi | None = None) -> dict[str, str] | None:
-    """The annotations of ``node_name``; None when there is no cluster configuration at all.
-
-    One GET, no retries: ``prep`` asks this to learn whether something else manages a setting
-    (``kubevirt.io/ksm-handler-managed``), and must not hang a node's boot on an unreachable API.
-    When a configuration exists but the Node cannot be read, :class:`ApiError` is raised: "the
-    cluster may own this setting and we could not ask" must not read as "no cluster".
-    """
-    try:
-        client = api or connect(kubeconfig, timeouts=Timeouts(connect=3.0, request=5.0))
-    except K8sConfigError as exc:
-        log.info("node annotations unavailable: %s", exc)
-        return None
-    try:
-        node = client.get_node(node_name)
-    finally:
-        if api is None:
-            client.close()
-    annotations = (node.get("metadata") or {}).get("annotations") or {}
-    return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, Mapping) else {}

@@ -165,10 +165,6 @@ class Publisher:
                 return None
             raise
 
-    def forget_topology(self) -> None:
-        """Make the next sync compare against the API server again."""
-        self._topology_written = None
-
     # --- one shot ----------------------------------------------------------------------------
 
     def publish(self, desired: DesiredState, *, deadline: float = 60.0, backoff: Backoff | None = None,

@@ -14,7 +14,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector
-from nodeagent.metrics.labels import driver_label, numa_label
+from nodeagent.metrics.label_values import driver_label, numa_label
 
 
 class CapacityCollector(InventoryCollector):

@@ -17,7 +17,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector, InventoryProvider
-from nodeagent.metrics.labels import driver_label, numa_label, optional_label
+from nodeagent.metrics.label_values import driver_label, numa_label, optional_label
 from nodeagent.sources.nvml_source import NvmlSource
 
 NVML_DRIVERS = frozenset({"nvidia"})  # host drivers NVML can read

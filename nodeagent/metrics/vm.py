@@ -27,7 +27,7 @@ from typing import Any
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryProvider
 from nodeagent.metrics.exposition import TextFamily, escape_label_value, format_value
-from nodeagent.metrics.labels import numa_label
+from nodeagent.metrics.label_values import numa_label
 from nodeagent.metrics.placement import (
     DEFAULT_MAX_REMOTE_RATIO,
     PlacementReader,

@@ -13,8 +13,8 @@ import sys
 import click
 
 from nodeagent import __version__
-from nodeagent.commands import LazyGroup
 from nodeagent.commands.common import CliContext
+from nodeagent.commands.lazy import LazyGroup
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 

@@ -9,7 +9,7 @@ import pkgutil
 import pytest
 
 import nodeagent.commands
-from nodeagent.commands import COMMAND_MODULES
+from nodeagent.commands.lazy import COMMAND_MODULES
 from nodeagent.inventory import HugepagePool, PcieLink
 from nodeagent.value import Value, value
 

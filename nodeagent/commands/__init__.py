@@ -1,39 +1,6 @@
 """One module per command; each exposes its click commands in ``COMMANDS``.
 
-The group loads a command's module only when that command runs (or when ``--help`` lists them
-all): each module imports what it needs inside its functions, and the CLI's start-up stays near
-the interpreter's own.
+The group (:class:`~nodeagent.commands.lazy.LazyGroup`) loads a command's module only when that
+command runs (or when ``--help`` lists them all): each module imports what it needs inside its
+functions, and the CLI's start-up stays near the interpreter's own.
 """
-
-from __future__ import annotations
-
-import importlib
-
-import click
-
-# command name → the module under nodeagent.commands that defines it
-COMMAND_MODULES = {
-    "inspect": "inspect",
-    "check": "check",
-    "labels": "labels",
-    "plan": "prep",
-    "apply": "prep",
-    "revert": "prep",
-    "metrics": "metrics",
-    "serve": "serve",
-    "capture": "capture",
-}
-
-
-class LazyGroup(click.Group):
-    """A click group whose commands are imported on first use."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(COMMAND_MODULES)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        module_name = COMMAND_MODULES.get(cmd_name)
-        if module_name is None:
-            return None
-        module = importlib.import_module(f"nodeagent.commands.{module_name}")
-        return next((c for c in module.COMMANDS if c.name == cmd_name), None)

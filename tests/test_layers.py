@@ -4,7 +4,8 @@ Every module under ``nodeagent/`` is parsed with ``ast`` (nothing is imported, s
 such as libvirt or kubernetes need not be installed) and every import is counted: module level,
 inside functions (lazy imports that keep CLI start light) and under ``if TYPE_CHECKING:`` (a
 type-only import still makes the reader hold the other module in mind, and becomes a real one
-the day someone needs the name at run time).
+the day someone needs the name at run time). Only ``importlib.import_module`` with a computed name is
+out of its sight: the CLI's lazy command group (``commands/lazy.py``) loads its own package's modules so.
 """
 
 from __future__ import annotations
@@ -146,6 +147,26 @@ def test_the_walker_sees_lazy_and_relative_imports() -> None:
     assert "nodeagent.cli" in graph["nodeagent.__main__"]
 
 
+def test_the_walker_on_every_form_of_import(tmp_path: Path) -> None:
+    source = tmp_path / "a.py"
+    source.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "import nodeagent.k.deep.missing\n"  # the deepest module that exists: nodeagent.k.deep
+        "from . import sibling\n"  # relative: a submodule of the package
+        "from ..up import name\n"  # relative, two levels: a name from a module
+        "if TYPE_CHECKING:\n"
+        "    from nodeagent.typed import T\n"
+        "def f():\n"
+        "    import nodeagent.lazy\n"
+        "    from nodeagent import pkgmod\n"
+    )
+    known = {"nodeagent", "nodeagent.k", "nodeagent.k.deep", "nodeagent.p", "nodeagent.p.q", "nodeagent.p.q.a",
+             "nodeagent.p.q.sibling", "nodeagent.p.up", "nodeagent.typed", "nodeagent.lazy", "nodeagent.pkgmod"}
+    assert _imports("nodeagent.p.q.a", source, known) == {
+        "nodeagent.k.deep", "nodeagent.p.q.sibling", "nodeagent.p.up", "nodeagent.typed", "nodeagent.lazy",
+        "nodeagent.pkgmod"}
+
+
 def test_every_module_has_a_layer() -> None:
     unplaced = sorted(name for name in _modules() if _layer(name) < 0)
     assert not unplaced, f"add these modules to a layer in LAYERS: {unplaced}"
@@ -173,3 +194,16 @@ def test_no_import_cycle() -> None:
 ])
 def test_cycle_finder(graph: dict[str, set[str]], expected: list[list[str]]) -> None:
     assert _cycles(graph) == expected
+
+
+@pytest.mark.parametrize(("module", "expected"), [
+    ("nodeagent", 0),  # the package itself (its __version__), not everything below it
+    ("nodeagent.host", 0),
+    ("nodeagent.discover", 2),  # a package's __init__ is in its package's layer
+    ("nodeagent.discover.pci", 2),
+    ("nodeagent.prep.vfio", 4),
+    ("nodeagent.__main__", len(LAYERS) - 1),
+    ("nodeagent.not_placed", -1),  # a new module must be placed: test_every_module_has_a_layer says so
+])
+def test_layer_of_a_module(module: str, expected: int) -> None:
+    assert _layer(module) == expected

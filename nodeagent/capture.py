@@ -175,17 +175,41 @@ def _field(inventory: Inventory, dotted: str) -> object:
     return value
 
 
+def top_directory(output: str) -> str:
+    """The archive's one top-level directory: the file's name without ``.tar.gz`` (``.tgz``, ``.tar``),
+    so that unpacking never spills ``sys/``, ``proc/`` … into the current directory."""
+    name = os.path.basename(output)
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+            break
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "capture"
+
+
+def unpacked_root(directory: str) -> str:
+    """The host tree in ``directory`` after a capture was unpacked there: the archive's one
+    top-level directory, or ``directory`` itself for a capture packed without one."""
+    entries = os.listdir(directory)
+    if len(entries) == 1 and os.path.isfile(os.path.join(directory, entries[0], MANIFEST)):
+        return os.path.join(directory, entries[0])
+    return directory
+
+
 def write_capture(host: Host, output: str) -> CaptureSummary:
     trace = HostTrace()
     inventory = discover(host, record=HostRecord(trace=trace))
     redactions: dict[str, list[str]] = {}
     entries = build_tree(host, trace, redactions)
     counts = {"file": 0, "link": 0, "dir": 0}
+    top = top_directory(output)
     with tarfile.open(output, "w:gz") as archive:
         now = time.time()
+        info = tarfile.TarInfo(top)
+        info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, int(now)
+        archive.addfile(info)
         for path in sorted(entries):
             kind, payload = entries[path]
-            info = tarfile.TarInfo(path.lstrip("/"))
+            info = tarfile.TarInfo(f"{top}/{path.lstrip('/')}".rstrip("/"))
             info.mtime = int(now)
             counts[kind] += 1
             if kind == "dir":
@@ -199,7 +223,7 @@ def write_capture(host: Host, output: str) -> CaptureSummary:
                 info.size, info.mode = len(data), 0o644
                 archive.addfile(info, io.BytesIO(data))
         manifest = _manifest(inventory, redactions)
-        info = tarfile.TarInfo(MANIFEST)
+        info = tarfile.TarInfo(f"{top}/{MANIFEST}")
         info.size, info.mtime, info.mode = len(manifest), int(now), 0o644
         archive.addfile(info, io.BytesIO(manifest))
     return CaptureSummary(counts["file"], counts["link"], counts["dir"], inventory, redactions)

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nodeagent.capture import LIVE_ONLY_FIELDS, is_secret, write_capture
+from nodeagent.capture import LIVE_ONLY_FIELDS, is_secret, unpacked_root, write_capture
 from nodeagent.cli import main
 from nodeagent.discover import discover
 from nodeagent.host import Host
@@ -31,9 +31,13 @@ def _round_trip(host: Host, tmp_path: Path) -> tuple[dict, dict, list[tarfile.Ta
     unpacked.mkdir()
     with tarfile.open(archive_path) as archive:
         archive.extractall(unpacked, filter="tar")
-    again = discover(Host(str(unpacked)))
+    assert [p.name for p in unpacked.iterdir()] == ["capture"]  # one top-level directory: the file's name
+    again = discover(Host(unpacked_root(str(unpacked))))
     with tarfile.open(archive_path) as archive:
-        members = archive.getmembers()
+        members = [m for m in archive.getmembers() if m.name != "capture"]
+    for member in members:
+        assert member.name.startswith("capture/")
+        member.name = member.name.removeprefix("capture/")
     return _masked(summary.inventory.to_dict()), _masked(again.to_dict()), members
 
 
@@ -68,7 +72,7 @@ def test_capture_command_writes_the_archive(host_trees, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     with tarfile.open(out) as archive:
-        assert "NODEAGENT-CAPTURE.json" in archive.getnames()
+        assert "c/NODEAGENT-CAPTURE.json" in archive.getnames()
 
 
 # --- credentials inside packed files (issue 12 item 5) ------------------------------------------
@@ -112,7 +116,7 @@ def test_capture_redacts_boot_argument_and_kubelet_credentials(host_trees, tmp_p
     root = _tree_with_secrets(host_trees, tmp_path)
     summary = write_capture(Host(str(root)), str(tmp_path / "c.tar.gz"))
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
-        packed = {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
+        packed = {m.name.removeprefix("c/"): archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}
     everything = b"\n".join(packed.values())
     for secret in (b"hunter2", b"abc def", b"s3", b"s3cr3t-static", b"tok-123"):
         assert not any(secret in data for name, data in packed.items() if name != "NODEAGENT-CAPTURE.json"), secret
@@ -130,7 +134,7 @@ def test_capture_redacts_boot_argument_and_kubelet_credentials(host_trees, tmp_p
     unpacked = tmp_path / "unpacked"
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
         archive.extractall(unpacked, filter="tar")
-    again = discover(Host(str(unpacked))).to_dict()
+    again = discover(Host(unpacked_root(str(unpacked)))).to_dict()
     live = summary.inventory.to_dict()
     assert again["kubelet"] == live["kubelet"]
     assert again["cpu"] == live["cpu"] and again["iommu"] == live["iommu"]
@@ -181,9 +185,9 @@ def test_capture_redacts_the_k3s_join_token_and_keeps_the_kubelet_flags(host_tre
     summary = write_capture(Host(str(root)), str(tmp_path / "c.tar.gz"))
     assert summary.inventory.kubelet.flavour == "k3s"
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
-        packed = archive.extractfile("etc/rancher/k3s/config.yaml").read()
+        packed = archive.extractfile("c/etc/rancher/k3s/config.yaml").read()
         archive.extractall(tmp_path / "unpacked", filter="tar")
     assert b"K10secretjoin" not in packed and b"tok9" not in packed
     assert summary.redacted["/etc/rancher/k3s/config.yaml"] == ["token", "kubelet-arg[1]: bootstrap-token"]
-    again = discover(Host(str(tmp_path / "unpacked")))
+    again = discover(Host(unpacked_root(str(tmp_path / "unpacked"))))
     assert again.kubelet.cpu_manager_policy == "static" == summary.inventory.kubelet.cpu_manager_policy

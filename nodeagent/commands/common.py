@@ -30,6 +30,33 @@ class CliContext:
             raise click.BadParameter(str(exc), param_hint="--root") from exc
 
 
+class _HiddenAliasOption(click.Option):
+    """An option whose old long names still parse but are left out of ``--help``."""
+
+    def __init__(self, *args: Any, hidden_aliases: tuple[str, ...] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hidden_aliases = hidden_aliases
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        shown = self.opts
+        self.opts = [o for o in shown if o not in self.hidden_aliases]
+        try:
+            return super().get_help_record(ctx)
+        finally:
+            self.opts = shown
+
+    def get_error_hint(self, ctx: click.Context) -> str:
+        return " / ".join(f"'{o}'" for o in self.opts if o not in self.hidden_aliases)
+
+
+def profile_option(*, required: bool, help: str) -> Any:
+    """``-f/--profile PROFILE``, one name for every command that reads a profile; ``--filename``
+    (what plan and apply called it first) still works."""
+    return click.option("-f", "--profile", "--filename", "profile_path", cls=_HiddenAliasOption,
+                        hidden_aliases=("--filename",), required=required, metavar="PROFILE",
+                        type=click.Path(dir_okay=False), help=help)
+
+
 def output_option(*choices: str) -> Any:
     return click.option("-o", "--output", "output", type=click.Choice(list(choices)), default=choices[0],
                         show_default=True, help="Output format.")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from nodeagent.commands.common import CliContext, dump_json, output_option
+from nodeagent.commands.common import CliContext, dump_json, output_option, profile_option
 from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
 if TYPE_CHECKING:
@@ -20,8 +20,7 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 @click.command()
-@click.option("-f", "--profile", "profile_path", metavar="PROFILE", type=click.Path(dir_okay=False),
-              help="A NodeProfile: adds its labels and taints (and the NVIDIA passthrough label).")
+@profile_option(required=False, help="A NodeProfile: adds its labels and taints (and the NVIDIA passthrough label).")
 @output_option("text", "json")
 @click.option("--prefix", envvar="NODEAGENT_LABEL_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Namespace of nodeagent's own labels and annotations. Env: NODEAGENT_LABEL_PREFIX.")
@@ -29,7 +28,11 @@ def _fail(code: int, message: str) -> NoReturn:
               help="Publish the labels node-feature-discovery also publishes (turn off where NFD runs). "
                    "Env: NODEAGENT_NFD_LABELS.")
 @click.option("--publish", is_flag=True,
-              help="Write them to this node's Node object and its NodeResourceTopology (once).")
+              help="Write them to this node's Node object and its NodeResourceTopology (once). An API server "
+                   "that cannot be reached is retried with back-off for up to --publish-timeout seconds, "
+                   "each failed attempt reported on stderr.")
+@click.option("--publish-timeout", type=click.FloatRange(0, 3600), default=60.0, show_default=True,
+              metavar="SECONDS", help="With --publish: how long transient API errors are retried.")
 @click.option("--node-name", envvar="NODE_NAME", metavar="NAME",
               help="The Node to publish to. Env: NODE_NAME (downward API spec.nodeName).")
 @click.option("--kubeconfig", metavar="FILE", type=click.Path(dir_okay=False),
@@ -39,7 +42,8 @@ def _fail(code: int, message: str) -> NoReturn:
                    "Env: NODEAGENT_TOPOLOGY.")
 @click.pass_obj
 def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: str, nfd_labels: bool,
-           publish: bool, node_name: str | None, kubeconfig: str | None, topology: bool) -> None:
+           publish: bool, publish_timeout: float, node_name: str | None, kubeconfig: str | None,
+           topology: bool) -> None:
     """Show the labels (and taints) this node would carry; --publish writes them to its Node."""
     from nodeagent.discover import discover
     from nodeagent.labels import LabelConfig, LabelError, compute_labels
@@ -62,7 +66,7 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
     published = None
     if publish:
         published, label_set = _publish(inventory, profile, label_set, config, node_name=node_name,
-                                        kubeconfig=kubeconfig, topology=topology)
+                                        kubeconfig=kubeconfig, topology=topology, timeout=publish_timeout)
     if output == "json":
         data: dict[str, Any] = {
             "labels": label_set.labels,
@@ -86,7 +90,7 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
 
 
 def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelConfig, *, node_name: str | None,
-             kubeconfig: str | None, topology: bool) -> tuple[dict[str, Any], LabelSet]:
+             kubeconfig: str | None, topology: bool, timeout: float) -> tuple[dict[str, Any], LabelSet]:
     """Publish once; returns the result and the label set actually published."""
     from nodeagent.k8s import ApiError, K8sConfigError, connect, desired_state, publish_once, resolve_node_name
     from nodeagent.k8s.nodediff import NodeView, unmatched_selector
@@ -97,6 +101,9 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
         api = connect(kubeconfig)
     except K8sConfigError as exc:
         _fail(2, str(exc))
+    server = getattr(getattr(api.api_client, "configuration", None), "host", "the API server")
+    click.echo(f"publishing to node {name} via {server} (transient errors retried for up to {timeout:g} s)",
+               err=True)
     try:
         if profile is not None and profile.node_selector:
             node = NodeView.from_api(api.get_node(name))
@@ -109,7 +116,7 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
                 profile = None
         desired = desired_state(inventory, profile, node_name=name, label_config=config, topology=topology,
                                 label_set=label_set)
-        result = publish_once(api, name, desired)
+        result = publish_once(api, name, desired, deadline=timeout)
     except ApiError as exc:
         _fail(1, f"publishing to node {name}: {exc}")
     finally:

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from nodeagent.commands.common import CliContext, dump_json, output_option
+from nodeagent.commands.common import CliContext, dump_json, output_option, profile_option
 from nodeagent.host import Host
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,7 @@ def _prepare(ctx: click.Context, profile_path: str, *, dry_run: bool, force: boo
     return host, pctx, build_plan(pctx)
 
 
-_profile_option = click.option("-f", "--filename", "profile_path", required=True, metavar="PROFILE",
-                               type=click.Path(dir_okay=False), help="NodeProfile YAML (CONTRACT §3).")
+_profile_option = profile_option(required=True, help="The NodeProfile YAML (docs/profile.md).")
 _force_option = click.option("--force", is_flag=True,
                              help="Override the refusals that are safe to override: the boot VGA GPU, "
                                   "isolating every CPU, a NUMA node without housekeeping CPU.")

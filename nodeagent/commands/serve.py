@@ -44,7 +44,7 @@ def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--profiles-poll", "profiles_poll_s", type=click.FloatRange(0, 3600), default=10.0, show_default=True,
               metavar="SECONDS", help="How often to look for a changed profile directory (0: on SIGHUP only).")
 @click.option("--interval", "interval_s", type=click.FloatRange(1, 86400), default=60.0, show_default=True,
-              metavar="SECONDS", help="Reconcile period (jittered by ±10%%).")
+              metavar="SECONDS", help="Reconcile period (jittered by ±10%).")
 @click.option("--event-debounce", "debounce_s", type=click.FloatRange(0, 600), default=1.0, show_default=True,
               metavar="SECONDS", help="Quiet time after a PCI/CPU uevent before re-inventorying (bursts: at most 5 s).")
 @click.option("--read-only", is_flag=True, envvar="NODEAGENT_READ_ONLY",

@@ -26,7 +26,9 @@ def discover_kvm(host: Host) -> KvmInfo:
     accessible = device is not None and host.access("/dev/kvm", os.R_OK | os.W_OK)
     if device is not None and not accessible:
         host.note_denied("/dev/kvm")  # present, but this user may not open it: not "missing"
-    if device == "char" and accessible and host.live_source("kvm-ioctl"):
+    # live_source first: under another root the ioctl is reported as skipped even where the tree
+    # holds only a stand-in file for the device.
+    if device is not None and host.live_source("kvm-ioctl") and device == "char" and accessible:
         try:
             api_version = host.ioctl("/dev/kvm", KVM_GET_API_VERSION)
             recommended = host.ioctl("/dev/kvm", KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS) or None

@@ -15,6 +15,9 @@ DROPIN_PATH = "/etc/default/grub.d/90-nodeagent.cfg"
 MODPROBE_PATH = "/etc/modprobe.d/90-nodeagent-vfio.conf"
 PROFILE_PATH = "/etc/nodeagent/profile.yaml"
 JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
+# Where the bootloader keeps the arguments in the entries themselves (grubby, kernel-install), the
+# arguments nodeagent added are recorded here, so that a later plan knows which ones are its own.
+BOOTARGS_STATE_PATH = "/var/lib/nodeagent/bootargs"
 LOCK_PATH = "/var/lib/nodeagent/apply.lock"
 
 REGENERATE_HINT = "update-grub (Debian/Ubuntu) or grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL/Fedora/SUSE)"
@@ -29,6 +32,26 @@ def dropin_args(text: str | None) -> list[str]:
         if line.startswith(_LINE_PREFIX) and line.endswith('"'):
             return line[len(_LINE_PREFIX):-1].split()
     return []
+
+
+def render_bootargs_state(profile_name: str, family: str, args: list[str]) -> str | None:
+    """The record of the arguments nodeagent persisted through ``family`` (None: there are none)."""
+    if not args:
+        return None
+    return (f"# Kernel arguments nodeagent (profile {profile_name}) added through {family}; "
+            "`nodeagent revert` removes them.\n" + " ".join(args) + "\n")
+
+
+def bootargs_state_args(text: str | None) -> list[str]:
+    """The arguments a :func:`render_bootargs_state` record holds (empty when there is none)."""
+    lines = [line for line in (text or "").splitlines() if line.strip() and not line.startswith("#")]
+    return lines[0].split() if lines else []
+
+
+def persisted_args(dropin: str | None, state: str | None) -> list[str]:
+    """Every argument nodeagent persisted, whichever bootloader family holds them."""
+    args = dropin_args(dropin)
+    return args + [a for a in bootargs_state_args(state) if a not in args]
 
 
 def render_dropin(profile_name: str, args: list[str]) -> str | None:

@@ -1,6 +1,7 @@
 """What nodeagent's own earlier apply left behind: the journal, a pending reboot, a pending kubelet restart.
 
-* reboot-required: an argument of nodeagent's grub drop-in is not on ``/proc/cmdline``;
+* reboot-required: an argument nodeagent persisted (its grub drop-in, or its record of what it
+  added through grubby / kernel-install) is not on ``/proc/cmdline``;
 * kubelet-restart-required: an apply changed hugepages while kubelet ran (the journal records
   when), and kubelet has not started since. Without kubelet's start time the flag stays set
   until the next apply clears it (conservative: a label that says "restart" one time too many
@@ -13,12 +14,13 @@ import json
 
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
-from nodeagent.owned import DROPIN_PATH, JOURNAL_PATH, dropin_args, pending
+from nodeagent.owned import BOOTARGS_STATE_PATH, DROPIN_PATH, JOURNAL_PATH, pending, persisted_args
 
 
 def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | None = None,
                         kubelet_running: bool | None = None) -> PrepState:
-    pending_args = pending(dropin_args(host.read_text(DROPIN_PATH)), cmdline)
+    persisted = persisted_args(host.read_text(DROPIN_PATH), host.read_text(BOOTARGS_STATE_PATH))
+    pending_args = pending(persisted, cmdline)
     journal_text = host.read_text(JOURNAL_PATH)
     changes = 0
     applied_at: float | None = None

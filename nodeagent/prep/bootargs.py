@@ -16,13 +16,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from nodeagent.owned import pending
+from nodeagent.owned import pending, persisted_args
 from nodeagent.parse import split_cmdline
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.facts import PrepFacts
 from nodeagent.prep.handlers import Handler
 from nodeagent.prep.lifecycle import BootArgs, BootArgsContributor, BootArgsRequest, SubsystemSpec
-from nodeagent.prep.model import Action, Change, Plan, Subsystem
+from nodeagent.prep.model import Action, Change, Plan, Refusal, Subsystem
 
 
 class BootloaderWriter(Protocol):
@@ -52,6 +52,13 @@ class BootloaderWriter(Protocol):
         ...
 
 
+def unknown_bootloader(facts: PrepFacts) -> str:
+    return ("unknown bootloader: nodeagent writes kernel arguments through GRUB's /etc/default/grub.d "
+            "(Debian, Ubuntu), grubby with BLS entries (RHEL, Fedora, CentOS Stream) or /etc/kernel/cmdline + "
+            f"kernel-install (systemd-boot); found {facts.bootloader.evidence()}. Add the arguments with the "
+            "host's own bootloader tool")
+
+
 def profile_args(ctx: PlanContext, request: BootArgsRequest) -> BootArgs:
     """``spec.kernel.additionalArgs``: the profile's own, after every computed argument."""
     kernel = ctx.profile.kernel
@@ -63,9 +70,13 @@ class BootArgsAssembler:
     contributors: tuple[BootArgsContributor, ...]
     writers: tuple[BootloaderWriter, ...]
 
-    def writer(self, facts: PrepFacts) -> BootloaderWriter:
-        """The first writer that detects its family on this host; the first one otherwise."""
-        return next((w for w in self.writers if w.detect(facts)), self.writers[0])
+    def writer(self, facts: PrepFacts) -> BootloaderWriter | None:
+        """The writer of this host's bootloader family; None when no family is recognised."""
+        return next((w for w in self.writers if w.detect(facts)), None)
+
+    def persisted(self, facts: PrepFacts) -> list[str]:
+        writer = self.writer(facts)
+        return writer.persisted(facts) if writer is not None else persisted_args(facts.dropin, facts.bootloader.state)
 
     @property
     def handlers(self) -> dict[Action, Handler]:
@@ -73,7 +84,7 @@ class BootArgsAssembler:
 
     def desired(self, ctx: PlanContext, deferred_page_sizes: Iterable[int] = ()) -> BootArgs:
         """Every contribution in order; an argument already contributed is not repeated."""
-        request = BootArgsRequest(existing=tuple(self.writer(ctx.facts).persisted(ctx.facts)),
+        request = BootArgsRequest(existing=tuple(self.persisted(ctx.facts)),
                                   booted=frozenset(split_cmdline(ctx.inventory.kernel.cmdline)),
                                   deferred_page_sizes=frozenset(deferred_page_sizes))
         total = BootArgs()
@@ -91,21 +102,30 @@ class BootArgsAssembler:
         return self._change(ctx, self.desired(ctx, deferred_page_sizes))
 
     def _change(self, ctx: PlanContext, desired: BootArgs) -> tuple[Change | None, list[str]]:
+        writer = self.writer(ctx.facts)
+        if writer is None:
+            if desired.args != self.persisted(ctx.facts):
+                return None, [*desired.notes, unknown_bootloader(ctx.facts)]
+            return None, desired.notes
         waiting = pending(desired.args, ctx.inventory.kernel.cmdline)
-        change, notes = self.writer(ctx.facts).change(ctx, desired.args, waiting)
+        change, notes = writer.change(ctx, desired.args, waiting)
         return change, desired.notes + notes
 
     def plan(self, ctx: PlanContext, plan: Plan) -> None:
         desired = self.desired(ctx)
         for refusal in desired.refusals:
             (plan.forced if refusal.forceable and ctx.options.force else plan.refusals).append(refusal)
+        if self.writer(ctx.facts) is None and desired.args != self.persisted(ctx.facts):
+            # Written where nothing reads it, an argument would leave the node "reboot required" forever.
+            plan.refusals.append(Refusal(Subsystem.BOOTARGS, " ".join(desired.args) or "boot arguments",
+                                         unknown_bootloader(ctx.facts)))
+            return
         change, notes = self._change(ctx, desired)
         plan.notes.extend(notes)
         if change is not None:
             plan.changes.append(change)
         else:
-            persisted = self.writer(ctx.facts).persisted(ctx.facts)
-            plan.pending_reboot_args = pending(persisted, ctx.inventory.kernel.cmdline)
+            plan.pending_reboot_args = pending(self.persisted(ctx.facts), ctx.inventory.kernel.cmdline)
 
     def spec(self) -> SubsystemSpec:
         return SubsystemSpec(Subsystem.BOOTARGS, plan=self.plan, handlers=self.handlers)

@@ -16,6 +16,8 @@ from nodeagent.gpuselect import selected_gpus
 from nodeagent.host import Host
 from nodeagent.inventory import CpufreqPolicy, Inventory
 from nodeagent.owned import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
+from nodeagent.prep.bootfacts import BootloaderFacts, read_bootloader
+from nodeagent.prep.groups import predict_group
 from nodeagent.profile import NodeProfile
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"
@@ -43,6 +45,9 @@ class PrepFacts:
     driver_overrides: dict[str, str | None] = field(default_factory=dict)  # address → override
     device_use: dict[str, DeviceUse] = field(default_factory=dict)
     grub_command: list[str] | None = None  # how this host regenerates grub.cfg
+    bootloader: BootloaderFacts = field(default_factory=BootloaderFacts)
+    # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
+    predicted_groups: dict[str, list[str] | None] = field(default_factory=dict)
     can_run_commands: bool = False
 
 
@@ -54,6 +59,7 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
         installed_profile=host.read_text(PROFILE_PATH),
         vfio_pci_loaded=host.is_dir("/sys/bus/pci/drivers/vfio-pci"),
         grub_command=grub_command(host),
+        bootloader=read_bootloader(host),
         can_run_commands=host.is_live or host.command_runner is not None,
     )
     if profile.cpu is not None and profile.cpu.governor:
@@ -65,6 +71,14 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
                 facts.driver_overrides[member.address] = read_driver_override(host, member.address)
                 if member.driver and "vfio" not in member.driver:
                     moving.append(member.address)
+            if gpu.iommu_group is None and not inventory.iommu.enabled:
+                # Decided today even though the binding waits for the reboot that turns the IOMMU on.
+                predicted = predict_group(host, gpu.address)
+                facts.predicted_groups[gpu.address] = predicted
+                for address in predicted or [gpu.address]:
+                    driver = host.link_name(f"{PCI_DEVICES}/{address}/driver")
+                    if driver and "vfio" not in driver:
+                        moving.append(address)
         if moving:
             facts.device_use = device_use(host, sorted(set(moving)))
     return facts

@@ -32,7 +32,8 @@ class GrubDropin:
         return {Action.GRUB_DROPIN: DROPIN}
 
     def detect(self, facts: PrepFacts) -> bool:
-        return True  # the only family so far, and the fallback
+        """Debian and Ubuntu: their grub-mkconfig sources /etc/default/grub.d (RHEL's and SUSE's do not)."""
+        return facts.bootloader.family() == "grub"
 
     def persisted(self, facts: PrepFacts) -> list[str]:
         return dropin_args(facts.dropin)

@@ -98,7 +98,7 @@ class Journal:
 
 def _restore_detail(change: Change) -> dict[str, Any]:
     """What a later revert needs besides the old value (never the new file content)."""
-    keep = ("node", "size_kb", "driver", "override", "gpu", "group", "kind", "regenerate", "argv")
+    keep = ("node", "size_kb", "driver", "override", "gpu", "group", "kind", "regenerate", "argv", "restore")
     return {k: to_plain(v) for k, v in change.detail.items() if k in keep}
 
 

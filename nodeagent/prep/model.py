@@ -37,6 +37,8 @@ class Action(enum.StrEnum):
     HUGEPAGES = "hugepages"
     FILE = "file"  # a file nodeagent owns, written whole or removed
     GRUB_DROPIN = "grub-dropin"
+    GRUBBY = "grubby"  # BLS entries' options, through grubby --update-kernel=ALL
+    KERNEL_CMDLINE = "kernel-cmdline"  # /etc/kernel/cmdline, then kernel-install add per kernel
     MODPROBE = "modprobe"
     PCI_BIND = "pci-bind"
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from nodeagent.prep import governor, hugepages, isolation, ksm, persist, vfio
 from nodeagent.prep.bootargs import BootArgsAssembler
+from nodeagent.prep.bootloaders import Grubby, KernelInstall
 from nodeagent.prep.grub import GrubDropin
 from nodeagent.prep.handlers import Handler
 from nodeagent.prep.lifecycle import SubsystemSpec
@@ -22,7 +23,7 @@ from nodeagent.prep.model import Action, Subsystem
 
 BOOT_ARGS = BootArgsAssembler(
     contributors=(isolation.boot_args, vfio.boot_args, hugepages.boot_args),
-    writers=(GrubDropin(),),
+    writers=(GrubDropin(), Grubby(), KernelInstall()),
 )
 
 SUBSYSTEMS: dict[Subsystem, SubsystemSpec] = {spec.key: spec for spec in (

@@ -56,10 +56,16 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
     plan.skipped.extend(skips)
     if gpus and not inventory.iommu.enabled:
         if profile.iommu_wanted and inventory.iommu.enable_argument:
+            selected_slots = {slot(g.address) for g in gpus}
             for gpu in gpus:
+                if not _allowed_before_reboot(ctx, plan, gpu, selected_slots):
+                    continue
+                predicted = facts.predicted_groups.get(gpu.address)
                 plan.skipped.append(Skip(Subsystem.VFIO, gpu.address,
                                          "the IOMMU is off: the boot arguments turn it on; the GPU is bound "
-                                         "after the reboot (the boot unit applies the profile again)"))
+                                         "after the reboot (the boot unit applies the profile again)"
+                                         + ("" if predicted is not None else "; its IOMMU group is checked then "
+                                            "(ACS is not readable here to predict it)")))
         else:
             for gpu in gpus:
                 plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the IOMMU is off on this host: vfio-pci "
@@ -92,21 +98,50 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
     _plan_modprobe(ctx, plan, gpus)
 
 
+def _refuse_boot_vga(ctx: PlanContext, plan: Plan, gpu: Gpu) -> bool:
+    """The boot-VGA interlock (``--force`` overrides it); True when the GPU may still move."""
+    if not gpu.boot_vga:
+        return True
+    refusal = Refusal(Subsystem.VFIO, gpu.address, "it is the boot VGA device: the host's console and display "
+                                                   "run on it (--force overrides when the console is serial/BMC)",
+                      forceable=True)
+    if ctx.options.force:
+        plan.forced.append(refusal)
+        return True
+    plan.refusals.append(refusal)
+    return False
+
+
+def _allowed_before_reboot(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str]) -> bool:
+    """The interlocks decidable while the IOMMU is still off, refused now rather than after the reboot:
+    boot VGA, a host driver in use, and a group the PCI topology already shows not viable."""
+    ok = _refuse_boot_vga(ctx, plan, gpu)
+    predicted = ctx.facts.predicted_groups.get(gpu.address)
+    for address in predicted or [gpu.address]:
+        if slot(address) not in selected_slots:
+            plan.refusals.append(Refusal(
+                Subsystem.VFIO, gpu.address,
+                f"once the IOMMU is on, {address} will share its IOMMU group (no ACS isolation between them in "
+                "the PCI topology) and is neither selected nor a function of a selected GPU: the group will not be "
+                "viable for passthrough"))
+            ok = False
+            continue
+        use = ctx.facts.device_use.get(address)
+        if use is not None and use.holders:
+            plan.refusals.append(Refusal(Subsystem.VFIO, address,
+                                         "its host driver is in use: " + "; ".join(use.holders)))
+            ok = False
+    return ok
+
+
 def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str]) -> bool:
     """Every refusal for one GPU; True when it may move."""
     ok = True
     if gpu.iommu_group is None:
         plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the device has no IOMMU group"))
         return False
-    if gpu.boot_vga:
-        refusal = Refusal(Subsystem.VFIO, gpu.address, "it is the boot VGA device: the host's console and display "
-                                               "run on it (--force overrides when the console is serial/BMC)",
-                          forceable=True)
-        if ctx.options.force:
-            plan.forced.append(refusal)
-        else:
-            plan.refusals.append(refusal)
-            ok = False
+    if not _refuse_boot_vga(ctx, plan, gpu):
+        ok = False
     strangers = group_strangers(gpu.group_members, selected_slots)
     for member in strangers:
         plan.refusals.append(Refusal(

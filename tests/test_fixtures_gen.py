@@ -10,7 +10,6 @@ import hashlib
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -469,10 +468,11 @@ def test_refuses_to_wipe_a_directory_it_did_not_build(tmp_path: Path) -> None:
     assert (tmp_path / "precious").read_text() == "keep me"
 
 
-def test_largest_host_builds_quickly(tmp_path: Path) -> None:
-    start = time.perf_counter()
-    hostgen.build_host("intel-2s-8gpu", tmp_path / "h")
-    assert time.perf_counter() - start < 3.0
+def test_largest_host_stays_a_bounded_tree(tmp_path: Path) -> None:
+    """Size, not time (no timed assertions in tests): the 224-CPU host is ~10 000 entries."""
+    root = hostgen.build_host("intel-2s-8gpu", tmp_path / "h")
+    entries = sum(len(files) + len(dirs) for _, dirs, files in os.walk(root))
+    assert 5_000 < entries < 20_000
 
 
 def test_cli_builds_a_host(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 
 Both are pure functions of the Inventory. Each check has a stable ``id`` (the metric label), the
 title virt-host-validate would print, a status, a one-line reason and, unless it passed, the fix.
-Readiness implements CONTRACT §4's table: the host half of each KubeVirt VM recipe.
+Readiness implements the workload table of docs/labels.md: the host half of each KubeVirt VM recipe.
 """
 
 from __future__ import annotations
@@ -403,7 +403,7 @@ READINESS: dict[str, Callable[[Inventory], list[str]]] = {
 
 
 def readiness(inv: Inventory) -> dict[str, Readiness]:
-    """Every workload of CONTRACT §4, ready or not, with the reasons it is not."""
+    """Every workload of docs/labels.md, ready or not, with the reasons it is not."""
     result = {}
     for workload in WORKLOADS:
         reasons = READINESS[workload](inv)

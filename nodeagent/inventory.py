@@ -3,7 +3,7 @@
 Everything downstream (checks, labels, capacity metrics, the prep plan, the renderers) is a
 function of an :class:`Inventory`. Nothing downstream reads host files on its own.
 
-Field names follow ``CONTRACT.md`` §2 exactly where the contract names them; the rest is ours.
+Field names are the documented inventory keys (docs/inventory.md), exactly; the rest is ours.
 ``None`` always means "unknown / not present on this host", never "false".
 """
 

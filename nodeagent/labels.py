@@ -1,4 +1,4 @@
-"""Inventory (+ NodeProfile) → the node labels and taints of CONTRACT §4.
+"""Inventory (+ NodeProfile) → the node labels and taints of docs/labels.md.
 
 A pure function of its inputs: no host reads, no Kubernetes. The publisher (``nodeagent.k8s``)
 turns a :class:`LabelSet` into a minimal patch of the Node.
@@ -40,7 +40,7 @@ DEFAULT_PREFIX = DEFAULT_LABEL_PREFIX
 # /proc/cpuinfo flag → the feature name NFD labels it with. NFD takes its names from
 # github.com/klauspost/cpuid (cpuid.CPU.FeatureSet()), which differ from the kernel's for a few
 # flags (sha_ni → SHA, aes → AESNI, fma → FMA3, the underscores of avx512_*/amx_*).
-# Only the flags CONTRACT §4 names are published.
+# Only the flags docs/labels.md names are published.
 CPUID_FLAGS: dict[str, str] = {
     "avx2": "AVX2",
     "avx512f": "AVX512F",
@@ -84,7 +84,7 @@ class LabelConfig:
 
     @property
     def owned_labels_annotation(self) -> str:
-        """Lists, comma-separated, the labels nodeagent set (CONTRACT §4)."""
+        """Lists, comma-separated, the labels nodeagent set (docs/labels.md)."""
         return self.own("owned-labels")
 
     @property
@@ -172,7 +172,7 @@ def _flag(value: bool) -> str:
 def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
                    config: LabelConfig | None = None,
                    readiness: Mapping[str, Readiness] | None = None) -> LabelSet:
-    """The labels and taints of CONTRACT §4 for this node.
+    """The labels and taints of docs/labels.md for this node.
 
     ``readiness`` defaults to :func:`nodeagent.checks.readiness` of ``inv`` (the one definition of
     workload readiness); pass it only to label a readiness computed elsewhere.

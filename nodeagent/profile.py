@@ -1,4 +1,4 @@
-"""The NodeProfile (CONTRACT §3): schema, parsing and validation with field-named errors.
+"""The NodeProfile (docs/profile.md): schema, parsing and validation with field-named errors.
 
 A profile is the only input that makes nodeagent write to a live kernel, so it is validated
 strictly: every unknown field is an error (a typo such as ``sise`` must never silently mean "use

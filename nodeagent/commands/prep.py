@@ -1,4 +1,4 @@
-"""`plan`, `apply` and `revert` (CONTRACT §1): parse, call prep, render, exit with the contract's codes.
+"""`plan`, `apply` and `revert` (docs/cli.md): parse, call prep, render, exit with the documented codes.
 
 plan:   0 valid · 1 some request refused as unsafe · 2 invalid profile
 apply:  0 converged · 1 failed, rolled back · 2 invalid input or refused · 3 applied, reboot or

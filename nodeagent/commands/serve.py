@@ -1,4 +1,4 @@
-"""`nodeagent serve`: the daemon (CONTRACT §1). Parses flags into ServeOptions and runs it.
+"""`nodeagent serve`: the daemon (docs/cli.md). Parses flags into ServeOptions and runs it.
 
 Exit codes: 0 stopped by SIGTERM/SIGINT · 1 failed while running (the reconcile worker died,
 the listen address could not be bound) · 2 bad flags or an impossible configuration.

@@ -129,7 +129,7 @@ def group_members(host: Host, group: int) -> list[IommuGroupMember]:
 
 def passthrough_blockers(driver: str | None, iommu_enabled: bool, group: int | None,
                          members: list[IommuGroupMember], address: str) -> list[str]:
-    """Why a GPU is not passthrough-ready (CONTRACT §2); empty when it is."""
+    """Why a GPU is not passthrough-ready (docs/inventory.md); empty when it is."""
     blockers: list[str] = []
     if not iommu_enabled:
         blockers.append("IOMMU is not enabled")

@@ -187,7 +187,8 @@ class Host:
     write_observers: list[WriteObserver] = field(default_factory=list)
     interceptors: list[Interceptor] = field(default_factory=list)  # tests only
     command_runner: CommandRunner | None = None
-    _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)
+    _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)  # host path → root-relative
+    _real_dirs: dict[str, str] = field(default_factory=dict, repr=False)  # host dir → real dir + "/"
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
@@ -282,6 +283,7 @@ class Host:
     def forget_paths(self) -> None:
         """Drop cached symlink resolutions (after writes, or before a fresh discovery)."""
         self._dir_cache.clear()
+        self._real_dirs.clear()
 
     # Resolution under a root other than "/" follows links as ``chroot`` would, one component at
     # a time, and caches every directory (and followed path) it resolves: a new one costs one
@@ -379,7 +381,17 @@ class Host:
             self._unreadable(path, exc)
             return None
         try:
-            data = self._read_fd(fd, path, cap, refuse_over)
+            first = os.read(fd, _CHUNK if cap >= _CHUNK else cap + 1)
+            size = len(first)
+            # A short read is the whole file: a regular file's or a sysfs attribute's (kernfs returns
+            # it in one read). procfs multi-record files (cpuinfo) come a page at a time: read on.
+            if not size or size >= _CHUNK or size > cap or (size >= _SEQ_CHUNK and path.startswith("/proc/")):
+                data = self._read_rest(fd, path, cap, refuse_over, first)
+            else:
+                data = first
+        except BlockingIOError:  # a FIFO with a writer, a terminal: never a regular file
+            self._refuse(fd, path, cap)
+            return None
         except OSError as exc:
             self._unreadable(path, exc)
             return None
@@ -390,49 +402,53 @@ class Host:
         return data
 
     def _open_read(self, path: str) -> int:
+        if self.root == "/":
+            if not path.startswith("/"):
+                raise HostError(f"host paths are absolute, got {path!r}")
+            return os.open(path, _READ_FLAGS)
+        cut = path.rfind("/")
+        real_dir = self._real_dirs.get(path[:cut])
+        if real_dir is not None and "//" not in path and "/." not in path:
+            try:
+                # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed
+                # outside the root; only then is it resolved, the chroot way.
+                return os.open(real_dir + path[cut + 1:], _READ_FLAGS | os.O_NOFOLLOW)
+            except OSError as exc:
+                if exc.errno != errno.ELOOP:
+                    raise
+        return self._open_read_slow(path)
+
+    def _open_read_slow(self, path: str) -> int:
         if not path.startswith("/"):
             raise HostError(f"host paths are absolute, got {path!r}")
-        if self.root == "/":
-            return os.open(path, _READ_FLAGS)
         clean = _clean(path)
         cut = clean.rfind("/")
         name = clean[cut + 1:]
         if not name or name == "..":
             return os.open(self.fs_path(clean), _READ_FLAGS)
-        parent = clean[:cut] or "/"
+        parent = clean[:cut]
         budget = [_MAX_SYMLINKS]
-        head = self._dir_cache.get(parent)
-        if head is None:
-            head = self._dir(parent, budget)
+        head = self._dir(parent or "/", budget)
+        real_dir = self._real(head)
+        if real_dir != "/":
+            real_dir += "/"
+        self._real_dirs[parent] = real_dir
         try:
-            # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed
-            # outside the root; only then is it resolved, the chroot way.
-            return os.open(self._real(head) + "/" + name if head != "/" else self.root + "/" + name,
-                           _READ_FLAGS | os.O_NOFOLLOW)
+            return os.open(real_dir + name, _READ_FLAGS | os.O_NOFOLLOW)
         except OSError as exc:
             if exc.errno != errno.ELOOP:
                 raise
         return os.open(self._real(self._step(head, name, True, budget)), _READ_FLAGS | os.O_NOFOLLOW)
 
-    def _read_fd(self, fd: int, path: str, cap: int, refuse_over: bool) -> bytes | None:
-        try:
-            data = os.read(fd, min(cap + 1, _CHUNK))
-        except BlockingIOError:  # a FIFO with a writer, a terminal: never a regular file
-            self._refuse(fd, path, cap)
-            return None
+    def _read_rest(self, fd: int, path: str, cap: int, refuse_over: bool, data: bytes) -> bytes | None:
+        """The slow end of :meth:`_read`: an empty first read, a long file, a cut or a refusal."""
         if not data and not _is_regular(fd):
             self._refuse(fd, path, cap)
             return None
-        # A short read is the whole file: a regular file's or a sysfs attribute's (kernfs returns
-        # it in one read). procfs multi-record files (cpuinfo) come a page at a time: read on.
         if len(data) >= _CHUNK or (len(data) >= _SEQ_CHUNK and path.startswith("/proc/")):
             chunks, total = [data], len(data)
             while total <= cap:
-                try:
-                    chunk = os.read(fd, min(cap + 1 - total, _BIG_CHUNK))
-                except BlockingIOError:
-                    self._refuse(fd, path, cap)
-                    return None
+                chunk = os.read(fd, min(cap + 1 - total, _BIG_CHUNK))
                 if not chunk:
                     break
                 chunks.append(chunk)
@@ -578,7 +594,7 @@ class Host:
             observer(record)
         for open_record in records:
             open_record.stats.writes += 1
-        self._dir_cache.clear()
+        self.forget_paths()
         return self._intercept(record) is True
 
     def _intercept(self, record: WriteRecord) -> object:

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings
 
 from nodeagent.host import Host
+from tests.support.hosts import CAPTURED_HOSTS, CAPTURES
 
 if TYPE_CHECKING:
     from tests.k8s.apiserver import FakeApiServer
@@ -27,10 +28,6 @@ settings.register_profile("ci", max_examples=100, derandomize=True, deadline=Non
                           print_blob=True)
 settings.register_profile("fuzz", max_examples=5000, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
-
-FIXTURE_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
-CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
-CAPTURED_HOSTS = sorted(p.name.removesuffix(".tar.gz") for p in CAPTURES.glob("*.tar.gz"))
 
 
 @pytest.fixture(scope="session")

@@ -15,7 +15,7 @@ import tarfile
 from nodeagent.checks import readiness, run_checks
 from nodeagent.discover import discover
 from nodeagent.host import Host
-from tests.conftest import CAPTURES
+from tests.support.hosts import CAPTURES
 
 
 def test_h200_host_is_read_as_nvidia_smi_saw_it(host_trees) -> None:

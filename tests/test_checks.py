@@ -12,7 +12,7 @@ import pytest
 
 from nodeagent.checks import readiness, readiness_check, run_checks
 from nodeagent.inventory import Inventory, IommuGroupMember
-from tests.factories import make_cpu, make_gpu, make_inventory, pool, with_ksm
+from tests.support.factories import make_cpu, make_gpu, make_inventory, pool, with_ksm
 
 
 def by_id(inv: Inventory) -> dict[str, str]:

@@ -7,7 +7,7 @@ import pytest
 from nodeagent.gpuselect import GpuSelector, describe_selector, gpu_matches, selected_gpus, unmatched_selectors
 from nodeagent.labels import compute_labels
 from nodeagent.profile import NodeProfile
-from tests.factories import make_gpu, make_inventory
+from tests.support.factories import make_gpu, make_inventory
 
 NVIDIA = make_gpu("0000:17:00.0")
 NVIDIA_2 = make_gpu("0000:18:00.0")

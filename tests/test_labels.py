@@ -16,7 +16,7 @@ from nodeagent.labels import (
     compute_labels,
     computed_keys,
 )
-from tests.factories import make_cpu, make_gpu, make_inventory, pool
+from tests.support.factories import make_cpu, make_gpu, make_inventory, pool
 
 NFD = "feature.node.kubernetes.io"
 

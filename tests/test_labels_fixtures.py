@@ -14,7 +14,7 @@ import pytest
 from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.labels import LabelConfig, compute_labels
-from tests.conftest import FIXTURE_HOSTS
+from tests.support.hosts import FIXTURE_HOSTS
 
 NFD = "feature.node.kubernetes.io"
 NA = "nodeagent.io"

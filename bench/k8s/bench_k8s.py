@@ -26,9 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nodeagent.k8s.client import Timeouts, connect
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
-from tests.factories import with_ksm
 from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
-from tests.k8s.helpers import gpu_node_inventory
+from tests.support.factories import gpu_node_inventory, with_ksm
 
 NODE = "bench-node"
 PRODUCTION = LoopConfig()

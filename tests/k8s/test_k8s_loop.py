@@ -13,11 +13,10 @@ import pytest
 from nodeagent.k8s.desired import DesiredState, desired_state
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
 from nodeagent.labels import NodeTaint
-from tests.factories import make_inventory, with_ksm
 from tests.k8s.apiserver import FakeApiServer
 from tests.k8s.conftest import NODE
-from tests.k8s.helpers import gpu_node_inventory
-from tests.waiting import wait_for
+from tests.support.factories import gpu_node_inventory, make_inventory, with_ksm
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.k8s
 

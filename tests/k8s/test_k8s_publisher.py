@@ -13,10 +13,9 @@ from nodeagent.k8s.client import ApiError
 from nodeagent.k8s.desired import DesiredState
 from nodeagent.k8s.publisher import Publisher
 from nodeagent.labels import LabelConfig, NodeTaint
-from tests.factories import make_inventory
 from tests.k8s.apiserver import FakeApiServer
 from tests.k8s.conftest import NODE
-from tests.k8s.helpers import gpu_node_inventory
+from tests.support.factories import gpu_node_inventory, make_inventory
 
 pytestmark = pytest.mark.k8s
 

@@ -18,8 +18,7 @@ from nodeagent.k8s.topology import (
     topology_content,
     topology_policy,
 )
-from tests.factories import make_gpu, make_inventory, pool
-from tests.k8s.helpers import gpu_node_inventory
+from tests.support.factories import gpu_node_inventory, make_gpu, make_inventory, pool
 
 CRD = Path(__file__).resolve().parents[2] / "daemonset" / "crds" / "noderesourcetopologies.yaml"
 

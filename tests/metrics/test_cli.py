@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from nodeagent.cli import main
-from tests.metrics.conftest import Exposition
+from tests.support.exposition import Exposition
 
 
 def _run(*args: str) -> tuple[int, str]:

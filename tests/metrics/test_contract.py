@@ -13,9 +13,9 @@ import pytest
 
 from nodeagent.inventory import Inventory
 from nodeagent.sources.nvml_source import NvmlSource
-from tests.metrics.conftest import Exposition, scrape
 from tests.metrics.stubs import complete_metrics
 from tests.metrics.test_nvml import HOST_DRIVER_GPUS, FakeGpu, FakeNvml
+from tests.support.exposition import Exposition, scrape
 
 # CONTRACT.md §5, name → label names
 CONTRACT: dict[str, set[str]] = {

@@ -111,7 +111,7 @@ PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/ope
 def test_format_negotiation(accept: str, openmetrics: bool, tmp_path: Path) -> None:
     from nodeagent.host import Host
     from nodeagent.metrics import MetricsOptions, build_metrics, wants_openmetrics_only
-    from tests.factories import make_inventory
+    from tests.support.factories import make_inventory
 
     assert wants_openmetrics_only(accept) is openmetrics
     inv = make_inventory()
@@ -127,7 +127,7 @@ def test_inventory_families_are_rendered_once_per_inventory(tmp_path: Path, mock
     import nodeagent.metrics.exposition as exposition_module
     from nodeagent.host import Host
     from nodeagent.metrics import MetricsOptions, build_metrics
-    from tests.factories import make_inventory
+    from tests.support.factories import make_inventory
 
     first = make_inventory()
     current = [first]

@@ -18,8 +18,8 @@ import yaml
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory, PcieLink
 from nodeagent.metrics import MetricsOptions, build_metrics
-from tests.factories import make_gpu, make_inventory, pool
-from tests.metrics.conftest import Exposition, scrape
+from tests.support.exposition import Exposition, scrape
+from tests.support.factories import make_gpu, make_inventory, pool
 
 OFFLINE = MetricsOptions(live=False, process=False)  # inventory-derived collectors only
 
@@ -198,7 +198,7 @@ def test_unknown_facts_are_absent_or_labelled_unknown(tmp_path: Path) -> None:
 
 
 def test_isolated_cpus_per_node_and_pending_reboot(tmp_path: Path) -> None:
-    from tests.factories import make_cpu
+    from tests.support.factories import make_cpu
 
     cpu = make_cpu(online=list(range(8)), logical_cpus=8, isolated=[2, 3, 6])
     inv = make_inventory(cpu=cpu, hugepages={"1Gi": pool("1Gi", 4, 1)})

@@ -18,9 +18,10 @@ import yaml
 
 from nodeagent.inventory import Inventory
 from nodeagent.sources.nvml_source import NvmlSource
-from tests.metrics.conftest import Exposition, free_port, scrape
 from tests.metrics.stubs import complete_metrics
 from tests.metrics.test_nvml import HOST_DRIVER_GPUS, FakeGpu, FakeNvml
+from tests.support.exposition import Exposition, scrape
+from tests.support.prometheus import free_port
 
 MONITORING = Path(__file__).resolve().parents[2] / "daemonset" / "monitoring"
 RULES = MONITORING / "rules" / "nodeagent.rules.yaml"

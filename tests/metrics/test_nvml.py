@@ -18,7 +18,7 @@ from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.metrics import MetricsOptions, build_metrics
 from nodeagent.sources.nvml_source import NvmlSource, normalize_bus_id
-from tests.metrics.conftest import Exposition, scrape
+from tests.support.exposition import Exposition, scrape
 
 pynvml = pytest.importorskip("pynvml", reason="nvidia-ml-py is not installed")
 

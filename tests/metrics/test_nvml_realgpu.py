@@ -15,7 +15,7 @@ from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.metrics import MetricsOptions, build_metrics
 from nodeagent.sources.nvml_source import NvmlSource, normalize_bus_id
-from tests.metrics.conftest import scrape
+from tests.support.exposition import scrape
 
 pytestmark = pytest.mark.realhost
 

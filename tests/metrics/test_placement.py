@@ -22,9 +22,9 @@ from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import DomainXml
 from nodeagent.sources.numa_maps import NumaMemory
 from nodeagent.sources.qemu_process import VcpuThread
-from tests.factories import make_cpu, make_inventory
-from tests.metrics.conftest import Exposition, scrape
 from tests.metrics.stubs import StubLibvirt, StubPlacement, domain
+from tests.support.exposition import Exposition, scrape
+from tests.support.factories import make_cpu, make_inventory
 
 GIB = 1 << 30
 

@@ -13,7 +13,8 @@ import pytest
 from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.metrics import MetricsOptions, MetricsServer, build_metrics
-from tests.metrics.conftest import Guest, Libvirtd, PrometheusServer
+from tests.support.libvirt import Guest, Libvirtd
+from tests.support.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.libvirt, pytest.mark.slow]
 

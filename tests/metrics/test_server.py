@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from nodeagent.metrics import MetricsServer, Request, Response, parse_listen
-from tests.metrics.conftest import Exposition
+from tests.support.exposition import Exposition
 
 
 class ManySeries:
@@ -174,7 +174,7 @@ def test_a_client_reset_is_one_debug_log_line_not_a_traceback(server: MetricsSer
     import struct
 
     from nodeagent.daemon.jsonlog import JsonFormatter
-    from tests.waiting import wait_for
+    from tests.support.waiting import wait_for
 
     caplog.set_level(logging.DEBUG, logger="nodeagent.httpserver")
     sock = socket.create_connection(("127.0.0.1", server.port))

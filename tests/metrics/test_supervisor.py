@@ -11,7 +11,7 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from nodeagent.metrics.base import Supervisor
-from tests.metrics.conftest import Exposition
+from tests.support.exposition import Exposition
 
 
 class Fixed:

@@ -20,9 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from nodeagent.metrics.exposition import TextFamily, render_text
 from nodeagent.metrics.vm import MEMORY_STATES, VmCollector
 from nodeagent.sources.libvirt_source import DomainSample, DomainXml, parse_domain_stats
-from tests.factories import make_inventory
 from tests.metrics.stubs import StubLibvirt
 from tests.metrics.test_sources import REAL_STATS
+from tests.support.factories import make_inventory
 
 # getAllDomainStats of the tests' QEMU 7.2 guest under libvirt 9.0: every KVM vCPU statistic.
 CAPTURED = json.loads((Path(__file__).parent / "data" / "qemu_stats_record.json").read_text())

@@ -16,7 +16,8 @@ from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.metrics import MetricsOptions, NodeMetrics, build_metrics
 from nodeagent.sources.libvirt_source import LibvirtPool, LibvirtSource
-from tests.metrics.conftest import Exposition, Guest, Libvirtd, scrape
+from tests.support.exposition import Exposition, scrape
+from tests.support.libvirt import Guest, Libvirtd
 
 pytestmark = [pytest.mark.libvirt, pytest.mark.slow]
 

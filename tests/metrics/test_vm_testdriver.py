@@ -17,8 +17,9 @@ from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.metrics import MetricsOptions, NodeMetrics, build_metrics
 from nodeagent.sources.libvirt_source import LibvirtSource
-from tests.factories import make_inventory
-from tests.metrics.conftest import DomainSpec, Exposition, LibvirtTestDriver, scrape
+from tests.support.exposition import Exposition, scrape
+from tests.support.factories import make_inventory
+from tests.support.libvirt import DomainSpec, LibvirtTestDriver
 
 libvirt = pytest.importorskip("libvirt", reason="libvirt-python is not installed")
 

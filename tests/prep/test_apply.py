@@ -15,9 +15,9 @@ from nodeagent.discover.prep_state import discover_prep_state
 from nodeagent.host import Host, WriteRecord
 from nodeagent.owned import LOCK_PATH
 from nodeagent.prep.apply import revert
-from tests.prep.conftest import TreeSpec, snapshot
 from tests.prep.helpers import applied, journal, planned, read
 from tests.support.faults import clear_faults, fail_writes, fault
+from tests.support.trees import TreeSpec, snapshot
 
 N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 N0_1G = "/sys/devices/system/node/node0/hugepages/hugepages-1048576kB/nr_hugepages"

@@ -7,8 +7,8 @@ from pathlib import Path
 from nodeagent.owned import dropin_args, pending
 from nodeagent.prep.hugepages import boot_hugepage_args, supports_node_form
 from nodeagent.prep.model import Effect
-from tests.prep.conftest import TreeSpec
 from tests.prep.helpers import applied, planned
+from tests.support.trees import TreeSpec
 
 N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 from nodeagent.cli import main
 from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
 from nodeagent.prep.summary import plan_text
-from tests.prep.conftest import TreeSpec, build_tree, nps4_like_pci
 from tests.prep.helpers import applied, planned, profile_doc
+from tests.support.trees import TreeSpec, build_tree, nps4_like_pci
 
 CPUS = 224
 

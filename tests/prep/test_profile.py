@@ -20,7 +20,7 @@ from nodeagent.cli import main
 from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.profile import GpuSelector, ProfileError, Taint, load_profile, parse_profile, parse_profile_text
-from tests.prep.conftest import TreeSpec, build_tree, snapshot
+from tests.support.trees import TreeSpec, build_tree, snapshot
 
 PROFILES = Path(__file__).resolve().parents[2] / "daemonset" / "profiles"
 

@@ -20,8 +20,8 @@ import pytest
 from nodeagent.prep.apply import revert
 from nodeagent.prep.model import Action, Change, Effect, Subsystem
 from nodeagent.prep.subsystems import BOOT_ARGS, HANDLERS, SUBSYSTEMS
-from tests.prep.conftest import TreeSpec, nps4_like_pci, snapshot
 from tests.prep.helpers import applied, journal
+from tests.support.trees import TreeSpec, nps4_like_pci, snapshot
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -14,8 +14,9 @@ from click.testing import CliRunner
 from nodeagent.cli import main
 from nodeagent.commands.common import CliContext
 from nodeagent.host import Host
-from tests.prep.conftest import KernelEmulator, TreeSpec, build_tree, nps4_like_pci, snapshot
 from tests.prep.helpers import profile_doc
+from tests.support.kernel import KernelEmulator
+from tests.support.trees import TreeSpec, build_tree, nps4_like_pci, snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = ("nodeagent-prep.service", "nodeagent.service")

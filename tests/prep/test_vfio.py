@@ -14,9 +14,9 @@ import pytest
 
 from nodeagent.host import WriteRecord
 from nodeagent.prep.apply import revert
-from tests.prep.conftest import TreeSpec, nps4_like_pci, snapshot
 from tests.prep.helpers import applied, journal, planned, read
 from tests.support.faults import fail_writes, fault
+from tests.support.trees import TreeSpec, nps4_like_pci, snapshot
 
 RTX = {"gpu": {"passthrough": [{"vendor": "10de", "device": "2684"}]}}
 RADEON = {"gpu": {"passthrough": [{"address": "0000:83:00.0"}]}}
@@ -68,7 +68,7 @@ def test_boot_vga_and_non_viable_group_are_refused(make_host) -> None:  # type: 
 def test_a_group_shared_with_a_device_already_on_vfio_is_refused(make_host) -> None:  # type: ignore[no-untyped-def]
     """An unrelated device on vfio-pci (another VM's) still makes the group non-viable: a VFIO
     group goes to one VM whole, so the GPU could not be given to a different one."""
-    from tests.prep.conftest import USB_ASMEDIA, PciFn
+    from tests.support.trees import USB_ASMEDIA, PciFn
 
     pci = [fn for fn in nps4_like_pci() if fn.address != "0000:84:00.0"]
     pci.append(PciFn("0000:84:00.0", *USB_ASMEDIA, driver="vfio-pci", group=30))

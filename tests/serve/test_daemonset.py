@@ -17,7 +17,7 @@ import click
 import pytest
 import yaml
 
-from tests.serve.conftest import REPO
+from tests.support.serve import REPO
 
 DAEMONSET = REPO / "daemonset"
 KUBECTL = shutil.which("kubectl")

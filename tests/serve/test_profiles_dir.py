@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from nodeagent.daemon.profiles import ProfileStore, labels_match
-from tests.serve.conftest import configmap_dir
+from tests.support.serve import configmap_dir
 
 
 def profile(name: str, selector: dict[str, str] | None = None, extra: str = "") -> str:

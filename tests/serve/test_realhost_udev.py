@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.conftest import scrape_value, wait_for
+from tests.support.exposition import scrape_value
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.realhost]
 

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.serve.conftest import NODE, REPO, configmap_dir, drop_uevent, scrape_value, wait_for
+from tests.support.exposition import scrape_value
+from tests.support.serve import NODE, REPO, configmap_dir, drop_uevent
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.k8s
 

@@ -27,7 +27,9 @@ from statistics import median
 import psutil
 import pytest
 
-from tests.serve.conftest import NODE, drop_uevent, scrape_value, wait_for
+from tests.support.exposition import scrape_value
+from tests.support.serve import NODE, drop_uevent
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.k8s]
 

@@ -7,7 +7,8 @@ import threading
 from pathlib import Path
 
 from nodeagent.daemon.uevents import Debouncer, SpoolSource, UEvent
-from tests.serve.conftest import drop_uevent, wait_for
+from tests.support.serve import drop_uevent
+from tests.support.waiting import wait_for
 
 
 def test_only_pci_and_cpu_topology_events_are_relevant() -> None:

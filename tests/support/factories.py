@@ -105,7 +105,9 @@ def gpu_node_inventory(**changes: Any) -> Any:
         make_gpu("0000:ca:00.0", numa_node=1, driver="nvidia", driver_override=None, passthrough_ready=False,
                  passthrough_blockers=["bound to nvidia"]),
     ]
-    kubelet = KubeletInfo(True, "/var/lib/kubelet/config.yaml", "static", [0, 8], "restricted", None, None, None, None)
+    kubelet = KubeletInfo(config_present=True, config_path="/var/lib/kubelet/config.yaml", cpu_manager_policy="static",
+                          reserved_system_cpus=[0, 8], topology_manager_policy="restricted",
+                          topology_manager_scope=None, memory_manager_policy=None, running=None, started_at=None)
     inv = replace(inv, numa=numa, gpus=gpus, kubelet=kubelet,
                   iommu=replace(inv.iommu, enabled=True, groups=60))
     return replace(inv, **changes)

@@ -25,8 +25,8 @@ from nodeagent.cli import main
 from nodeagent.discover import discover
 from nodeagent.host import CommandResult, Host
 from nodeagent.prep.apply import EXIT_PENDING, revert
-from tests.prep.conftest import snapshot
 from tests.prep.helpers import applied, planned
+from tests.support.trees import snapshot
 
 IOMMU = {"kernel": {"iommu": True}}
 

@@ -1,4 +1,4 @@
-"""Process discovery (is kubelet running?): psutil on a live host, the Host's files under any other root.
+"""Process discovery (is kubelet running, since when?): the start from psutil on a live host, from the files elsewhere.
 
 The live path runs against this machine's real process table with a real process (a copy of
 ``sleep`` under a name of its own, so no other test sees a "kubelet"); the non-live path reads the
@@ -18,6 +18,7 @@ import pytest
 
 from nodeagent.discover.process import find_process, procfs_path
 from nodeagent.host import Host
+from tests.waiting import wait_for
 
 NAME = "na-kubelet-tst"  # under 16 characters: the kernel's comm holds it whole
 
@@ -31,6 +32,9 @@ def named_process(tmp_path: Path) -> Iterator[tuple[int, float, float]]:
     proc = subprocess.Popen([str(binary), "60"])
     after = time.time()
     try:
+        # Popen returns once forked; the kernel renames the child at exec
+        comm = Path(f"/proc/{proc.pid}/comm")
+        wait_for(lambda: comm.read_text().strip() == NAME, timeout=30, what=f"{NAME} exec'd")
         yield proc.pid, before, after
     finally:
         proc.kill()

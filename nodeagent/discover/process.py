@@ -1,11 +1,16 @@
-"""Whether a process runs on the host, and since when: psutil on a live host, the Host's files elsewhere.
+"""Whether a process runs on the host, and since when.
 
-On a live host (the root is ``/``, or ``--live``: the host's ``/`` mounted with its PID namespace)
-the process table is psutil's, read from the root's ``/proc``. psutil handles what hand parsing
-gets wrong (a process that exits mid-read, the start-time arithmetic from ``stat`` and ``btime``).
-Under any other root (a fixture or a captured tree) ``/proc/<pid>`` are plain files, not
-processes, and psutil cannot follow: it needs each process's complete ``stat`` and checks pids
-against this machine's kernel. There ``comm`` and ``stat`` are read through the Host.
+The process is found by its ``comm`` under the root's ``/proc``, read through the Host (one small
+file per process, as cheap as it gets). Its start time comes from psutil on a live host (the root
+is ``/``, or ``--live``: the host's ``/`` mounted with its PID namespace), with psutil's procfs path
+at the root's ``/proc``: psutil does the arithmetic from ``stat``'s start ticks, the clock tick and
+``btime``, and knows a process that exited meanwhile. psutil is asked about that one process only:
+walking every process through it (a ``Process`` object, a full ``stat`` parse each) costs several
+times the Host's ``comm`` reads, on top of its import, on every discovery.
+
+Under any other root (a fixture or a captured tree) ``/proc/<pid>`` are plain files, not processes,
+and psutil cannot follow: it needs each process's complete ``stat`` and checks pids against this
+machine's kernel. There ``stat`` and ``btime`` are read through the Host.
 """
 
 from __future__ import annotations
@@ -29,11 +34,9 @@ def find_process(host: Host, names: Collection[str]) -> tuple[bool | None, float
     pids = [p for p in host.listdir("/proc") if p.isdigit()]
     if not pids:
         return None, None
-    if host.is_live:
-        return _live(host.fs_path("/proc"), [int(p) for p in pids], names)
     for pid in pids:
         if (host.read_str(f"/proc/{pid}/comm") or "") in names:
-            return True, _start_time(host, pid)
+            return True, _live_start_time(host, int(pid)) if host.is_live else _start_time(host, pid)
     return False, None
 
 
@@ -42,8 +45,8 @@ def procfs_path(path: str) -> Iterator[ModuleType]:
     """psutil, reading ``path`` instead of ``/proc`` for the duration (a live host's /proc mounted elsewhere).
 
     ``psutil.PROCFS_PATH`` is global to the process: it is swapped under a lock and restored, and
-    nothing is changed when ``path`` already is psutil's. Imported here, so that only discovery on a
-    live host pays for the import.
+    nothing is changed when ``path`` already is psutil's. Imported here, so that only a discovery that
+    finds the process on a live host pays for the import.
     """
     import psutil
 
@@ -58,20 +61,16 @@ def procfs_path(path: str) -> Iterator[ModuleType]:
             psutil.PROCFS_PATH = previous
 
 
-def _live(procfs: str, pids: list[int], names: Collection[str]) -> tuple[bool, float | None]:
-    with procfs_path(procfs) as psutil:
-        for pid in pids:
-            try:
-                process = psutil.Process(pid)
-                with process.oneshot():
-                    if process.name() in names:
-                        return True, process.create_time()
-            except (psutil.NoSuchProcess, psutil.AccessDenied):
-                continue  # gone since listed, or not ours to read: not the one we look for
-    return False, None
+def _live_start_time(host: Host, pid: int) -> float | None:
+    with procfs_path(host.fs_path("/proc")) as psutil:
+        try:
+            return float(psutil.Process(pid).create_time())
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            return None  # gone since listed, or not ours to read
 
 
 def _start_time(host: Host, pid: str) -> float | None:
+    """The start time from the tree's own ``/proc/<pid>/stat`` and ``/proc/stat`` (not a live host)."""
     stat = host.read_str(f"/proc/{pid}/stat")
     boot = next((line.split()[1] for line in (host.read_text("/proc/stat") or "").splitlines()
                  if line.startswith("btime ")), None)

@@ -18,7 +18,7 @@ import pytest
 
 from nodeagent.discover.process import find_process, procfs_path
 from nodeagent.host import Host
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 NAME = "na-kubelet-tst"  # under 16 characters: the kernel's comm holds it whole
 

@@ -8,6 +8,10 @@ Everything runs in the same run, on this machine, against its live root (``--roo
   - ``daemonset``: publishing to a local API server (``tests/k8s/apiserver.py``) through the real
     kubernetes client, libvirt on: what the DaemonSet runs;
   - ``daemonset, MALLOC_ARENA_MAX=2``: the same with glibc's malloc arenas capped;
+  - ``daemonset, in a pod``: the same, but configured as in a pod: the in-cluster config
+    (``KUBERNETES_SERVICE_HOST``/``PORT``, the service-account token and CA bind-mounted at
+    ``/var/run/secrets/kubernetes.io/serviceaccount`` in a private mount namespace, ``unshare -m``)
+    against the local API server behind a TLS proxy with a throw-away CA; needs root and openssl;
   - ``minimal``: ``--no-publish --no-libvirt --no-nvml`` (the floor: interpreter + discovery + metrics).
 
 Each exporter is scraped every ``--scrape-interval`` seconds, as Prometheus would; the reconcile
@@ -17,12 +21,16 @@ seconds over wall seconds of the steady window (100% = one core).
 
     python bench/serve/bench_serve.py --duration 600 --warm-up 60 --out bench/serve/out/run.json
 
+``--baseline-tree DIR`` adds the two daemonset variants once more, run from another checkout of
+nodeagent (e.g. ``git worktree add /tmp/before <commit>``): before/after in the same run.
+
 Writes a JSON file of every sample and prints the Markdown table that goes into RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -56,16 +64,19 @@ class Subject:
     argv: list[str]
     port: int
     env: dict[str, str] = field(default_factory=dict)
+    tree: Path = REPO  # the nodeagent checkout it runs from
     proc: subprocess.Popen[bytes] | None = None
     samples: list[tuple[float, int, float]] = field(default_factory=list)  # (t, rss bytes, cpu seconds)
     scrape_seconds: list[float] = field(default_factory=list)
     scrape_bytes: int = 0
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
+        env = {**os.environ, "PYTHONPATH": str(self.tree)}
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        env.update(self.env)
+        # cwd: ``python -m`` puts the working directory first on sys.path
+        self.proc = subprocess.Popen(self.argv, env=env, cwd=self.tree, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/metrics"
@@ -108,12 +119,63 @@ def serve_argv(port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "nodeagent", "--root", "/", "serve", "--listen", f"127.0.0.1:{port}", *extra]
 
 
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+def tls_proxy(workdir: Path, upstream_port: int) -> tuple[int, Path]:
+    """A TLS front for the plain-HTTP local API server, as a pod reaches the real one; returns its
+    port and the CA certificate. The certificate is throw-away, made here with openssl."""
+    import ssl
+
+    key, cert = workdir / "tls.key", workdir / "tls.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+                    "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
+                    "-out", str(cert)], check=True, capture_output=True)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(cert), str(key))
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while True:
+            client, _ = listener.accept()
+            try:
+                secure = context.wrap_socket(client, server_side=True)
+            except (OSError, ssl.SSLError):
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", upstream_port))
+            threading.Thread(target=pump, args=(secure, upstream), daemon=True).start()
+            threading.Thread(target=pump, args=(upstream, secure), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return int(listener.getsockname()[1]), cert
+
+
+def in_pod(argv: list[str], account: Path) -> list[str]:
+    """``argv`` in a private mount namespace whose service-account directory is ``account``."""
+    script = f'mount --bind "{account}" "{SERVICE_ACCOUNT}" && exec "$@"'
+    return ["unshare", "-m", "sh", "-c", script, "sh", *argv]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=600.0, help="seconds in all (default 600)")
     parser.add_argument("--warm-up", type=float, default=60.0, help="seconds before sampling (default 60)")
     parser.add_argument("--scrape-interval", type=float, default=15.0)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "serve" / "out" / "run.json")
+    parser.add_argument("--baseline-tree", type=Path, help="another nodeagent checkout to run the daemonset "
+                        "variants from as well (before/after in one run)")
     args = parser.parse_args()
 
     from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
@@ -126,8 +188,18 @@ def main() -> None:
     with FakeApiServer() as api:
         api.add_node(node)
         kubeconfig = write_kubeconfig(api, workdir / "kubeconfig")
-        ports = [free_port() for _ in range(5)]
+        ports = [free_port() for _ in range(8)]
         daemonset = ["--kubeconfig", str(kubeconfig), "--node-name", node]
+        proxy_port, ca = tls_proxy(workdir, int(api.url.rsplit(":", 1)[1]))
+        account = workdir / "serviceaccount"
+        account.mkdir()
+        (account / "token").write_text("test-token")
+        (account / "ca.crt").write_bytes(ca.read_bytes())
+        (account / "namespace").write_text("nodeagent")
+        created_mountpoint = not SERVICE_ACCOUNT.exists()
+        SERVICE_ACCOUNT.mkdir(parents=True, exist_ok=True)
+        pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(proxy_port)}
+        pod = ["--node-name", node]
         subjects = [
             Subject("prometheus-node-exporter", [exporter, f"--web.listen-address=127.0.0.1:{ports[0]}"], ports[0]),
             Subject("nodeagent serve (minimal: no cluster, no libvirt)",
@@ -136,7 +208,16 @@ def main() -> None:
             Subject("nodeagent serve (daemonset: publishing, libvirt)", serve_argv(ports[3], *daemonset), ports[3]),
             Subject("nodeagent serve (daemonset, MALLOC_ARENA_MAX=2)", serve_argv(ports[4], *daemonset), ports[4],
                     env={"MALLOC_ARENA_MAX": "2"}),
+            Subject("nodeagent serve (daemonset, in a pod: in-cluster config)",
+                    in_pod(serve_argv(ports[5], *pod), account), ports[5], env=pod_env),
         ]
+        if args.baseline_tree:
+            subjects += [
+                Subject("baseline: daemonset (publishing, libvirt)", serve_argv(ports[6], *daemonset), ports[6],
+                        tree=args.baseline_tree.resolve()),
+                Subject("baseline: daemonset, in a pod", in_pod(serve_argv(ports[7], *pod), account), ports[7],
+                        env=pod_env, tree=args.baseline_tree.resolve()),
+            ]
         try:
             for subject in subjects:
                 subject.start()
@@ -164,6 +245,10 @@ def main() -> None:
             for subject in subjects:
                 subject.stop()
             shutil.rmtree(workdir, ignore_errors=True)
+            if created_mountpoint:
+                with contextlib.suppress(OSError):
+                    for path in (SERVICE_ACCOUNT, SERVICE_ACCOUNT.parent, SERVICE_ACCOUNT.parent.parent):
+                        path.rmdir()
         api_requests = api.count()
 
     rows = []

@@ -1,7 +1,9 @@
 """The one place nodeagent talks to the Kubernetes API: connecting, and a small raw-JSON facade.
 
 ``kubernetes`` is imported inside the functions here, never at module import, so the CLI and the
-daemon start (and the pure parts of this package work) on hosts without the client installed.
+daemon start (and the pure parts of this package work) on hosts without the client installed; and
+only the client modules these calls use, without the package's models, dynamic client and (in a
+pod) kubeconfig/OAuth stack (:mod:`nodeagent.k8s.kubeimport`).
 
 The facade works on plain dicts (the JSON the API server sent) rather than the client's model
 classes: the publisher compares and patches a handful of fields, and round-tripping a Node through
@@ -102,26 +104,35 @@ def connect(kubeconfig: str | None = None, *, context: str | None = None,
         # Checked before importing the client: a host without any cluster config pays nothing.
         raise K8sConfigError("no cluster configuration: no --kubeconfig, not in a pod, "
                              "no $KUBECONFIG or ~/.kube/config")
+    in_cluster = not kubeconfig and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:
         import yaml
-        from kubernetes import client, config
-        from kubernetes.config.config_exception import ConfigException
+
+        from nodeagent.k8s.kubeimport import client_modules
+
+        modules = client_modules(kubeconfig_loader=not in_cluster)
     except ImportError as exc:  # pragma: no cover - the package is a declared extra
         raise K8sConfigError("the 'kubernetes' package is not installed (pip install 'nodeagent[k8s]')") from exc
 
-    configuration = client.Configuration()
+    config = modules["config"]
+    ConfigException = modules["config_exception"].ConfigException  # noqa: N806 - the client's class
+    configuration = modules["client"].Configuration()
     try:
-        if kubeconfig:
-            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
-        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             config.load_incluster_config(client_configuration=configuration)
         else:
-            config.load_kube_config(context=context, client_configuration=configuration)
+            config.load_kube_config(config_file=kubeconfig, context=context, client_configuration=configuration)
     except (ConfigException, OSError, TypeError, ValueError, KeyError, yaml.YAMLError) as exc:
         where = kubeconfig or ("in-cluster service account" if os.environ.get("KUBERNETES_SERVICE_HOST")
                                else os.environ.get("KUBECONFIG", "~/.kube/config"))
         raise K8sConfigError(f"cannot load the cluster configuration from {where}: {exc}") from exc
     return KubeApi.from_configuration(configuration, timeouts=timeouts)
+
+
+def _client() -> dict[str, Any]:
+    from nodeagent.k8s.kubeimport import client_modules
+
+    return client_modules()
 
 
 class KubeApi:
@@ -145,10 +156,10 @@ class KubeApi:
         urllib3's own retries are switched off: the publisher retries with back-off and jitter, and
         hidden retries underneath would multiply API traffic during an outage.
         """
-        from kubernetes import client
+        from nodeagent.k8s.kubeimport import client_modules
 
         configuration.retries = False
-        return cls(client.ApiClient(configuration), timeouts=timeouts)
+        return cls(client_modules()["client"].ApiClient(configuration), timeouts=timeouts)
 
     def close(self) -> None:
         self.api_client.close()
@@ -161,7 +172,7 @@ class KubeApi:
 
         Non-2xx statuses raise as the generated ``*_without_preload_content`` methods do.
         """
-        from kubernetes.client.exceptions import ApiException
+        ApiException = _client()["exceptions"].ApiException  # noqa: N806 - the client's class
 
         headers = {"Accept": "application/json"}
         if body is not None:
@@ -190,8 +201,9 @@ class KubeApi:
 
     @staticmethod
     def _raw(what: str, method: Any, *args: Any, **kwargs: Any) -> Any:
-        from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
+
+        ApiException = _client()["exceptions"].ApiException  # noqa: N806 - the client's class
 
         try:
             return method(*args, **kwargs)
@@ -222,7 +234,7 @@ class KubeApi:
         when ``resource_version`` is too old) is raised as :class:`ApiError`. The response is
         exposed as :attr:`current_watch` so that another thread can cut the stream short.
         """
-        from kubernetes.watch.watch import iter_resp_lines
+        iter_resp_lines = _client()["watch"].iter_resp_lines
 
         query = [("fieldSelector", f"metadata.name={name}"), ("watch", "true"), ("allowWatchBookmarks", "true"),
                  ("resourceVersion", resource_version), ("timeoutSeconds", str(timeout_seconds))]

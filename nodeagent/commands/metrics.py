@@ -21,10 +21,14 @@ from nodeagent.commands.common import CliContext
               help="Read VMs through libvirt at all.")
 @click.option("--nvml/--no-nvml", default=True, show_default=True,
               help="Read host-driver NVIDIA GPUs through NVML.")
+@click.option("--vm-metrics", type=click.Choice(["full", "complement"]), default="full", show_default=True,
+              envvar="NODEAGENT_VM_METRICS",
+              help="complement: leave out the per-VM series KubeVirt's virt-handler already exports for its VMs "
+                   "(CPU/vCPU time and wait, memory, storage, network); keep what only nodeagent has.")
 @click.option("--openmetrics", is_flag=True, help="Print the OpenMetrics format instead of the Prometheus text format.")
 @click.pass_obj
 def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, use_libvirt: bool, nvml: bool,
-            openmetrics: bool) -> None:
+            vm_metrics: str, openmetrics: bool) -> None:
     """Print one Prometheus exposition of every collector and exit.
 
     Live sources (libvirt, NVML, /proc of QEMU processes) are read only on the live host: --root /,
@@ -36,7 +40,7 @@ def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, u
     host = obj.host()
     inventory = discover(host)
     options = MetricsOptions(libvirt=use_libvirt, libvirt_uris=list(libvirt_uris) or None, kubevirt=kubevirt,
-                             nvml=nvml)
+                             nvml=nvml, vm_metrics=vm_metrics)
     node_metrics = build_metrics(lambda: inventory, host, options)
     try:
         accept = "application/openmetrics-text; version=1.0.0" if openmetrics else ""

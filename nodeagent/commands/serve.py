@@ -80,6 +80,10 @@ def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.option("--kubevirt/--no-kubevirt", default=True, show_default=True,
               help="Also read the libvirt daemon of every KubeVirt virt-launcher pod on the node.")
 @click.option("--nvml/--no-nvml", default=True, show_default=True, help="Read host-driver NVIDIA GPUs through NVML.")
+@click.option("--vm-metrics", type=click.Choice(["full", "complement"]), default="full", show_default=True,
+              envvar="NODEAGENT_VM_METRICS",
+              help="complement: leave out the per-VM series KubeVirt's virt-handler already exports for its VMs "
+                   "(CPU/vCPU time and wait, memory, storage, network); keep what only nodeagent has.")
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True,
               envvar="NODEAGENT_LOG_FORMAT", help="json: one object per line (default); text: for a terminal.")
 @click.pass_context
@@ -87,7 +91,7 @@ def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles
           debounce_s: float, read_only: bool, publish: bool | None, kubeconfig: str | None, node_name: str | None,
           label_prefix: str, nfd_labels: bool, topology: bool, api_backoff_max_s: float, node_labels: dict[str, str],
           uevents: str, netlink: bool, libvirt_uris: tuple[str, ...],
-          use_libvirt: bool, kubevirt: bool, nvml: bool, log_format: str) -> None:
+          use_libvirt: bool, kubevirt: bool, nvml: bool, vm_metrics: str, log_format: str) -> None:
     """Run the daemon: /metrics, /healthz, /readyz, periodic and event-driven reconcile, label publishing.
 
     SIGTERM finishes the current step and exits; SIGHUP reloads the profiles. Logs are JSON on
@@ -109,7 +113,7 @@ def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles
             debounce_s=debounce_s, read_only=read_only, publish=publish, kubeconfig=kubeconfig, node_name=node_name,
             label_prefix=label_prefix, nfd_labels=nfd_labels, topology=topology, api_backoff_max_s=api_backoff_max_s,
             node_labels=node_labels, uevents=uevents, netlink=netlink,
-            libvirt=use_libvirt, libvirt_uris=libvirt_uris, kubevirt=kubevirt, nvml=nvml)
+            libvirt=use_libvirt, libvirt_uris=libvirt_uris, kubevirt=kubevirt, nvml=nvml, vm_metrics=vm_metrics)
     except OptionsError as exc:
         raise click.UsageError(str(exc)) from exc
     cli: CliContext = ctx.obj

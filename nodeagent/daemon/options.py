@@ -46,6 +46,7 @@ class ServeOptions:
     libvirt_uris: tuple[str, ...] = ()
     kubevirt: bool = True
     nvml: bool = True
+    vm_metrics: str = "full"  # full | complement (see nodeagent.metrics.vm)
     # Liveness and shutdown
     stuck_after_s: float = 900.0  # /healthz fails when one reconcile step runs longer than this
     shutdown_flush_s: float = 3.0  # on SIGTERM, wait this long for queued Events to be sent

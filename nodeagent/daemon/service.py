@@ -111,7 +111,8 @@ class Daemon:
         from nodeagent.metrics import MetricsOptions, MetricsServer, build_metrics
 
         options = MetricsOptions(libvirt=self.options.libvirt, libvirt_uris=list(self.options.libvirt_uris) or None,
-                                 kubevirt=self.options.kubevirt, nvml=self.options.nvml)
+                                 kubevirt=self.options.kubevirt, nvml=self.options.nvml,
+                                 vm_metrics=self.options.vm_metrics)
         self.metrics = build_metrics(self.reconciler.current_inventory, self.host, options,
                                      extra=[DaemonCollector(self.status, self.ready)])
         self.server = MetricsServer(self.metrics.exposition, self.options.listen)

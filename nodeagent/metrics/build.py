@@ -42,6 +42,7 @@ class MetricsOptions:
     xml_ttl_s: float = 60.0  # how long a domain's XML (pinning, hostdevs) is reused
     placement_refresh_s: float = 30.0  # how often /proc/<qemu>/numa_maps and vCPU affinity are re-read
     max_remote_ratio: float = 0.05  # share of a VM's memory allowed off its vCPUs' NUMA nodes
+    vm_metrics: str = "full"  # complement: leave out what virt-handler exports for KubeVirt's VMs
 
 
 @dataclass
@@ -128,7 +129,8 @@ def build_metrics(inventory: InventoryProvider, host: Host, options: MetricsOpti
     if pool is not None:
         closers.append(pool)
         placement = PlacementReader(host, refresh_s=options.placement_refresh_s) if live_libvirt else None
-        collectors.append(VmCollector(pool.sources, inventory, placement, max_remote_ratio=options.max_remote_ratio))
+        collectors.append(VmCollector(pool.sources, inventory, placement, max_remote_ratio=options.max_remote_ratio,
+                                      vm_metrics=options.vm_metrics))
 
     collectors.extend(extra)
     supervisor = Supervisor(collectors)

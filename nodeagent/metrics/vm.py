@@ -7,6 +7,13 @@ Series of a domain that disappeared simply stop (Prometheus marks them stale); a
 appears is reported from its first scrape. Counters are libvirt's own (they reset when the
 domain restarts, which Prometheus' ``rate`` handles).
 
+Every per-VM series carries ``domain`` and, so that it joins KubeVirt's ``kubevirt_vmi_*`` series,
+``namespace`` and ``name``: virt-launcher names its domain ``<namespace>_<name>`` (KubeVirt's
+``VMINamespaceKeyFunc``) and marks it with its ``<kubevirt xmlns="http://kubevirt.io">`` metadata
+(which carries the VMI's uid, not its name); other domains have ``namespace=""`` and ``name`` = the
+domain name. ``vm_metrics="complement"`` leaves out, for KubeVirt's domains only, the series
+virt-handler already exports (:data:`KUBEVIRT_OVERLAP`).
+
 A dense node reports tens of thousands of VM series per scrape, so this collector does not build
 prometheus_client families: it reads the few stats it exports straight from each libvirt record
 (a QEMU record carries ~50 KVM statistics per vCPU that are never exported) and appends finished
@@ -66,6 +73,27 @@ MEMORY_STATES = {
 BLOCK_STATS = (("rd.bytes", "rd.reqs", "rd.times", "read"), ("wr.bytes", "wr.reqs", "wr.times", "write"))
 NET_STATS = (("rx.bytes", "rx.pkts", "rx.errs", "rx.drop", "receive"),
              ("tx.bytes", "tx.pkts", "tx.errs", "tx.drop", "transmit"))
+
+
+VM_METRICS_MODES = ("full", "complement")
+
+# Families virt-handler exports for every VMI too (kubevirt_vmi_*): left out for KubeVirt's domains
+# with vm_metrics="complement". What only nodeagent has stays: info, state, vcpus, NUMA placement
+# and alignment, hugepage backing, pinning, GPU assignment.
+KUBEVIRT_OVERLAP = {
+    "cpu": "kubevirt_vmi_cpu_usage_seconds_total",
+    "vcpu_time": "kubevirt_vmi_vcpu_seconds_total",
+    "vcpu_wait": "kubevirt_vmi_vcpu_delay_seconds_total (and kubevirt_vmi_vcpu_wait_seconds_total)",
+    "memory": "kubevirt_vmi_memory_{actual_balloon,available,usable,unused,cached,resident}_bytes, "
+              "kubevirt_vmi_memory_domain_bytes",
+    "block_bytes": "kubevirt_vmi_storage_{read,write}_traffic_bytes_total",
+    "block_requests": "kubevirt_vmi_storage_iops_{read,write}_total",
+    "block_time": "kubevirt_vmi_storage_{read,write}_times_seconds_total",
+    "net_bytes": "kubevirt_vmi_network_{receive,transmit}_bytes_total",
+    "net_packets": "kubevirt_vmi_network_{receive,transmit}_packets_total",
+    "net_errors": "kubevirt_vmi_network_{receive,transmit}_errors_total",
+    "net_drops": "kubevirt_vmi_network_{receive,transmit}_packets_dropped_total",
+}
 
 
 class VmCollectorError(SourceUnavailableError):
@@ -199,7 +227,7 @@ class _DomainText:
     """Everything before the value of one domain's series, built on first use and kept."""
 
     def __init__(self, domain: str, namespace: str, name: str, uuid: str) -> None:
-        self.domain = _labels(domain=domain)
+        self.domain = _labels(domain=domain, namespace=namespace, name=name)
         self.info = f"nodeagent_vm_info{{{_labels(domain=domain, namespace=namespace, name=name, uuid=uuid)}}} 1\n"
         self.namespace, self.name = namespace, name
         self.vcpus = f"nodeagent_vm_vcpus{{{self.domain}}} "
@@ -272,8 +300,7 @@ class _DomainText:
     def assigned(self, address: str) -> str:
         line = self.per_domain.get("assigned\0" + address)
         if line is None:
-            labels = _labels(pci_address=address) + f",{self.domain}," + _labels(namespace=self.namespace,
-                                                                                  name=self.name)
+            labels = _labels(pci_address=address) + "," + self.domain
             line = self.per_domain["assigned\0" + address] = f"nodeagent_gpu_assigned{{{labels}}} 1\n"
         return line
 
@@ -307,7 +334,10 @@ class VmCollector:
 
     def __init__(self, sources: Callable[[], Sequence[LibvirtSource]], inventory: InventoryProvider,
                  placement: PlacementReader | None = None, *,
-                 max_remote_ratio: float = DEFAULT_MAX_REMOTE_RATIO) -> None:
+                 max_remote_ratio: float = DEFAULT_MAX_REMOTE_RATIO, vm_metrics: str = "full") -> None:
+        if vm_metrics not in VM_METRICS_MODES:
+            raise ValueError(f"vm_metrics: {vm_metrics!r} is not one of {', '.join(VM_METRICS_MODES)}")
+        self._complement = vm_metrics == "complement"
         self._sources = sources
         self._inventory = inventory
         self._placement = placement
@@ -387,9 +417,10 @@ class VmCollector:
             vcpu_count = s.xml.vcpus
         if vcpu_count is not None:
             f["vcpus"].lines.append(f"{t.vcpus}{vcpu_count}\n")
-        batch = t.batch_for(raw)
-        if batch is None or not batch.write(raw, lines):
-            self._write_entries(t.plan_for(raw), raw, lines)
+        if not (self._complement and s.is_kubevirt):  # else virt-handler exports these
+            batch = t.batch_for(raw)
+            if batch is None or not batch.write(raw, lines):
+                self._write_entries(t.plan_for(raw), raw, lines)
         if s.xml is not None and s.xml.hostdev_pci:
             for address in s.xml.hostdev_pci:
                 if address in host.gpus:

@@ -17,6 +17,8 @@ from tests.metrics.stubs import complete_metrics
 from tests.metrics.test_nvml import HOST_DRIVER_GPUS, FakeGpu, FakeNvml
 from tests.support.exposition import Exposition, scrape
 
+VM = ("namespace", "name")  # KubeVirt's VMI namespace and name, on every per-VM series
+
 # CONTRACT.md §5, name → label names
 CONTRACT: dict[str, set[str]] = {
     "nodeagent_numa_node_cpus": {"numa_node"},
@@ -46,16 +48,17 @@ CONTRACT: dict[str, set[str]] = {
     "nodeagent_gpu_power_watts": {"pci_address"},
     "nodeagent_gpu_energy_joules_total": {"pci_address"},
     "nodeagent_vm_info": {"domain", "namespace", "name", "uuid"},
-    "nodeagent_vm_vcpus": {"domain"},
-    "nodeagent_vm_cpu_seconds_total": {"domain"},
-    "nodeagent_vm_vcpu_wait_seconds_total": {"domain", "vcpu"},
-    "nodeagent_vm_memory_bytes": {"domain", "state"},
-    "nodeagent_vm_block_bytes_total": {"domain", "device", "direction"},
-    "nodeagent_vm_network_bytes_total": {"domain", "interface", "direction"},
-    "nodeagent_vm_numa_memory_bytes": {"domain", "numa_node"},
-    "nodeagent_vm_numa_aligned": {"domain"},
-    "nodeagent_vm_hugepages_backed": {"domain"},
-    "nodeagent_vm_vcpus_pinned": {"domain"},
+    # per-VM series: CONTRACT.md §5's labels plus namespace and name (issue 15: they join kubevirt_vmi_*)
+    "nodeagent_vm_vcpus": {"domain", *VM},
+    "nodeagent_vm_cpu_seconds_total": {"domain", *VM},
+    "nodeagent_vm_vcpu_wait_seconds_total": {"domain", "vcpu", *VM},
+    "nodeagent_vm_memory_bytes": {"domain", "state", *VM},
+    "nodeagent_vm_block_bytes_total": {"domain", "device", "direction", *VM},
+    "nodeagent_vm_network_bytes_total": {"domain", "interface", "direction", *VM},
+    "nodeagent_vm_numa_memory_bytes": {"domain", "numa_node", *VM},
+    "nodeagent_vm_numa_aligned": {"domain", *VM},
+    "nodeagent_vm_hugepages_backed": {"domain", *VM},
+    "nodeagent_vm_vcpus_pinned": {"domain", *VM},
     "nodeagent_collector_up": {"collector"},
     "nodeagent_collector_duration_seconds": {"collector"},
 }

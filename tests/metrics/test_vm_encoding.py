@@ -48,15 +48,15 @@ def _widened() -> dict[str, Any]:
 
 def _reference(samples: list[DomainSample], gpus: set[str]) -> list[Metric]:
     """The VM families the way prometheus_client would build them from the typed views."""
-    d, dv, dd, di = ["domain"], ["domain", "vcpu"], ["domain", "device", "direction"], \
-        ["domain", "interface", "direction"]
+    vm = ["domain", "namespace", "name"]
+    d, dv, dd, di = vm, [*vm, "vcpu"], [*vm, "device", "direction"], [*vm, "interface", "direction"]
     info = GaugeMetricFamily("nodeagent_vm_info", "", labels=["domain", "namespace", "name", "uuid"])
-    state = GaugeMetricFamily("nodeagent_vm_state", "", labels=["domain", "state"])
+    state = GaugeMetricFamily("nodeagent_vm_state", "", labels=[*vm, "state"])
     vcpus = GaugeMetricFamily("nodeagent_vm_vcpus", "", labels=d)
     cpu = CounterMetricFamily("nodeagent_vm_cpu_seconds", "", labels=d)
     vcpu_time = CounterMetricFamily("nodeagent_vm_vcpu_seconds", "", labels=dv)
     vcpu_wait = CounterMetricFamily("nodeagent_vm_vcpu_wait_seconds", "", labels=dv)
-    memory = GaugeMetricFamily("nodeagent_vm_memory_bytes", "", labels=["domain", "state"])
+    memory = GaugeMetricFamily("nodeagent_vm_memory_bytes", "", labels=[*vm, "state"])
     block = [CounterMetricFamily(n, "", labels=dd) for n in
              ("nodeagent_vm_block_bytes", "nodeagent_vm_block_requests", "nodeagent_vm_block_time_seconds")]
     net = [CounterMetricFamily(n, "", labels=di) for n in
@@ -67,30 +67,31 @@ def _reference(samples: list[DomainSample], gpus: set[str]) -> list[Metric]:
     assigned = GaugeMetricFamily("nodeagent_gpu_assigned", "", labels=["pci_address", "domain", "namespace", "name"])
     for s in samples:
         namespace, name = s.namespace_name
+        ids = [s.name, namespace, name]
         info.add_metric([s.name, namespace, name, s.uuid], 1)
-        state.add_metric([s.name, s.state_name], 1)
-        vcpus.add_metric([s.name], s.vcpu_count)
-        cpu.add_metric([s.name], s.cpu_time_ns * 1e-9)
+        state.add_metric([*ids, s.state_name], 1)
+        vcpus.add_metric(ids, s.vcpu_count)
+        cpu.add_metric(ids, s.cpu_time_ns * 1e-9)
         for v in s.vcpus:
-            vcpu_time.add_metric([s.name, str(v.index)], v.time_ns * 1e-9)
-            vcpu_wait.add_metric([s.name, str(v.index)], (v.delay_ns if v.delay_ns is not None else v.wait_ns) * 1e-9)
+            vcpu_time.add_metric([*ids, str(v.index)], v.time_ns * 1e-9)
+            vcpu_wait.add_metric([*ids, str(v.index)], (v.delay_ns if v.delay_ns is not None else v.wait_ns) * 1e-9)
         for key, label in MEMORY_STATES.items():
             if key in s.balloon_kib:
-                memory.add_metric([s.name, label], s.balloon_kib[key] * 1024)
+                memory.add_metric([*ids, label], s.balloon_kib[key] * 1024)
         for b in s.blocks:
             for direction, values in (("read", (b.read_bytes, b.read_requests, b.read_time_ns * 1e-9)),
                                       ("write", (b.write_bytes, b.write_requests, b.write_time_ns * 1e-9))):
                 for family, value in zip(block, values, strict=True):
-                    family.add_metric([s.name, b.name, direction], value)
+                    family.add_metric([*ids, b.name, direction], value)
         for n in s.nets:
             for direction, values in (("receive", (n.rx_bytes, n.rx_packets, n.rx_errors, n.rx_drops)),
                                       ("transmit", (n.tx_bytes, n.tx_packets, n.tx_errors, n.tx_drops))):
                 for family, value in zip(net, values, strict=True):
                     if value is not None:
-                        family.add_metric([s.name, n.name, direction], value)
+                        family.add_metric([*ids, n.name, direction], value)
         assert s.xml is not None
-        hugepages.add_metric([s.name], 1 if s.xml.hugepages else 0)
-        pinned.add_metric([s.name], len(s.xml.vcpupins))
+        hugepages.add_metric(ids, 1 if s.xml.hugepages else 0)
+        pinned.add_metric(ids, len(s.xml.vcpupins))
         for address in s.xml.hostdev_pci:
             if address in gpus:
                 assigned.add_metric([address, s.name, namespace, name], 1)
@@ -133,7 +134,8 @@ def test_vm_text_is_what_prometheus_client_would_say() -> None:
     assert len(_series(ours)) > 60
     # the typed view and the encoder skipped the same things: the backing-chain entry, the missing delay
     assert 'device="vdb",direction="read"} 7\n' in ours and "} 99\n" not in ours
-    assert 'nodeagent_vm_vcpu_wait_seconds_total{domain="team-a_big-0",vcpu="2"} 0\n' in ours
+    assert ('nodeagent_vm_vcpu_wait_seconds_total{domain="team-a_big-0",namespace="team-a",name="big-0",vcpu="2"} 0\n'
+            in ours)
     # the same text a second time, from the cached label strings
     again = render_text([f for f in collector.collect() if isinstance(f, TextFamily) and f.lines
                          and f.name != "nodeagent_libvirt_up"]).decode()

@@ -7,6 +7,11 @@ driver holds it. Which VM holds a passthrough GPU comes from libvirt (see ``vm.p
 
 The NVML half is a separate collector so that a missing or broken driver takes down only
 ``nodeagent_collector_up{collector="nvml"}``, never the sysfs series.
+
+Every GPU series carries ``pci_bus_id`` (NVML's and dcgm-exporter's form of the address,
+``00000000:3B:00.0``) next to ``pci_address``, and the NVML series the GPU's ``uuid``
+(``GPU-…``, dcgm-exporter's ``UUID``), so they join dcgm-exporter's series. The PCIe link speed is
+also exported in the base unit (transfers per second) next to the GT/s series CONTRACT §5 names.
 """
 
 from __future__ import annotations
@@ -17,10 +22,13 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector, InventoryProvider
-from nodeagent.metrics.label_values import driver_label, numa_label, optional_label
+from nodeagent.metrics.label_values import driver_label, numa_label, optional_label, pci_bus_id
 from nodeagent.sources.nvml_source import NvmlSource
 
 NVML_DRIVERS = frozenset({"nvidia"})  # host drivers NVML can read
+GT = 1e9  # transfers per second in a GT/s
+GPU = ["pci_address", "pci_bus_id"]  # how every GPU series names its GPU
+NVML_GPU = [*GPU, "uuid"]  # NVML knows the GPU's UUID as well (GPU-…; dcgm-exporter's UUID label)
 
 
 class GpuSysfsCollector(InventoryCollector):
@@ -28,45 +36,54 @@ class GpuSysfsCollector(InventoryCollector):
 
     def families(self, inv: Inventory) -> Iterator[Metric]:
         info = GaugeMetricFamily("nodeagent_gpu_info", "A GPU on the PCI bus, whichever driver holds it.",
-                                 labels=["pci_address", "vendor_id", "device_id", "model", "driver", "numa_node",
+                                 labels=[*GPU, "vendor_id", "device_id", "model", "driver", "numa_node",
                                          "iommu_group"])
         speed = GaugeMetricFamily("nodeagent_gpu_pcie_link_speed_gts",
-                                  "Current PCIe link speed of the GPU, in GT/s.", labels=["pci_address"])
+                                  "Current PCIe link speed of the GPU, in GT/s (kept: CONTRACT §5 names it; "
+                                  "nodeagent_gpu_pcie_link_speed_transfers_per_second is the base unit).", labels=GPU)
+        speed_base = GaugeMetricFamily("nodeagent_gpu_pcie_link_speed_transfers_per_second",
+                                       "Current PCIe link speed of the GPU, in transfers per second per lane.",
+                                       labels=GPU)
         width = GaugeMetricFamily("nodeagent_gpu_pcie_link_width", "Current PCIe link width of the GPU, in lanes.",
-                                  labels=["pci_address"])
+                                  labels=GPU)
         max_speed = GaugeMetricFamily("nodeagent_gpu_pcie_link_max_speed_gts",
-                                      "Fastest PCIe link speed the GPU supports, in GT/s.", labels=["pci_address"])
+                                      "Fastest PCIe link speed the GPU supports, in GT/s.", labels=GPU)
+        max_speed_base = GaugeMetricFamily("nodeagent_gpu_pcie_link_max_speed_transfers_per_second",
+                                           "Fastest PCIe link speed the GPU supports, in transfers per second "
+                                           "per lane.", labels=GPU)
         max_width = GaugeMetricFamily("nodeagent_gpu_pcie_link_max_width",
-                                      "Widest PCIe link the GPU supports, in lanes.", labels=["pci_address"])
+                                      "Widest PCIe link the GPU supports, in lanes.", labels=GPU)
         degraded = GaugeMetricFamily("nodeagent_gpu_pcie_link_degraded",
-                                     "1 when the GPU's link trained below its maximum speed or width.",
-                                     labels=["pci_address"])
+                                     "1 when the GPU's link trained below its maximum speed or width.", labels=GPU)
         aer = CounterMetricFamily("nodeagent_gpu_aer_errors",
                                   "PCIe AER errors the GPU reported since boot, by severity.",
-                                  labels=["pci_address", "severity"])
+                                  labels=[*GPU, "severity"])
         power = GaugeMetricFamily("nodeagent_gpu_power_state",
                                   "PCI power state of the GPU (D0, D3hot, D3cold…): 1 for the current one.",
-                                  labels=["pci_address", "state"])
+                                  labels=[*GPU, "state"])
         ready = GaugeMetricFamily("nodeagent_gpu_passthrough_ready",
                                   "1 when the GPU and its whole IOMMU group are bound to vfio and the IOMMU is on.",
-                                  labels=["pci_address"])
+                                  labels=GPU)
         for gpu in inv.gpus:
-            address = gpu.address
-            info.add_metric([address, gpu.vendor_id, gpu.device_id, gpu.name, driver_label(gpu.driver),
+            ids = [gpu.address, pci_bus_id(gpu.address)]
+            info.add_metric([*ids, gpu.vendor_id, gpu.device_id, gpu.name, driver_label(gpu.driver),
                              numa_label(gpu.numa_node), optional_label(gpu.iommu_group)], 1.0)
             link = gpu.link
             for family, value in ((speed, link.current_speed_gts), (width, link.current_width),
                                   (max_speed, link.max_speed_gts), (max_width, link.max_width)):
                 if value is not None:
-                    family.add_metric([address], value)
+                    family.add_metric(ids, value)
+            for family, value in ((speed_base, link.current_speed_gts), (max_speed_base, link.max_speed_gts)):
+                if value is not None:
+                    family.add_metric(ids, round(value * GT))
             if link.degraded is not None:
-                degraded.add_metric([address], 1.0 if link.degraded else 0.0)
+                degraded.add_metric(ids, 1.0 if link.degraded else 0.0)
             for severity, count in sorted(gpu.aer.items()):
-                aer.add_metric([address, severity], count)
+                aer.add_metric([*ids, severity], count)
             if gpu.power_state:
-                power.add_metric([address, gpu.power_state], 1.0)
-            ready.add_metric([address], 1.0 if gpu.passthrough_ready else 0.0)
-        yield from (info, speed, width, max_speed, max_width, degraded, aer, power, ready)
+                power.add_metric([*ids, gpu.power_state], 1.0)
+            ready.add_metric(ids, 1.0 if gpu.passthrough_ready else 0.0)
+        yield from (info, speed, speed_base, width, max_speed, max_speed_base, max_width, degraded, aer, power, ready)
 
 
 class NvmlCollector:
@@ -86,28 +103,28 @@ class NvmlCollector:
         families = {
             "utilization": GaugeMetricFamily("nodeagent_gpu_utilization_ratio",
                                              "Fraction of the last sample period the GPU was busy (NVML).",
-                                             labels=["pci_address"]),
+                                             labels=NVML_GPU),
             "mem_used": GaugeMetricFamily("nodeagent_gpu_memory_used_bytes",
                                           "GPU memory in use, without the driver's reservation (NVML).",
-                                          labels=["pci_address"]),
+                                          labels=NVML_GPU),
             "mem_total": GaugeMetricFamily("nodeagent_gpu_memory_total_bytes", "GPU memory installed (NVML).",
-                                           labels=["pci_address"]),
+                                           labels=NVML_GPU),
             "mem_reserved": GaugeMetricFamily("nodeagent_gpu_memory_reserved_bytes",
                                               "GPU memory the driver reserves for itself (NVML).",
-                                              labels=["pci_address"]),
+                                              labels=NVML_GPU),
             "temperature": GaugeMetricFamily("nodeagent_gpu_temperature_celsius", "GPU core temperature (NVML).",
-                                             labels=["pci_address"]),
+                                             labels=NVML_GPU),
             "power": GaugeMetricFamily("nodeagent_gpu_power_watts", "GPU power draw (NVML).",
-                                       labels=["pci_address"]),
+                                       labels=NVML_GPU),
             "power_limit": GaugeMetricFamily("nodeagent_gpu_power_limit_watts",
                                              "Power limit the driver enforces on the GPU (NVML).",
-                                             labels=["pci_address"]),
+                                             labels=NVML_GPU),
         }
         energy = CounterMetricFamily("nodeagent_gpu_energy_joules",
                                      "Energy the GPU consumed since the driver was loaded (NVML).",
-                                     labels=["pci_address"])
+                                     labels=NVML_GPU)
         for gpu in reading.gpus:
-            label = [gpu.pci_address]
+            label = [gpu.pci_address, pci_bus_id(gpu.pci_address), gpu.uuid or ""]
             for key, value in (("utilization", gpu.utilization_ratio), ("mem_used", gpu.memory_used_bytes),
                                ("mem_total", gpu.memory_total_bytes), ("mem_reserved", gpu.memory_reserved_bytes),
                                ("temperature", gpu.temperature_celsius),

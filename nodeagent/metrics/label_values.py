@@ -16,3 +16,23 @@ def driver_label(driver: str | None) -> str:
 
 def optional_label(value: object | None) -> str:
     return "" if value is None else str(value)
+
+
+def pci_bus_id(address: str) -> str:
+    """A PCI address in NVML's/DCGM's ``pci_bus_id`` form: ``0000:3b:00.0`` → ``00000000:3B:00.0``.
+
+    dcgm-exporter labels its series ``pci_bus_id`` in this form (8 hex digits of domain, upper
+    case), so nodeagent's GPU series join its series on that label. An address that is not in the
+    ``[domain:]bus:device.function`` form is returned as it is.
+    """
+    head, dot, function = address.rpartition(".")
+    parts = head.split(":")
+    if not dot or len(parts) not in (2, 3):
+        return address
+    try:
+        numbers = [int(part, 16) for part in parts]
+        fn = int(function, 16)
+    except ValueError:
+        return address
+    domain, bus, device = ([0, *numbers] if len(numbers) == 2 else numbers)
+    return f"{domain:08X}:{bus:02X}:{device:02X}.{fn:X}"

@@ -34,7 +34,7 @@ from typing import Any
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryProvider
 from nodeagent.metrics.exposition import TextFamily, escape_label_value, format_value
-from nodeagent.metrics.label_values import numa_label
+from nodeagent.metrics.label_values import numa_label, pci_bus_id
 from nodeagent.metrics.placement import (
     DEFAULT_MAX_REMOTE_RATIO,
     PlacementReader,
@@ -300,7 +300,7 @@ class _DomainText:
     def assigned(self, address: str) -> str:
         line = self.per_domain.get("assigned\0" + address)
         if line is None:
-            labels = _labels(pci_address=address) + "," + self.domain
+            labels = _labels(pci_address=address, pci_bus_id=pci_bus_id(address)) + "," + self.domain
             line = self.per_domain["assigned\0" + address] = f"nodeagent_gpu_assigned{{{labels}}} 1\n"
         return line
 

@@ -17,6 +17,7 @@ from tests.metrics.stubs import complete_metrics
 from tests.metrics.test_nvml import HOST_DRIVER_GPUS, FakeGpu, FakeNvml
 from tests.support.exposition import Exposition, scrape
 
+NVML_GPU = ("pci_bus_id", "uuid")
 VM = ("namespace", "name")  # KubeVirt's VMI namespace and name, on every per-VM series
 
 # CONTRACT.md §5, name → label names
@@ -35,18 +36,21 @@ CONTRACT: dict[str, set[str]] = {
     "nodeagent_check_status": {"check", "status"},
     "nodeagent_workload_ready": {"workload"},
     "nodeagent_info": {"version", "kernel", "cpu_model"},
-    "nodeagent_gpu_info": {"pci_address", "vendor_id", "device_id", "model", "driver", "numa_node", "iommu_group"},
-    "nodeagent_gpu_pcie_link_speed_gts": {"pci_address"},
-    "nodeagent_gpu_pcie_link_width": {"pci_address"},
-    "nodeagent_gpu_pcie_link_degraded": {"pci_address"},
-    "nodeagent_gpu_aer_errors_total": {"pci_address", "severity"},
-    "nodeagent_gpu_assigned": {"pci_address", "domain", "namespace", "name"},
-    "nodeagent_gpu_utilization_ratio": {"pci_address"},
-    "nodeagent_gpu_memory_used_bytes": {"pci_address"},
-    "nodeagent_gpu_memory_total_bytes": {"pci_address"},
-    "nodeagent_gpu_temperature_celsius": {"pci_address"},
-    "nodeagent_gpu_power_watts": {"pci_address"},
-    "nodeagent_gpu_energy_joules_total": {"pci_address"},
+    # GPU series: CONTRACT.md §5's labels plus pci_bus_id, and uuid where NVML reads the GPU (issue 15:
+    # they join dcgm-exporter's series)
+    "nodeagent_gpu_info": {"pci_address", "vendor_id", "device_id", "model", "driver", "numa_node", "iommu_group",
+                           "pci_bus_id"},
+    "nodeagent_gpu_pcie_link_speed_gts": {"pci_address", "pci_bus_id"},
+    "nodeagent_gpu_pcie_link_width": {"pci_address", "pci_bus_id"},
+    "nodeagent_gpu_pcie_link_degraded": {"pci_address", "pci_bus_id"},
+    "nodeagent_gpu_aer_errors_total": {"pci_address", "severity", "pci_bus_id"},
+    "nodeagent_gpu_assigned": {"pci_address", "domain", "namespace", "name", "pci_bus_id"},
+    "nodeagent_gpu_utilization_ratio": {"pci_address", *NVML_GPU},
+    "nodeagent_gpu_memory_used_bytes": {"pci_address", *NVML_GPU},
+    "nodeagent_gpu_memory_total_bytes": {"pci_address", *NVML_GPU},
+    "nodeagent_gpu_temperature_celsius": {"pci_address", *NVML_GPU},
+    "nodeagent_gpu_power_watts": {"pci_address", *NVML_GPU},
+    "nodeagent_gpu_energy_joules_total": {"pci_address", *NVML_GPU},
     "nodeagent_vm_info": {"domain", "namespace", "name", "uuid"},
     # per-VM series: CONTRACT.md §5's labels plus namespace and name (issue 15: they join kubevirt_vmi_*)
     "nodeagent_vm_vcpus": {"domain", *VM},
@@ -107,8 +111,8 @@ def test_complete_vm_series_from_a_real_stats_record(complete: Exposition) -> No
     assert complete.value("nodeagent_vm_hugepages_backed", domain=domain) == 1
     assert complete.value("nodeagent_vm_vcpus_pinned", domain=domain) == 2
     (assigned,) = complete.get("nodeagent_gpu_assigned")
-    assert assigned.labels == {"pci_address": "0000:18:00.0", "domain": domain, "namespace": "team-a",
-                               "name": "trainer-0"}
+    assert assigned.labels == {"pci_address": "0000:18:00.0", "pci_bus_id": "00000000:18:00.0", "domain": domain,
+                               "namespace": "team-a", "name": "trainer-0"}
 
 
 def test_naming_rules(complete: Exposition) -> None:

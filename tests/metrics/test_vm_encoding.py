@@ -18,6 +18,7 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.parser import text_string_to_metric_families
 
 from nodeagent.metrics.exposition import TextFamily, render_text
+from nodeagent.metrics.label_values import pci_bus_id
 from nodeagent.metrics.vm import MEMORY_STATES, VmCollector
 from nodeagent.sources.libvirt_source import DomainSample, DomainXml, parse_domain_stats
 from tests.metrics.stubs import StubLibvirt
@@ -64,7 +65,8 @@ def _reference(samples: list[DomainSample], gpus: set[str]) -> list[Metric]:
             "nodeagent_vm_network_drops")]
     hugepages = GaugeMetricFamily("nodeagent_vm_hugepages_backed", "", labels=d)
     pinned = GaugeMetricFamily("nodeagent_vm_vcpus_pinned", "", labels=d)
-    assigned = GaugeMetricFamily("nodeagent_gpu_assigned", "", labels=["pci_address", "domain", "namespace", "name"])
+    assigned = GaugeMetricFamily("nodeagent_gpu_assigned", "",
+                                 labels=["pci_address", "pci_bus_id", "domain", "namespace", "name"])
     for s in samples:
         namespace, name = s.namespace_name
         ids = [s.name, namespace, name]
@@ -94,7 +96,7 @@ def _reference(samples: list[DomainSample], gpus: set[str]) -> list[Metric]:
         pinned.add_metric(ids, len(s.xml.vcpupins))
         for address in s.xml.hostdev_pci:
             if address in gpus:
-                assigned.add_metric([address, s.name, namespace, name], 1)
+                assigned.add_metric([address, pci_bus_id(address), s.name, namespace, name], 1)
     return [info, state, vcpus, cpu, vcpu_time, vcpu_wait, memory, *block, *net, hugepages, pinned, assigned]
 
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from tests.factories import make_inventory
 
 from nodeagent.cli import main
 from nodeagent.metrics.exposition import render_text
 from nodeagent.metrics.vm import FAMILIES, KUBEVIRT_OVERLAP, VmCollector
 from nodeagent.sources.libvirt_source import DomainXml
-from tests.metrics.conftest import Exposition
 from tests.metrics.stubs import StubLibvirt, domain
+from tests.support.exposition import Exposition
+from tests.support.factories import make_inventory
 
 PER_VM = {"nodeagent_vm_state", "nodeagent_vm_vcpus", "nodeagent_vm_cpu_seconds_total",
           "nodeagent_vm_vcpu_seconds_total", "nodeagent_vm_vcpu_wait_seconds_total", "nodeagent_vm_memory_bytes",

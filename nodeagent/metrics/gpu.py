@@ -11,7 +11,7 @@ The NVML half is a separate collector so that a missing or broken driver takes d
 Every GPU series carries ``pci_bus_id`` (NVML's and dcgm-exporter's form of the address,
 ``00000000:3B:00.0``) next to ``pci_address``, and the NVML series the GPU's ``uuid``
 (``GPU-…``, dcgm-exporter's ``UUID``), so they join dcgm-exporter's series. The PCIe link speed is
-also exported in the base unit (transfers per second) next to the GT/s series CONTRACT §5 names.
+also exported in the base unit (transfers per second) next to the documented GT/s series.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class GpuSysfsCollector(InventoryCollector):
                                  labels=[*GPU, "vendor_id", "device_id", "model", "driver", "numa_node",
                                          "iommu_group"])
         speed = GaugeMetricFamily("nodeagent_gpu_pcie_link_speed_gts",
-                                  "Current PCIe link speed of the GPU, in GT/s (kept: CONTRACT §5 names it; "
+                                  "Current PCIe link speed of the GPU, in GT/s (kept for compatibility; "
                                   "nodeagent_gpu_pcie_link_speed_transfers_per_second is the base unit).", labels=GPU)
         speed_base = GaugeMetricFamily("nodeagent_gpu_pcie_link_speed_transfers_per_second",
                                        "Current PCIe link speed of the GPU, in transfers per second per lane.",

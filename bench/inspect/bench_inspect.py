@@ -75,11 +75,11 @@ def whole_process(peers: dict[str, list[str]], rounds: int) -> dict[str, list[fl
     times: dict[str, list[float]] = {name: [] for name in peers}
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"} | {"PYTHONPATH": str(REPO)}
     for argv in peers.values():  # warm the page cache once
-        subprocess.run(argv, capture_output=True, check=True, env=env)
+        subprocess.run(argv, capture_output=True, check=True, env=env, cwd=REPO)
     for _ in range(rounds):
         for name, argv in peers.items():
             start = time.perf_counter()
-            subprocess.run(argv, capture_output=True, check=True, env=env)
+            subprocess.run(argv, capture_output=True, check=True, env=env, cwd=REPO)
             times[name].append((time.perf_counter() - start) * 1000)
     return times
 

@@ -114,8 +114,13 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
                 label_set.warnings.append(f"node {name} does not match the profile's nodeSelector ({wanted}); "
                                           "published without the profile's labels and taints")
                 profile = None
+        usage = None
+        if topology:
+            from nodeagent.k8s.podresources import live_usage
+
+            usage = live_usage(inventory)
         desired = desired_state(inventory, profile, node_name=name, label_config=config, topology=topology,
-                                label_set=label_set)
+                                label_set=label_set, usage=usage)
         result = publish_once(api, name, desired, deadline=timeout)
     except ApiError as exc:
         _fail(1, f"publishing to node {name}: {exc}")

@@ -36,6 +36,7 @@ def open_publisher(options: ServeOptions, label_config: LabelConfig) -> Publishe
         return None
     from nodeagent.k8s import K8sConfigError, connect, resolve_node_name
     from nodeagent.k8s.loop import LoopConfig, PublisherLoop
+    from nodeagent.k8s.podresources import live_usage
 
     try:
         node_name = resolve_node_name(options.node_name)
@@ -43,4 +44,5 @@ def open_publisher(options: ServeOptions, label_config: LabelConfig) -> Publishe
     except K8sConfigError as exc:
         raise OptionsError(f"cannot publish: {exc} (or run with --no-publish)") from exc
     config = LoopConfig(backoff_max=options.api_backoff_max_s)
-    return PublisherLoop(api, node_name, config=config, label_config=label_config, topology=options.topology)
+    return PublisherLoop(api, node_name, config=config, label_config=label_config, topology=options.topology,
+                         usage_source=live_usage)

@@ -9,6 +9,7 @@ from typing import Any
 from nodeagent.contract import WORKLOADS
 from nodeagent.inventory import Inventory
 from nodeagent.k8s.topology import build_topology
+from nodeagent.k8s.usage import TopologyUsage
 from nodeagent.labels import LabelConfig, LabelSet, NodeTaint, ProfileLike, compute_labels
 
 
@@ -36,10 +37,11 @@ class DesiredState:
 def desired_state(inv: Inventory, profile: ProfileLike | None = None, *, node_name: str,
                   label_config: LabelConfig | None = None, topology: bool = True,
                   extra_gpu_resources: Mapping[str, str] | None = None,
-                  label_set: LabelSet | None = None) -> DesiredState:
+                  label_set: LabelSet | None = None, usage: TopologyUsage | None = None) -> DesiredState:
     """Compute the desired state from an Inventory (and a profile) — the daemon calls this per discovery.
 
     ``label_set``: labels already computed for the same inputs (the CLI prints them first).
+    ``usage``: what running VMs/pods hold, for the topology's ``available`` (:func:`gather_usage`).
     """
     from nodeagent.checks import readiness as compute_readiness
 
@@ -51,6 +53,7 @@ def desired_state(inv: Inventory, profile: ProfileLike | None = None, *, node_na
         labels=label_set.labels,
         taints=tuple(label_set.taints),
         label_config=label_config,
-        topology=build_topology(inv, node_name, extra_gpu_resources=extra_gpu_resources) if topology else None,
+        topology=build_topology(inv, node_name, extra_gpu_resources=extra_gpu_resources, usage=usage)
+        if topology else None,
         readiness={w: tuple(r.reasons) for w, r in ready.items()},
     )

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nodeagent.backoff import Backoff, jittered
@@ -31,6 +31,7 @@ from nodeagent.k8s.desired import DesiredState, desired_state
 from nodeagent.k8s.events import EventRecorder, NodeEvent, prep_event
 from nodeagent.k8s.nodediff import NodeView
 from nodeagent.k8s.publisher import Publisher
+from nodeagent.k8s.usage import TopologyUsage
 from nodeagent.labels import LabelConfig, ProfileLike
 
 log = logging.getLogger(__name__)
@@ -97,13 +98,16 @@ class PublisherLoop:
 
     def __init__(self, api: KubeApi, node_name: str, *, config: LoopConfig | None = None,
                  label_config: LabelConfig | None = None, topology: bool = True,
-                 extra_gpu_resources: Mapping[str, str] | None = None, rng: random.Random | None = None) -> None:
+                 extra_gpu_resources: Mapping[str, str] | None = None, rng: random.Random | None = None,
+                 usage_source: Callable[[Inventory], TopologyUsage] | None = None) -> None:
         self.api = api
         self.node_name = node_name
         self.config = config or LoopConfig()
         self.label_config = label_config or LabelConfig()
         self.topology = topology
         self.extra_gpu_resources = dict(extra_gpu_resources or {})
+        # What running VMs/pods hold, for the topology's ``available`` (None: available = allocatable).
+        self.usage_source = usage_source
         self.rng = rng or random.Random()
         self.events = EventRecorder(node_name, enabled=self.config.events)
         self.publisher = Publisher(api, node_name, events=self.events)
@@ -121,8 +125,10 @@ class PublisherLoop:
         Raises :class:`~nodeagent.labels.LabelError` for a profile Kubernetes would reject; the
         previous desired state stays in force.
         """
+        usage = self.usage_source(inventory) if self.topology and self.usage_source is not None else None
         self.set_desired(desired_state(inventory, profile, node_name=self.node_name, label_config=self.label_config,
-                                       topology=self.topology, extra_gpu_resources=self.extra_gpu_resources))
+                                       topology=self.topology, extra_gpu_resources=self.extra_gpu_resources,
+                                       usage=usage))
 
     def set_desired(self, desired: DesiredState) -> None:
         with self._cond:

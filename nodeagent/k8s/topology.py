@@ -8,9 +8,12 @@ cluster-scoped, named after the node, one zone per NUMA node named ``node-N`` of
 for memory and hugepages), the top-level attributes ``topologyManagerPolicy`` and
 ``topologyManagerScope``, and the deprecated ``topologyPolicies`` computed the same way NFD does.
 
-Where nodeagent knows less than the topology-updater: it does not read the kubelet's
-podresources socket, so ``available`` equals ``allocatable`` (the static picture of the node, not
-what running pods left free). Clusters that run nfd-topology-updater keep it and turn this off.
+``available`` is what is free now, from a :class:`~nodeagent.k8s.usage.TopologyUsage`: the
+kubelet's podresources allocations when its socket is there (as nfd-topology-updater computes it),
+otherwise live host facts (free hugepages and memory per node, GPUs no running VM holds, CPUs no
+vCPU is pinned to). Without a usage, ``available`` equals ``allocatable``. Always
+``available <= allocatable <= capacity``. When the source names the pods (podresources), the
+``nodeTopologyPodsFingerprint`` attribute lets the scheduler-plugins' cache resync.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, Inventory, NumaNode
+from nodeagent.k8s import podfingerprint
+from nodeagent.k8s.usage import MEMORY_GRANULE, SOURCE_PODRESOURCES, TopologyUsage, ZoneUsage
 
 API_VERSION = "topology.node.k8s.io/v1alpha2"
 KIND = "NodeResourceTopology"
@@ -88,10 +93,13 @@ def _quantity(value: int) -> str:
     return str(max(0, int(value)))
 
 
-def _resource(name: str, capacity: int, allocatable: int | None = None) -> dict[str, str]:
-    allocatable = capacity if allocatable is None else allocatable
+def _resource(name: str, capacity: int, allocatable: int | None = None, available: int | None = None) -> dict[str, str]:
+    """One zone resource, with ``0 <= available <= allocatable <= capacity`` enforced."""
+    capacity = max(0, int(capacity))
+    allocatable = capacity if allocatable is None else min(max(0, int(allocatable)), capacity)
+    available = allocatable if available is None else min(max(0, int(available)), allocatable)
     return {"name": name, "capacity": _quantity(capacity), "allocatable": _quantity(allocatable),
-            "available": _quantity(allocatable)}
+            "available": _quantity(available)}
 
 
 def _zone_name(node_id: int) -> str:
@@ -105,8 +113,11 @@ def _costs(node: NumaNode, node_ids: list[int]) -> list[dict[str, Any]]:
             for other, distance in zip(ids, node.distances, strict=False)]
 
 
-def _gpus_per_zone(inv: Inventory, node_ids: list[int], extra: Mapping[str, str] | None) -> dict[int, Counter[str]]:
+def _gpus_per_zone(inv: Inventory, node_ids: list[int], extra: Mapping[str, str] | None,
+                   held: frozenset[str] = frozenset()) -> tuple[dict[int, Counter[str]], dict[int, Counter[str]]]:
+    """Per zone: the advertised GPU resources, and how many of each a running VM holds."""
     per_zone: dict[int, Counter[str]] = {node_id: Counter() for node_id in node_ids}
+    held_per_zone: dict[int, Counter[str]] = {node_id: Counter() for node_id in node_ids}
     for gpu in inv.gpus:
         if not gpu.passthrough_ready:
             continue
@@ -119,32 +130,64 @@ def _gpus_per_zone(inv: Inventory, node_ids: list[int], extra: Mapping[str, str]
         # As the device plugin reports it: an unknown or negative NUMA node counts as node 0.
         zone = gpu.numa_node if gpu.numa_node is not None and gpu.numa_node in per_zone else node_ids[0]
         per_zone[zone][name] += 1
-    return per_zone
+        if gpu.address in held:
+            held_per_zone[zone][name] += 1
+    return per_zone, held_per_zone
 
 
 def build_topology(inv: Inventory, node_name: str, *, node_uid: str | None = None,
-                   extra_gpu_resources: Mapping[str, str] | None = None) -> dict[str, Any] | None:
-    """The NodeResourceTopology object for this node, or None when the node has no NUMA information."""
+                   extra_gpu_resources: Mapping[str, str] | None = None,
+                   usage: TopologyUsage | None = None) -> dict[str, Any] | None:
+    """The NodeResourceTopology object for this node, or None when the node has no NUMA information.
+
+    ``usage``: what running VMs/pods hold (``available`` = ``allocatable`` without it).
+    """
     if not inv.numa:
         return None
     numa = sorted(inv.numa, key=lambda n: n.id)
     node_ids = [n.id for n in numa]
     reserved = set(inv.kubelet.reserved_system_cpus or [])
-    gpus = _gpus_per_zone(inv, node_ids, extra_gpu_resources)
+    held = usage.held_gpus if usage is not None else frozenset()
+    gpus, held_gpus = _gpus_per_zone(inv, node_ids, extra_gpu_resources, held)
     zones: list[dict[str, Any]] = []
     for node in numa:
-        resources = [_resource("cpu", len(node.cpus), len(set(node.cpus) - reserved))]
+        taken = (usage.zones.get(node.id) if usage is not None else None) or ZoneUsage()
+        by_podresources = usage is not None and usage.source == SOURCE_PODRESOURCES
+        allocatable_cpus = set(node.cpus) - reserved
+        if usage is not None and usage.allocatable_cpus is not None:
+            allocatable_cpus &= usage.allocatable_cpus
+        cpu_available = None
+        if usage is not None:
+            cpu_available = len(allocatable_cpus - usage.pinned_cpus - taken.cpus)
+        resources = [_resource("cpu", len(node.cpus), len(allocatable_cpus), cpu_available)]
         hugepage_bytes = 0
         for size in ("1Gi", "2Mi"):
             pool = node.hugepages.get(size)
             if pool and pool.total:
-                size_bytes = pool.total * pool.size_kb * 1024
+                page = pool.size_kb * 1024
+                size_bytes = pool.total * page
                 hugepage_bytes += size_bytes
-                resources.append(_resource(f"hugepages-{size}", size_bytes))
+                name = f"hugepages-{size}"
+                free = _available_bytes(size_bytes, taken, name, by_podresources=by_podresources,
+                                        free_on_host=None if pool.free is None else pool.free * page,
+                                        usage=usage)
+                resources.append(_resource(name, size_bytes, size_bytes, free))
         if node.memory_total_bytes is not None:
             # Pages set aside as hugepages are not allocatable as ordinary memory (kubelet's rule).
-            resources.append(_resource("memory", node.memory_total_bytes, node.memory_total_bytes - hugepage_bytes))
-        resources.extend(_resource(name, count) for name, count in sorted(gpus[node.id].items()))
+            allocatable = node.memory_total_bytes - hugepage_bytes
+            free_memory = None
+            if node.memory_free_bytes is not None:
+                free_memory = node.memory_free_bytes // MEMORY_GRANULE * MEMORY_GRANULE
+            free = _available_bytes(allocatable, taken, "memory", by_podresources=by_podresources,
+                                    free_on_host=free_memory, usage=usage)
+            resources.append(_resource("memory", node.memory_total_bytes, allocatable, free))
+        # Only the GPU resources nodeagent advertises are listed; other devices the kubelet assigned
+        # (SR-IOV VFs, …) have no capacity known here.
+        for name, count in sorted(gpus[node.id].items()):
+            available = None
+            if usage is not None:
+                available = count - (taken.devices[name] if by_podresources else held_gpus[node.id][name])
+            resources.append(_resource(name, count, count, available))
         zone: dict[str, Any] = {
             "name": _zone_name(node.id),
             "type": "Node",
@@ -164,7 +207,22 @@ def build_topology(inv: Inventory, node_name: str, *, node_uid: str | None = Non
         body["attributes"] = [{"name": "topologyManagerPolicy", "value": policy},
                               {"name": "topologyManagerScope", "value": scope}]
         body["topologyPolicies"] = [topology_policy(policy, scope)]
+    if usage is not None and usage.pods is not None:
+        body.setdefault("attributes", []).extend([
+            {"name": podfingerprint.ATTRIBUTE, "value": podfingerprint.sign(usage.pods)},
+            {"name": podfingerprint.ATTRIBUTE_METHOD, "value": podfingerprint.METHOD_ALL},
+        ])
     return body
+
+
+def _available_bytes(allocatable: int, taken: ZoneUsage, name: str, *, by_podresources: bool,
+                     free_on_host: int | None, usage: TopologyUsage | None) -> int | None:
+    """Free bytes of memory or a hugepage size: allocatable minus assignments, or what the host has free."""
+    if usage is None:
+        return None
+    if by_podresources:
+        return allocatable - taken.memory_bytes.get(name, 0)
+    return free_on_host
 
 
 _COMPARED_FIELDS = ("zones", "attributes", "topologyPolicies")

@@ -81,7 +81,7 @@ def test_publish_once(apiserver: FakeApiServer, kubeconfig: str, gpu_root: str, 
     result = run("--root", gpu_root, "labels", "-f", profile, "-o", "json", "--publish",
                  "--kubeconfig", kubeconfig, env={"NODE_NAME": NODE})
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.stdout)  # the "publishing to node …" notice goes to stderr
     assert data["published"]["node_patched"] is True and data["published"]["topology"] == "created"
     node = apiserver.node(NODE)
     assert node["metadata"]["labels"]["nvidia.com/gpu.workload.config"] == "vm-passthrough"

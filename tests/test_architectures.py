@@ -1,4 +1,4 @@
-"""Discovery on every CPU architecture KubeVirt hosts run, against the real peers reading the same tree.
+"""Discovery on every CPU architecture KubeVirt hosts run (and the x86 hosts), against real peers on the same tree.
 
 Fixture hosts (fixtures/specs): arm64-altra (2P Ampere Altra class, shared cppc policies),
 arm64-grace-hopper (GH200: a memory-only GPU node), ppc64le-power9 (PowerNV, chip/node ids 0 and 8,
@@ -33,11 +33,13 @@ from nodeagent.inventory import Inventory
 from nodeagent.parse import parse_cpu_words, parse_cpulist
 
 ARCH_HOSTS = ["arm64-altra", "arm64-grace-hopper", "ppc64le-power9", "s390x-lpar"]
+X86_HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
+ALL_HOSTS = ARCH_HOSTS + X86_HOSTS
 
 
 @pytest.fixture(scope="module")
 def arch_inventories(host_trees) -> dict[str, Inventory]:
-    return {name: discover(Host(str(host_trees(name)))) for name in ARCH_HOSTS}
+    return {name: discover(Host(str(host_trees(name)))) for name in ALL_HOSTS}
 
 
 def _build(tmp_path: Path, name: str, change: Callable[[dict[str, Any]], None]) -> Path:
@@ -59,7 +61,7 @@ def _lscpu(root: Path) -> tuple[dict[str, str], list[list[str]]]:
     return fields, [line.split(",") for line in parsable.splitlines() if not line.startswith("#")]
 
 
-@pytest.mark.parametrize("name", ARCH_HOSTS)
+@pytest.mark.parametrize("name", ALL_HOSTS)
 def test_cpus_and_nodes_match_lscpu(name: str, host_trees, arch_inventories) -> None:
     """util-linux lscpu reads the same tree: counts, online list, topology, NUMA and model name."""
     inv = arch_inventories[name]
@@ -99,7 +101,7 @@ def _lstopo(root: Path) -> dict[str, int]:
             for kind, label in (("pu", "PU"), ("core", "Core"), ("package", "Package"), ("numanode", "NUMANode"))}
 
 
-@pytest.mark.parametrize("name", ARCH_HOSTS)
+@pytest.mark.parametrize("name", ALL_HOSTS)
 def test_topology_matches_lstopo(name: str, host_trees, arch_inventories) -> None:
     """hwloc's Linux backend reads the tree through HWLOC_FSROOT: PUs, cores, packages, NUMA nodes."""
     inv = arch_inventories[name]
@@ -145,7 +147,7 @@ def _series(text: str, metric: str) -> list[tuple[dict[str, str], float]]:
     return out
 
 
-@pytest.mark.parametrize("name", ARCH_HOSTS)
+@pytest.mark.parametrize("name", ALL_HOSTS)
 def test_cpufreq_and_numa_memory_match_node_exporter(name: str, host_trees, arch_inventories) -> None:
     """node_exporter's cpufreq collector walks cpuN/cpufreq; its meminfo_numa collector reads nodeN/meminfo."""
     inv = arch_inventories[name]

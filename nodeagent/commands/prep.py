@@ -8,9 +8,11 @@ revert: 0 · 1
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -72,6 +74,26 @@ _profile_option = profile_option(required=True, help="The NodeProfile YAML (docs
 _force_option = click.option("--force", is_flag=True,
                              help="Override the refusals that are safe to override: the boot VGA GPU, "
                                   "isolating every CPU, a NUMA node without housekeeping CPU.")
+_lock_option = click.option(
+    "--lock-timeout", type=click.FloatRange(0, 3600), default=60.0, show_default=True, metavar="SECONDS",
+    help="How long to wait for another apply or revert on this host to finish before giving up.")
+DEFAULT_LOCK_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _holding_lock(ctx: click.Context, wait_s: float, busy_exit: int) -> Iterator[None]:
+    """The host's apply lock, from before discovery to the end; exits ``busy_exit`` when another holds it."""
+    from nodeagent.prep.lock import LockBusyError, apply_lock
+
+    cli: CliContext = ctx.obj
+    try:
+        with apply_lock(cli.host(), wait_s=wait_s, on_wait=lambda message: click.echo(message, err=True)):
+            yield
+    except LockBusyError as exc:
+        click.echo(str(exc), err=True)
+        ctx.exit(busy_exit)
+
+
 _node_option = click.option("--node-name", envvar="NODE_NAME", default=None,
                             help="Kubernetes Node name, for its annotations (default: env NODE_NAME, hostname).")
 
@@ -106,11 +128,30 @@ def plan_command(ctx: click.Context, *, profile_path: str, output: str, force: b
               help="Retry budget for a short hugepage allocation (default: the profile's, 60 s).")
 @output_option("text", "json")
 @_node_option
+@_lock_option
 @click.pass_context
 def apply_command(ctx: click.Context, *, profile_path: str, dry_run: bool, yes: bool, force: bool,
                   allow_partial: bool, boot: bool, hugepage_timeout: float | None, output: str,
-                  node_name: str | None) -> None:
-    """Make the runtime changes, write boot-time persistence, journal every old value."""
+                  node_name: str | None, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
+    """Make the runtime changes, write boot-time persistence, journal every old value.
+
+    The host's apply lock is taken before discovery (a dry run takes none): the plan is made from
+    the host as it is while no other apply can change it.
+    """
+    from nodeagent.prep.apply import EXIT_REFUSED
+
+    options = {"profile_path": profile_path, "dry_run": dry_run, "yes": yes, "force": force,
+               "allow_partial": allow_partial, "boot": boot, "hugepage_timeout": hugepage_timeout,
+               "output": output, "node_name": node_name}
+    if dry_run:
+        _apply(ctx, **options)
+        return
+    with _holding_lock(ctx, lock_timeout, EXIT_REFUSED):
+        _apply(ctx, **options)
+
+
+def _apply(ctx: click.Context, *, profile_path: str, dry_run: bool, yes: bool, force: bool, allow_partial: bool,
+           boot: bool, hugepage_timeout: float | None, output: str, node_name: str | None) -> None:
     from nodeagent.prep.apply import EXIT_CONVERGED, EXIT_PENDING, EXIT_REFUSED, execute
     from nodeagent.prep.summary import apply_text, plan_text
 
@@ -137,9 +178,15 @@ def apply_command(ctx: click.Context, *, profile_path: str, dry_run: bool, yes: 
 @click.command("revert")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 @output_option("text", "json")
+@_lock_option
 @click.pass_context
-def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
+def revert_command(ctx: click.Context, yes: bool, output: str, lock_timeout: float = DEFAULT_LOCK_TIMEOUT_S) -> None:
     """Restore every value recorded in the journal (/var/lib/nodeagent/journal.json)."""
+    with _holding_lock(ctx, lock_timeout, 1):
+        _revert(ctx, yes, output)
+
+
+def _revert(ctx: click.Context, yes: bool, output: str) -> None:
     from nodeagent.prep.apply import revert
     from nodeagent.prep.journal import Journal, JournalError
     from nodeagent.prep.model import label
@@ -149,7 +196,7 @@ def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
     host = cli.host()
     if not yes:
         try:
-            journal = Journal.load(host)
+            journal = Journal.load(host, strict=False)
         except JournalError as exc:
             click.echo(str(exc), err=True)
             ctx.exit(1)
@@ -157,10 +204,14 @@ def revert_command(ctx: click.Context, yes: bool, output: str) -> None:
             if not sys.stdin.isatty():
                 click.echo("refusing to revert without confirmation: pass --yes", err=True)
                 ctx.exit(1)
-            for entry in journal.entries:
-                name = label(str(entry.get("subsystem")), str(entry.get("target")))
-                click.echo(f"  {name}: back to {entry.get('old')!r}")
-            if not click.confirm(f"restore these {len(journal.entries)} values?", default=False):
+            for index, entry in enumerate(journal.entries):
+                if index in journal.invalid:
+                    click.echo(f"  entry {index + 1}: malformed ({journal.invalid[index]}): kept, not restored")
+                else:
+                    name = label(str(entry.get("subsystem")), str(entry.get("target")))
+                    click.echo(f"  {name}: back to {entry.get('old')!r}")
+            if not click.confirm(f"restore these {len(journal.entries) - len(journal.invalid)} values?",
+                                 default=False):
                 ctx.exit(1)
     result = revert(host)
     click.echo(dump_json(result.to_dict()) if output == "json" else revert_text(result))

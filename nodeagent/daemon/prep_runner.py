@@ -8,6 +8,10 @@ writes nothing. Around that single code path the daemon adds what a long-running
   apply that flapped a GPU's driver every minute would be worse than one that waits;
 * **no Event spam**: an invalid or refused profile is reported once per distinct message, not
   every minute;
+* **one apply at a time**: when the plan has changes, the host's apply lock is taken (without
+  waiting: an operator's ``nodeagent apply`` may be running) and the node is discovered and planned
+  again under it, so the changes applied are those of the host as it is, not as it was before
+  another apply finished; a held lock is the ``busy`` state, retried at the next reconcile;
 * **SIGTERM**: ``execute`` is given a clock that jumps to the end of time once the daemon is
   stopping, so a hugepage allocation that is still retrying gives up at once and is handled as
   apply always handles a short allocation (rolled back, or deferred to boot for 1Gi pages); the
@@ -29,6 +33,8 @@ from nodeagent.daemon.status import PrepStatus
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.apply import EXIT_CONVERGED, EXIT_PENDING, ApplyResult, execute
+from nodeagent.prep.context import PlanContext
+from nodeagent.prep.lock import LockBusyError, apply_lock
 from nodeagent.prep.model import Plan, PrepOptions
 from nodeagent.prep.plan import build_plan, plan_for_host
 from nodeagent.profile import ProfileError, parse_profile_text
@@ -76,12 +82,31 @@ class PrepRunner:
 
     def run(self, loaded: LoadedProfile, inventory: Inventory, *,
             annotations: Mapping[str, str] | None = None) -> PrepOutcome:
+        outcome, planned = self._plan(loaded, inventory, annotations)
+        if outcome is not None:
+            return outcome
+        try:
+            with apply_lock(self.host):
+                # Under the lock: the host as it is now (another apply may have finished meanwhile).
+                from nodeagent.discover import discover
+
+                outcome, planned = self._plan(loaded, discover(self.host), annotations)
+                if outcome is not None:
+                    return outcome
+                return self._apply(loaded, planned)
+        except LockBusyError as exc:
+            return PrepOutcome(PrepStatus.BUSY, f"profile {loaded.name} not applied now: {exc}; retrying at the "
+                                                "next reconcile")
+
+    def _plan(self, loaded: LoadedProfile, inventory: Inventory,
+              annotations: Mapping[str, str] | None) -> tuple[PrepOutcome | None, tuple[Plan, PlanContext] | None]:
+        """The plan, or the outcome that ends this reconcile's prep without applying."""
         try:
             profile = parse_profile_text(loaded.text, inventory, source=loaded.file)
         except ProfileError as exc:
             message = f"profile {loaded.name} ({loaded.file}) does not fit this node: " + "; ".join(exc.errors)
             self._report_once(False, message)
-            return PrepOutcome(PrepStatus.INVALID, message)
+            return PrepOutcome(PrepStatus.INVALID, message), None
         pctx = plan_for_host(self.host, inventory, profile,
                              options=PrepOptions(profile_path=loaded.path),
                              annotations=dict(annotations) if annotations is not None else None)
@@ -90,16 +115,23 @@ class PrepRunner:
             reasons = "; ".join(f"{r.label}: {r.reason}" for r in plan.refusals)
             message = f"profile {loaded.name} refused on this node, nothing applied: {reasons}"
             self._report_once(False, message)
-            return PrepOutcome(PrepStatus.REFUSED, message)
+            return PrepOutcome(PrepStatus.REFUSED, message), None
         if not plan.changes:
             self._note_converged()
-            return PrepOutcome(PrepStatus.PENDING if _pending(plan) else PrepStatus.CONVERGED, _pending_text(plan))
+            return PrepOutcome(PrepStatus.PENDING if _pending(plan) else PrepStatus.CONVERGED,
+                               _pending_text(plan)), None
         key = (loaded.digest, tuple(c.key for c in plan.changes))
         if self._failed_key == key and self.retry_at is not None and self.clock() < self.retry_at:
             wait = self.retry_at - self.clock()
-            return PrepOutcome(PrepStatus.BACKOFF, f"retrying the failed apply of {loaded.name} in {wait:.0f}s")
+            return PrepOutcome(PrepStatus.BACKOFF, f"retrying the failed apply of {loaded.name} in {wait:.0f}s"), None
         if self.stop.is_set():
-            return PrepOutcome(PrepStatus.STOPPED, "shutting down: not starting an apply")
+            return PrepOutcome(PrepStatus.STOPPED, "shutting down: not starting an apply"), None
+        return None, (plan, pctx)
+
+    def _apply(self, loaded: LoadedProfile, planned: tuple[Plan, PlanContext] | None) -> PrepOutcome:
+        assert planned is not None
+        plan, pctx = planned
+        key = (loaded.digest, tuple(c.key for c in plan.changes))
         log.info("applying profile %s: %d change(s)", loaded.name, len(plan.changes),
                  extra={"profile": loaded.name, "changes": [c.label for c in plan.changes]})
         result = execute(plan, pctx, self.host, sleep=self._sleep, clock=self._clock)

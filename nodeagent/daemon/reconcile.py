@@ -138,7 +138,12 @@ class Reconciler:
         if self.stop.is_set():
             return PrepOutcome(PrepStatus.STOPPED, "shutting down")
         annotations = node.annotations if node is not None else None
-        return self.prep.run(loaded, inventory, annotations=annotations)
+        try:
+            return self.prep.run(loaded, inventory, annotations=annotations)
+        except Exception as exc:  # a malformed journal, a host error, a bug: a failed prep, never a stuck step
+            message = f"profile {loaded.name}: prep failed: {type(exc).__name__}: {exc}"
+            log.exception("%s", message, extra={"profile": loaded.name})
+            return PrepOutcome("failed", message)
 
     def _publish(self, inventory: Inventory, loaded: LoadedProfile | None) -> None:
         assert self.publisher is not None

@@ -28,6 +28,7 @@ class PrepStatus(enum.StrEnum):
     REFUSED = "refused"  # unsafe on this node
     INVALID = "invalid"  # the profile does not fit this host
     BACKOFF = "backoff"  # waiting to retry a failure
+    BUSY = "busy"  # another apply (an operator's) holds the host's lock; retried at the next reconcile
     STOPPED = "stopped"  # the daemon is shutting down; not started
 
 

@@ -19,11 +19,12 @@ from typing import Any
 
 from nodeagent.host import Host, HostError, HostRecord
 from nodeagent.inventory import to_plain
-from nodeagent.owned import JOURNAL_PATH, LOCK_PATH
+from nodeagent.owned import JOURNAL_PATH
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState
 from nodeagent.prep.hugepages import ShortAllocationError
-from nodeagent.prep.journal import Journal, JournalError, JournalGuard
+from nodeagent.prep.journal import Journal, JournalError, JournalGuard, missing_dirs, remove_created_dirs
+from nodeagent.prep.lock import apply_lock
 from nodeagent.prep.model import Action, Change, Effect, Plan, Subsystem
 from nodeagent.prep.model import label as model_label
 from nodeagent.prep.subsystems import BOOT_ARGS, HANDLERS
@@ -100,7 +101,7 @@ def execute(plan: Plan, ctx: PlanContext, host: Host, *, sleep: Callable[[float]
             _run(plan, ctx, host, state, result, journal=None, guard=None)
         else:
             try:
-                with host.lock(LOCK_PATH) if plan.changes else contextlib.nullcontext():
+                with apply_lock(host) if plan.changes else contextlib.nullcontext():
                     journal = Journal.load(host)
                     guard = JournalGuard()
                     with _observing(host, guard):
@@ -165,10 +166,15 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
 def _apply_one(change: Change, host: Host, state: RunState, result: ApplyResult, *, journal: Journal | None,
                guard: JournalGuard | None, done: list[tuple[Change, Any]], boot_sizes: set[int]) -> None:
     handler = HANDLERS[change.action]
-    before = handler.before(host, change)
+    try:
+        before = handler.before(host, change)  # UnreadableError: never change what cannot be restored
+    except (OSError, HostError, RuntimeError) as exc:
+        result.outcomes.append(Outcome(change, "failed", describe(exc)))
+        raise ApplyFailedError(change, exc) from exc
     entry: dict[str, Any] = {}
     if journal is not None and guard is not None:
-        entry = journal.record(change, before)
+        created = missing_dirs(host, change.path) if change.action in _FILE_ACTIONS else []
+        entry = journal.record(change, before, created_dirs=created)
         journal.save(host)  # before the first write of this change
         guard.active = entry["key"]
     done.append((change, before))
@@ -184,6 +190,10 @@ def _apply_one(change: Change, host: Host, state: RunState, result: ApplyResult,
     finally:
         if guard is not None:
             guard.active = None
+
+
+#: Actions that write a whole file, and so may create its directory.
+_FILE_ACTIONS = frozenset({Action.FILE, Action.GRUB_DROPIN})
 
 
 def _short_allocation(short: ShortAllocationError, host: Host, state: RunState, result: ApplyResult, *,
@@ -287,22 +297,30 @@ def _handler(action: Any) -> Handler | None:
         return None
 
 
-def revert(host: Host) -> RevertResult:
+def revert(host: Host, *, wait_s: float = 0.0, on_wait: Callable[[str], None] | None = None) -> RevertResult:
     """Restore every value the journal recorded, newest first; remove the journal when all are back.
 
-    Entries that cannot be restored stay in the journal, so that ``revert`` can be run again.
+    Entries that cannot be restored stay in the journal, so that ``revert`` can be run again; so do
+    malformed entries (:func:`~nodeagent.prep.journal.entry_problem`), which are reported and never
+    guessed at. Directories apply created for the files it wrote are removed when left empty.
     """
     result = RevertResult(0)
     try:
-        with host.lock(LOCK_PATH):
-            journal = Journal.load(host)
+        with apply_lock(host, wait_s=wait_s, on_wait=on_wait):
+            journal = Journal.load(host, strict=False)
             if not journal.exists:
                 result.message = f"nothing to revert: {JOURNAL_PATH} is absent"
                 return result
             guard = JournalGuard()
             with _observing(host, guard):
-                remaining: list[dict[str, Any]] = []
-                for entry in reversed(journal.entries):
+                remaining: list[Any] = []
+                for index in reversed(range(len(journal.entries))):
+                    entry = journal.entries[index]
+                    if index in journal.invalid:
+                        result.failed.append(f"journal entry {index + 1}: {journal.invalid[index]}; kept in the "
+                                             "journal, not restored (fix or remove it by hand)")
+                        remaining.append(entry)
+                        continue
                     label = model_label(str(entry.get("subsystem")), str(entry.get("target")))
                     if not entry.get("reversible", True):
                         result.skipped.append(f"{label}: not reversible, left as is")
@@ -317,6 +335,7 @@ def revert(host: Host) -> RevertResult:
                         handler.restore(host, entry.get("path"), str(entry.get("target")), entry.get("old"),
                                         entry.get("detail") or {})
                         result.restored.append(f"{label}: back to {_shown(entry.get('old'))}")
+                        remove_created_dirs(host, entry.get("created_dirs") or [])
                     except (OSError, HostError, RuntimeError) as exc:
                         result.failed.append(f"{label}: {describe(exc)}")
                         remaining.append(entry)

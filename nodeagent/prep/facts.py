@@ -49,6 +49,7 @@ class PrepFacts:
     # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
     predicted_groups: dict[str, list[str] | None] = field(default_factory=dict)
     can_run_commands: bool = False
+    unreadable: dict[str, str] = field(default_factory=dict)  # owned file present but not readable → why
 
 
 def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
@@ -62,6 +63,10 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
         bootloader=read_bootloader(host),
         can_run_commands=host.is_live or host.command_runner is not None,
     )
+    for path, text in ((DROPIN_PATH, facts.dropin), (MODPROBE_PATH, facts.modprobe_conf),
+                       (PROFILE_PATH, facts.installed_profile)):
+        if text is None and (host.exists(path) or host.is_denied(path)):
+            facts.unreadable[path] = "present but cannot be read (permission denied or an I/O error)"
     if profile.cpu is not None and profile.cpu.governor:
         facts.cpufreq_present, facts.policies = read_policies(inventory)
     if profile.gpu_passthrough:

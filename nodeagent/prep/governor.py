@@ -38,6 +38,11 @@ def plan_governor(ctx: PlanContext, plan: Plan) -> None:
                                          f"(available: {', '.join(policy.available)})",
                                          detail={"cpus": list(policy.cpus)}))
             continue
+        if policy.governor is None:
+            plan.refusals.append(Refusal(Subsystem.GOVERNOR, policy.name,
+                                         f"{policy.path}/scaling_governor: the current governor cannot be read; "
+                                         "nodeagent never changes a value it cannot read back and restore"))
+            continue
         if policy.governor == wanted:
             continue
         extra = sorted(set(policy.cpus) - targets)

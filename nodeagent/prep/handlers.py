@@ -26,6 +26,33 @@ class VerifyError(RuntimeError):
     """A write the kernel accepted but that did not take (read back differs)."""
 
 
+class UnreadableError(RuntimeError):
+    """The current value cannot be read, so it could not be journaled and restored: never changed."""
+
+    def __init__(self, path: str, why: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {why}; nodeagent never changes a value it cannot read back and restore")
+
+
+def why_unreadable(host: Host, path: str, *, number: bool = False) -> str | None:
+    """Why ``path`` has no usable current value (None: it reads fine).
+
+    Absent, denied (EACCES), an I/O error (EIO) and, for ``number``, text that is not an integer
+    (``abc``) all count: a value nodeagent cannot read is one it cannot journal and put back.
+    """
+    text = host.read_text(path)
+    if text is None:
+        if host.is_denied(path):
+            return "permission denied reading the current value"
+        return "cannot read the current value (I/O error)" if host.exists(path) else "absent"
+    if number:
+        try:
+            int(text.strip())
+        except ValueError:
+            return f"the current value reads {text.strip()[:40]!r}, not a number"
+    return None
+
+
 @dataclass
 class AllocationPolicy:
     """How long to retry a write the kernel satisfies only partly (a hugepage allocation)."""
@@ -62,10 +89,13 @@ class Handler:
 
 def attr_before(host: Host, change: Change) -> Any:
     assert change.path is not None
-    return host.read_str(change.path)
+    value = host.read_str(change.path)
+    if value is None:
+        raise UnreadableError(change.path, why_unreadable(host, change.path) or "cannot read the current value")
+    return value
 
 
-def _attr_apply(host: Host, change: Change, state: RunState) -> None:
+def attr_apply(host: Host, change: Change, state: RunState) -> None:
     assert change.path is not None
     host.write(change.path, str(change.desired))
     if host.dry_run:
@@ -84,15 +114,19 @@ def attr_restore(host: Host, path: str | None, target: str, old: Any, detail: di
         raise VerifyError(f"{path}: restored {old!r}, the kernel reports {host.read_str(path)!r}")
 
 
-ATTR = Handler(attr_before, _attr_apply, attr_restore)
+ATTR = Handler(attr_before, attr_apply, attr_restore)
 
 
 # --- file: a file nodeagent owns --------------------------------------------------------------
 
 
 def file_before(host: Host, change: Change) -> Any:
+    """The file's text, or None when it is absent (restore removes it). Present but unreadable refuses."""
     assert change.path is not None
-    return host.read_text(change.path)
+    text = host.read_text(change.path)
+    if text is None and (host.exists(change.path) or host.is_denied(change.path)):
+        raise UnreadableError(change.path, why_unreadable(host, change.path) or "cannot read the current file")
+    return text
 
 
 def file_apply(host: Host, change: Change, state: RunState) -> None:

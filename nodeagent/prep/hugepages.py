@@ -24,7 +24,7 @@ from nodeagent.inventory import Inventory, NumaNode
 from nodeagent.owned import hugepage_sizes
 from nodeagent.parse import kernel_page_size_arg, page_size_name, parse_page_size_kb
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState
+from nodeagent.prep.handlers import AllocationPolicy, Handler, RunState, UnreadableError, why_unreadable
 from nodeagent.prep.lifecycle import BootArgs, BootArgsRequest, SubsystemSpec
 from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Subsystem
 from nodeagent.profile import HugepagesSpec
@@ -65,14 +65,22 @@ def _offers(node: NumaNode, size_kb: int) -> bool:
     return any(pool.size_kb == size_kb for pool in node.hugepages.values())
 
 
-def _current(node: NumaNode, size_kb: int) -> int:
+def _current(node: NumaNode, size_kb: int) -> int | None:
+    """The pool's page count; None when the pool exists but its count could not be read."""
     pool = next((p for p in node.hugepages.values() if p.size_kb == size_kb), None)
-    return (pool.total or 0) if pool is not None else 0
+    return pool.total if pool is not None else 0
+
+
+#: What every NUMA node keeps for the host whatever the profile says (``reserveHostMemory`` can
+#: lower its own floor to 0, not this one): the kernel's per-node structures, page tables and
+#: kubelet/system daemons need it, and a node with no memory outside its hugepage pools makes
+#: the kernel OOM-kill the host's own services before any VM starts.
+HARD_FLOOR_BYTES = 1 * 1024**3
 
 
 def floor_bytes(spec: HugepagesSpec, node_memory: int) -> int:
-    """The host memory a node must keep: max(percent of the node, minimum)."""
-    return max(int(node_memory * spec.floor_percent / 100), spec.floor_bytes)
+    """The host memory a node must keep: max(percent of the node, minimum, the hard floor)."""
+    return max(int(node_memory * spec.floor_percent / 100), spec.floor_bytes, HARD_FLOOR_BYTES)
 
 
 def plan_hugepages(ctx: PlanContext, plan: Plan) -> None:
@@ -93,9 +101,15 @@ def plan_hugepages(ctx: PlanContext, plan: Plan) -> None:
         if node is None or node_id in refused_nodes:
             continue
         current = _current(node, size_kb)
+        size = page_size_name(size_kb)
+        if current is None:
+            plan.refusals.append(Refusal(
+                Subsystem.HUGEPAGES, f"node{node_id} {size}",
+                f"{pages_path(node_id, size_kb)}: the current count cannot be read (unreadable, or not a "
+                "number); nodeagent never changes a value it cannot read back and restore"))
+            continue
         if current == count:
             continue
-        size = page_size_name(size_kb)
         note = ""
         if count < current:
             pool = next((p for p in node.hugepages.values() if p.size_kb == size_kb), None)
@@ -134,13 +148,14 @@ def _check_floor(spec: HugepagesSpec, inventory: Inventory, wanted: dict[tuple[i
             pages_bytes += count * pool.size_kb * 1024
         left = total - pages_bytes
         floor = floor_bytes(spec, total)
+        hard = "" if floor > HARD_FLOOR_BYTES else f", the hard floor of {_gib(HARD_FLOOR_BYTES)}"
         if left < floor:
             refused.add(node.id)
             plan.refusals.append(Refusal(
                 Subsystem.HUGEPAGES, f"node{node.id}",
                 f"{_gib(pages_bytes)} of hugepages would leave {_gib(max(left, 0))} of node{node.id}'s "
                 f"{_gib(total)} to the host, below the floor of {_gib(floor)} "
-                f"(max({spec.floor_percent:g}%, {_gib(spec.floor_bytes)})); lower the counts or set "
+                f"(max({spec.floor_percent:g}%, {_gib(spec.floor_bytes)}{hard})); lower the counts or set "
                 "spec.hugepages.reserveHostMemory",
             ))
     return refused
@@ -231,7 +246,10 @@ def restore_pages(host: Host, path: str, old: int) -> None:
 
 def _pages_before(host: Host, change: Change) -> Any:
     assert change.path is not None
-    return host.read_int(change.path)
+    value = host.read_int(change.path)
+    if value is None:
+        raise UnreadableError(change.path, why_unreadable(host, change.path, number=True) or "cannot read the count")
+    return value
 
 
 def _pages_apply(host: Host, change: Change, state: RunState) -> None:

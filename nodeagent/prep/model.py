@@ -34,6 +34,7 @@ class Action(enum.StrEnum):
 
     ATTR = "attr"  # one kernel attribute, written and read back
     KSM_STOP = "ksm-stop"
+    KSM_RUN = "ksm-run"  # start the scanner; its restore unmerges (run=2) before stopping
     HUGEPAGES = "hugepages"
     FILE = "file"  # a file nodeagent owns, written whole or removed
     GRUB_DROPIN = "grub-dropin"

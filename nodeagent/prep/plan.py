@@ -14,7 +14,7 @@ from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.facts import gather
-from nodeagent.prep.model import Plan, PrepOptions
+from nodeagent.prep.model import Plan, PrepOptions, Refusal
 from nodeagent.prep.subsystems import SUBSYSTEMS
 from nodeagent.profile import NodeProfile
 
@@ -25,8 +25,18 @@ def build_plan(ctx: PlanContext) -> Plan:
     for subsystem in SUBSYSTEMS.values():
         if subsystem.plan is not None:
             subsystem.plan(ctx, plan)
+    _refuse_unreadable(ctx, plan)
     plan.kubelet_restart_pending = ctx.inventory.prep.kubelet_restart_required
     return plan
+
+
+def _refuse_unreadable(ctx: PlanContext, plan: Plan) -> None:
+    """A change to a file whose current content cannot be read is refused: it could not be journaled."""
+    for change in [c for c in plan.changes if c.path in ctx.facts.unreadable]:
+        plan.changes.remove(change)
+        plan.refusals.append(Refusal(change.subsystem, change.target,
+                                     f"{change.path}: {ctx.facts.unreadable[change.path]}; nodeagent never "
+                                     "changes a file it cannot read back and restore"))
 
 
 def plan_for_host(host: Host, inventory: Inventory, profile: NodeProfile, *, options: PrepOptions | None = None,

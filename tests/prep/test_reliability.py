@@ -209,6 +209,7 @@ def test_reverting_ksm_off_starts_it_again_without_unmerging(make_host) -> None:
     with host.recording() as record:
         assert revert(host).exit_code == 0
     assert [w.value for w in record.writes if w.path == KSM_RUN] == ["1"]
+    assert read(root, KSM_RUN) == "1"
 
 
 def test_revert_removes_the_directories_apply_created(make_host) -> None:  # type: ignore[no-untyped-def]

@@ -143,7 +143,7 @@ class Reconciler:
         except Exception as exc:  # a malformed journal, a host error, a bug: a failed prep, never a stuck step
             message = f"profile {loaded.name}: prep failed: {type(exc).__name__}: {exc}"
             log.exception("%s", message, extra={"profile": loaded.name})
-            return PrepOutcome("failed", message)
+            return PrepOutcome(PrepStatus.FAILED, message)
 
     def _publish(self, inventory: Inventory, loaded: LoadedProfile | None) -> None:
         assert self.publisher is not None

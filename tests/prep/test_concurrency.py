@@ -27,7 +27,7 @@ from nodeagent.prep.apply import revert
 from nodeagent.prep.lock import apply_lock
 from tests.prep.conftest import TreeSpec, build_tree
 from tests.prep.helpers import profile_doc, read
-from tests.waiting import wait_for
+from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 FULL = {

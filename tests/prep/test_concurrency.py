@@ -7,7 +7,7 @@
   "another apply is running".
 
 The applies run as ``python -m nodeagent`` (or the crash driver around it) on trees from
-tests/prep/conftest.py, without the kernel emulator: every write lands in a regular file.
+tests/support/trees.py, without the kernel emulator: every write lands in a regular file.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import yaml
 from nodeagent.host import Host
 from nodeagent.prep.apply import revert
 from nodeagent.prep.lock import apply_lock
-from tests.prep.conftest import TreeSpec, build_tree
+from tests.support.trees import TreeSpec, build_tree
 from tests.prep.helpers import profile_doc, read
 from tests.support.waiting import wait_for
 

@@ -1,6 +1,6 @@
 """Garbled values, malformed journals, KSM unmerge on revert, created directories, the memory floor (issue 12).
 
-Run on emulated hosts (tests/prep/conftest.py); "as it was" is the whole tree's snapshot.
+Run on emulated hosts (tests/support/trees.py); "as it was" is the whole tree's snapshot.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from nodeagent.host import Host
 from nodeagent.owned import JOURNAL_PATH
 from nodeagent.prep.apply import revert
 from nodeagent.prep.journal import Journal, JournalError
-from tests.prep.conftest import TreeSpec, snapshot
+from tests.support.trees import TreeSpec, snapshot
 from tests.prep.helpers import applied, journal, planned, read
 
 N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"

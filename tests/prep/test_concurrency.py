@@ -25,8 +25,8 @@ import yaml
 from nodeagent.host import Host
 from nodeagent.prep.apply import revert
 from nodeagent.prep.lock import apply_lock
-from tests.support.trees import TreeSpec, build_tree
 from tests.prep.helpers import profile_doc, read
+from tests.support.trees import TreeSpec, build_tree
 from tests.support.waiting import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

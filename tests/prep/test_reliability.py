@@ -14,8 +14,8 @@ from nodeagent.host import Host
 from nodeagent.owned import JOURNAL_PATH
 from nodeagent.prep.apply import revert
 from nodeagent.prep.journal import Journal, JournalError
-from tests.support.trees import TreeSpec, snapshot
 from tests.prep.helpers import applied, journal, planned, read
+from tests.support.trees import TreeSpec, snapshot
 
 N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 KSM_RUN = "/sys/kernel/mm/ksm/run"

@@ -41,6 +41,17 @@ N0_2M = "/sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
 N1_2M = "/sys/devices/system/node/node1/hugepages/hugepages-2048kB/nr_hugepages"
 
 
+def _debian_tree(path: Path) -> Path:
+    """A Debian host with GRUB's drop-in directory but no update-grub under the root (the command is
+    printed, not run: a fixture root runs no host commands), and /var/lib as every host has it."""
+    root = build_tree(path, TreeSpec(grub_tool=None))
+    (root / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
+    (root / "etc/default/grub.d").mkdir(parents=True, exist_ok=True)
+    (root / "etc/default/grub").write_text('GRUB_CMDLINE_LINUX=""\n')
+    (root / "var/lib").mkdir(parents=True, exist_ok=True)
+    return root
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), "NODE_NAME": "", "KUBECONFIG": "/nonexistent"}
 
@@ -85,8 +96,7 @@ def _count_writes(root: Path, profile: Path) -> int:
 
 def test_sigkill_at_every_write_then_revert_restores_the_tree(tmp_path: Path) -> None:
     profile = _profile(tmp_path, "full", FULL)
-    pristine = build_tree(tmp_path / "pristine", TreeSpec(grub_tool=None))
-    (pristine / "var/lib").mkdir(parents=True, exist_ok=True)  # as on every real host
+    pristine = _debian_tree(tmp_path / "pristine")
     before = _state(pristine)
     writes = _count_writes(pristine, profile)
     assert writes >= 12  # hugepages x2, KSM x3, governors, the installed profile, the grub drop-in
@@ -114,7 +124,7 @@ def test_two_concurrent_applies_never_leave_a_mix(tmp_path: Path, round_: int) -
     A's governor with its own pages. Planned under the lock, the later one plans from the earlier's
     result. Which starts first is up to the scheduler, hence a few rounds.
     """
-    root = build_tree(tmp_path / "host", TreeSpec(grub_tool=None))
+    root = _debian_tree(tmp_path / "host")
     a = _profile(tmp_path, "profile-a", {"hugepages": {"pages": [{"size": "2Mi", "count": 64}]},
                                          "cpu": {"governor": "performance"}})
     b = _profile(tmp_path, "profile-b", {"hugepages": {"pages": [{"size": "2Mi", "count": 32}]},
@@ -130,7 +140,7 @@ def test_two_concurrent_applies_never_leave_a_mix(tmp_path: Path, round_: int) -
 
 
 def test_a_held_lock_makes_apply_wait_then_proceed(tmp_path: Path) -> None:
-    root = build_tree(tmp_path / "host", TreeSpec(grub_tool=None))
+    root = _debian_tree(tmp_path / "host")
     profile = _profile(tmp_path, "p", {"hugepages": {"pages": [{"size": "2Mi", "count": 8, "numaNode": 0}]}})
     stderr = tmp_path / "stderr"
     with apply_lock(Host(str(root))), stderr.open("w") as err:
@@ -146,7 +156,7 @@ def test_a_held_lock_makes_apply_wait_then_proceed(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("command", ["apply", "revert"])
 def test_a_held_lock_fails_after_the_timeout_with_a_clear_message(tmp_path: Path, command: str) -> None:
-    root = build_tree(tmp_path / "host", TreeSpec(grub_tool=None))
+    root = _debian_tree(tmp_path / "host")
     profile = _profile(tmp_path, "p", {"hugepages": {"pages": [{"size": "2Mi", "count": 8, "numaNode": 0}]}})
     args = ["apply", "-f", str(profile)] if command == "apply" else ["revert"]
     with apply_lock(Host(str(root))):

@@ -121,7 +121,7 @@ def test_malformed_entries_are_named_kept_and_the_valid_ones_reverted(make_host)
     _journal_with(root, [MALFORMED[0], *valid, *MALFORMED[1:]])
     first = revert(host)
     assert first.exit_code == 1
-    assert "ksm ksm run: back to '0'" in first.restored and len(first.restored) == len(valid)
+    assert "ksm run: back to '0'" in first.restored and len(first.restored) == len(valid)
     last = len(valid) + 3
     assert [f.split(":", 1)[0] for f in first.failed] == [f"journal entry {last}", f"journal entry {last - 1}",
                                                           "journal entry 1"]

@@ -25,7 +25,8 @@ BUILDAH = shutil.which("buildah")
 DEBOOTSTRAP = shutil.which("debootstrap")
 MIRROR = "http://deb.debian.org/debian"
 
-pytestmark = [pytest.mark.slow,
+# Building the base and the image takes minutes (longer than the suite's 300 s default) the first time.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600),
               pytest.mark.skipif(BUILDAH is None or DEBOOTSTRAP is None, reason="buildah or debootstrap is missing")]
 
 

@@ -22,7 +22,7 @@ UNITS = ("nodeagent.service", "nodeagent-prep.service")
 # The Python a stock Debian host has (PEP 668-managed); elsewhere the one running the tests.
 SYSTEM_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]  # pip installs from PyPI: minutes on a busy machine
 
 
 def _tree(root: Path) -> set[str]:

@@ -407,7 +407,7 @@ class Host:
                 raise HostError(f"host paths are absolute, got {path!r}")
             return os.open(path, _READ_FLAGS)
         cut = path.rfind("/")
-        real_dir = self._real_dirs.get(path[:cut])
+        real_dir = self._real_dirs.get(path[:cut]) if cut >= 0 else None  # keys are "" or absolute
         if real_dir is not None and "//" not in path and "/." not in path:
             try:
                 # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed

@@ -205,3 +205,32 @@ def test_a_fresh_discovery_does_not_repeat_warnings_of_files_since_fixed(tree: P
     assert any("/sys/kernel/mm/ksm/run" in w for w in discover(host).warnings)
     (tree / "sys/kernel/mm/ksm/run").write_text("0\n")
     assert not any("/sys/kernel/mm/ksm/run" in w for w in discover(host).warnings)
+
+
+def test_relative_paths_are_refused_even_once_the_root_directory_is_cached(tree: Path) -> None:
+    (tree / "top").write_text("x\n")
+    host = Host(str(tree))
+    assert host.read_str("/top") == "x"  # the root directory is now resolved and cached
+    for relative in ("top", "", "proc/nr"):
+        with pytest.raises(HostError, match="absolute"):
+            host.read_text(relative)
+
+
+def test_resolutions_are_forgotten_after_a_write_that_moves_a_link(tree: Path) -> None:
+    # A PCI bind moves the driver link: a read after the write must follow the new link.
+    for name in ("nvidia", "vfio-pci"):
+        (tree / f"sys/bus/pci/drivers/{name}").mkdir(parents=True)
+        (tree / f"sys/bus/pci/drivers/{name}/new_id").write_text(f"{name}\n")
+    link = tree / "sys/devices/pci0000:00/0000:00:01.0/driver"
+    os.symlink("../../../bus/pci/drivers/nvidia", link)
+    host = Host(str(tree))
+
+    def rebind(_host: Host, record: WriteRecord) -> bool:
+        link.unlink()
+        os.symlink("../../../bus/pci/drivers/vfio-pci", link)
+        return True
+
+    assert host.read_str("/sys/bus/pci/devices/0000:00:01.0/driver/new_id") == "nvidia"
+    host.interceptors.append(rebind)
+    host.write("/sys/bus/pci/devices/0000:00:01.0/driver/unbind", "0000:00:01.0")
+    assert host.read_str("/sys/bus/pci/devices/0000:00:01.0/driver/new_id") == "vfio-pci"

@@ -164,10 +164,15 @@ def check_iommu(inv: Inventory) -> list[CheckResult]:
         mode = " (passthrough mode, iommu=pt)" if iommu.passthrough_mode else ""
         kernel = CheckResult("iommu-kernel", title, PASS, f"{iommu.groups} IOMMU groups{mode}")
     else:
-        argument = iommu.enable_argument or "intel_iommu=on or amd_iommu=on"
+        arch = inv.cpu.architecture
+        if arch in (None, "x86_64"):
+            argument = iommu.enable_argument or "intel_iommu=on or amd_iommu=on"
+            fix = f"add {argument} iommu=pt to the kernel command line (profile spec.kernel.iommu: true)"
+        else:  # arm64's SMMU, POWER's and s390's IOMMUs are on whenever the platform has them
+            fix = (f"the {arch} kernel enables the platform IOMMU by itself: check that the firmware exposes it "
+                   "(the SMMU in the IORT table on arm64) and that the kernel has its driver")
         kernel = CheckResult("iommu-kernel", title, WARN,
-                             "IOMMU appears to be disabled in the kernel (no IOMMU groups)",
-                             f"add {argument} iommu=pt to the kernel command line (profile spec.kernel.iommu: true)")
+                             "IOMMU appears to be disabled in the kernel (no IOMMU groups)", fix)
     return [firmware, kernel]
 
 
@@ -188,8 +193,15 @@ def check_nested(inv: Inventory) -> list[CheckResult]:
 
 def check_1gi_pages(inv: Inventory) -> list[CheckResult]:
     title = "Checking for 1Gi hugepage support"
-    if inv.cpu.has_flag("pdpe1gb") or "1Gi" in inv.memory.hugepages:
+    if inv.cpu.has_flag("pdpe1gb"):
         return [CheckResult("hugepages-1gi-support", title, PASS, "CPU flag 'pdpe1gb' present")]
+    if "1Gi" in inv.memory.hugepages:  # arm64 and POWER: a page-table level size, no CPU flag
+        return [CheckResult("hugepages-1gi-support", title, PASS, "the kernel offers 1Gi pages (hugepages-1048576kB)")]
+    sizes = ", ".join(inv.memory.hugepages) or "none"
+    if inv.cpu.architecture not in (None, "x86_64"):
+        return [CheckResult("hugepages-1gi-support", title, WARN,
+                            f"this {inv.cpu.architecture} kernel offers no 1Gi pages (sizes: {sizes})",
+                            "use a page size the kernel offers (profile spec.hugepages)")]
     return [CheckResult("hugepages-1gi-support", title, WARN, "CPU lacks 'pdpe1gb': only 2Mi hugepages are possible",
                         "use 2Mi pages, or hosts whose CPUs support 1Gi pages")]
 

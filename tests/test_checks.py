@@ -238,3 +238,15 @@ def test_nested_check_without_a_kvm_module_says_so() -> None:
     assert result.reason == "no KVM module is loaded, so there is no 'nested' parameter to read"
     old_module = replace(no_module, kvm=replace(no_module.kvm, module="kvm_amd"))
     assert check_nested(old_module)[0].reason == "module kvm_amd has no 'nested' parameter"
+
+
+def test_hugepage_and_iommu_advice_follow_the_architecture() -> None:
+    s390 = make_inventory(cpu=make_cpu(flags=["sie"], virtualization="sie", architecture="s390x"),
+                          hugepages={"1Mi": replace(pool("2Mi", 0), size="1Mi", size_kb=1024)})
+    results = {r.id: r for r in run_checks(s390)}
+    assert results["hugepages-1gi-support"].status == "WARN"
+    assert "pdpe1gb" not in results["hugepages-1gi-support"].reason and "1Mi" in results["hugepages-1gi-support"].reason
+    assert "intel_iommu" not in (results["iommu-kernel"].fix or "")
+    arm = make_inventory(cpu=make_cpu(flags=["fp"], virtualization=None, architecture="aarch64"),
+                         hugepages={"2Mi": pool("2Mi", 0), "1Gi": pool("1Gi", 0)})
+    assert {r.id: r.status for r in run_checks(arm)}["hugepages-1gi-support"] == "PASS"

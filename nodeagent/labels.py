@@ -5,14 +5,18 @@ turns a :class:`LabelSet` into a minimal patch of the Node.
 
 Three families of labels:
 
-* **NFD-compatible** — names node-feature-discovery publishes itself (``cpu-cpuid.<FLAG>``,
-  ``cpu-hardware_multithreading``, ``memory-numa``). Computed the way NFD computes them, so
-  that VM manifests written for NFD select the same nodes. Switched off with
-  ``LabelConfig(nfd_compatible=False)`` on clusters that run NFD, so that two writers never
-  fight over one key.
-* **Compatible, not NFD's** — names the VM recipes select on that NFD does not publish
-  (``feature.node.kubernetes.io/numa``, ``cpu-cpuid.RTSCHED``, ``topology.kubernetes.io/numa-nodes``,
-  ``realtime``, ``nvidia.com/gpu.workload.config``). Always published.
+* **NFD-owned** — names node-feature-discovery publishes itself (``cpu-cpuid.<FLAG>``,
+  ``cpu-hardware_multithreading``, ``memory-numa``, only ever ``"true"`` as NFD writes it). Computed
+  the way NFD computes them, so that VM manifests written for NFD select the same nodes. Where NFD
+  runs they are NFD's: ``LabelConfig(nfd_auto=True)`` (``--nfd-labels=auto``, the CLI's default)
+  lets the publisher leave them to NFD once the Node shows NFD at work (:func:`nfd_detected`);
+  ``nfd_compatible=False`` (``off``) never computes them.
+* **Recipe-compatible** — names the reference VM recipes select on that no upstream project
+  defines (``feature.node.kubernetes.io/numa``, ``cpu-cpuid.RTSCHED``,
+  ``topology.kubernetes.io/numa-nodes``, bare ``realtime``). Published unless
+  ``recipe_compatible=False``; always mirrored under nodeagent's prefix (``numa``, ``rt-sched``,
+  ``numa-nodes``, ``realtime``), so new manifests need not use another project's namespace.
+  ``nvidia.com/gpu.workload.config`` (GPU Operator's own switch) is published beside them.
 * **nodeagent's own**, under a changeable prefix (``nodeagent.io`` by default).
 
 The profile's labels are added on top. A profile may not set a key nodeagent computes (the
@@ -60,6 +64,40 @@ CPUID_FLAGS: dict[str, str] = {
     "svm": "SVM",
 }
 
+# Where NFD is seen at work: nfd-master lists the labels it wrote in this Node annotation (names in
+# its default namespace without the prefix).
+NFD_FEATURE_LABELS_ANNOTATION = "nfd.node.kubernetes.io/feature-labels"
+NFD_MODES = ("auto", "on", "off")
+
+
+def nfd_owned_keys() -> frozenset[str]:
+    """Every key node-feature-discovery itself publishes that nodeagent can compute."""
+    keys = {f"{NFD_PREFIX}/cpu-cpuid.{name}" for name in CPUID_FLAGS.values()}
+    keys |= {f"{NFD_PREFIX}/cpu-hardware_multithreading", f"{NFD_PREFIX}/memory-numa"}
+    return frozenset(keys)
+
+
+def nfd_listed_labels(annotations: Mapping[str, str]) -> set[str] | None:
+    """The label keys NFD says it wrote on a Node (None: the Node carries no NFD annotation)."""
+    raw = annotations.get(NFD_FEATURE_LABELS_ANNOTATION)
+    if raw is None:
+        return None
+    return {item if "/" in item else f"{NFD_PREFIX}/{item}" for item in parse_owned(raw)}
+
+
+def nfd_detected(annotations: Mapping[str, str], *, node_features: bool = False) -> bool:
+    """NFD runs for this Node: its feature-labels annotation is there, or NodeFeature objects name it."""
+    return node_features or nfd_listed_labels(annotations) is not None
+
+
+def label_config_for(mode: str, *, prefix: str = DEFAULT_PREFIX, recipe_compatible: bool = True) -> LabelConfig:
+    """The LabelConfig of ``--nfd-labels=auto|on|off``."""
+    if mode not in NFD_MODES:
+        raise LabelError(f"--nfd-labels: {mode!r} is not one of auto, on, off")
+    return LabelConfig(prefix=prefix, nfd_compatible=mode != "off", nfd_auto=mode == "auto",
+                       recipe_compatible=recipe_compatible)
+
+
 class LabelError(ValueError):
     """A label key, label value, taint or prefix Kubernetes would reject; the message names it."""
 
@@ -68,12 +106,17 @@ class LabelError(ValueError):
 class LabelConfig:
     """What a cluster wants published.
 
-    ``nfd_compatible``: publish the labels node-feature-discovery itself publishes (turn off where
-    NFD runs). ``prefix``: the namespace of nodeagent's own labels and annotations.
+    ``nfd_compatible``: compute the labels node-feature-discovery itself publishes. ``nfd_auto``:
+    the publisher leaves those to NFD on a Node where NFD is seen at work (``--nfd-labels=auto``).
+    ``recipe_compatible``: publish the recipe-compatible keys no upstream project defines (their
+    ``nodeagent.io/`` mirrors are always published). ``prefix``: the namespace of nodeagent's own
+    labels and annotations.
     """
 
     prefix: str = DEFAULT_PREFIX
     nfd_compatible: bool = True
+    nfd_auto: bool = False
+    recipe_compatible: bool = True
 
     def __post_init__(self) -> None:
         if error := prefix_error(self.prefix):
@@ -214,14 +257,22 @@ def _compatible_labels(inv: Inventory, config: LabelConfig,
             if proc_flag in flags:
                 labels[f"{NFD_PREFIX}/cpu-cpuid.{nfd_name}"] = "true"
         labels[f"{NFD_PREFIX}/cpu-hardware_multithreading"] = _flag(_hardware_multithreading(inv))
-        labels[f"{NFD_PREFIX}/memory-numa"] = _flag(numa_nodes > 1)
-    if inv.kernel.realtime:
-        labels[f"{NFD_PREFIX}/cpu-cpuid.RTSCHED"] = "true"
-    labels[f"{NFD_PREFIX}/numa"] = _flag(numa_nodes > 1)
-    labels["topology.kubernetes.io/numa-nodes"] = str(numa_nodes)
+        if numa_nodes > 1:  # NFD publishes it only when true; DoesNotExist selectors rely on that
+            labels[f"{NFD_PREFIX}/memory-numa"] = "true"
     realtime = readiness.get("realtime")
+    recipe = {f"{NFD_PREFIX}/numa": _flag(numa_nodes > 1), "topology.kubernetes.io/numa-nodes": str(numa_nodes)}
+    if inv.kernel.realtime:
+        recipe[f"{NFD_PREFIX}/cpu-cpuid.RTSCHED"] = "true"
     if realtime is not None and realtime.ready:
-        labels["realtime"] = "true"
+        recipe["realtime"] = "true"
+    if config.recipe_compatible:
+        labels.update(recipe)
+    # The same facts in nodeagent's own namespace, whatever the switch says.
+    mirrors = {f"{NFD_PREFIX}/numa": "numa", "topology.kubernetes.io/numa-nodes": "numa-nodes",
+               f"{NFD_PREFIX}/cpu-cpuid.RTSCHED": "rt-sched", "realtime": "realtime"}
+    for key, own in mirrors.items():
+        if key in recipe:
+            labels[config.own(own)] = recipe[key]
     return labels
 
 
@@ -264,6 +315,7 @@ def computed_keys(config: LabelConfig) -> frozenset[str]:
              f"{NFD_PREFIX}/memory-numa", f"{NFD_PREFIX}/numa", "topology.kubernetes.io/numa-nodes", "realtime",
              "nvidia.com/gpu.workload.config"}
     own = ("kvm", "kvm-nested", "iommu", "rt-kernel", "ksm", "hugepages-2Mi", "hugepages-1Gi", "isolated-cpus",
+           "numa", "numa-nodes", "rt-sched", "realtime",
            "cpu-governor", "gpu-passthrough", "gpu-passthrough-count", "reboot-required", "kubelet-restart-required",
            *(f"ready-{w}" for w in WORKLOADS))
     keys |= {config.own(name) for name in own}

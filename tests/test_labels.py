@@ -60,9 +60,10 @@ def test_plain_kvm_host_exact_set() -> None:
     assert labels == {
         f"{NFD}/cpu-cpuid.VMX": "true",
         f"{NFD}/cpu-hardware_multithreading": "false",
-        f"{NFD}/memory-numa": "false",
-        f"{NFD}/numa": "false",
+        f"{NFD}/numa": "false",  # no memory-numa: NFD never writes it false, nor does nodeagent
         "topology.kubernetes.io/numa-nodes": "1",
+        "nodeagent.io/numa": "false",
+        "nodeagent.io/numa-nodes": "1",
         "nodeagent.io/kvm": "true",
         "nodeagent.io/kvm-nested": "true",
         "nodeagent.io/iommu": "false",
@@ -143,8 +144,8 @@ def test_nfd_switch_drops_exactly_what_nfd_publishes_itself() -> None:
     with_nfd = compute_labels(inv, config=LabelConfig(nfd_compatible=True), readiness=ready()).labels
     without = compute_labels(inv, config=LabelConfig(nfd_compatible=False), readiness=ready()).labels
     assert set(with_nfd) - set(without) == {
-        f"{NFD}/cpu-cpuid.AVX512F", f"{NFD}/cpu-cpuid.VMX", f"{NFD}/cpu-hardware_multithreading",
-        f"{NFD}/memory-numa"}
+        f"{NFD}/cpu-cpuid.AVX512F", f"{NFD}/cpu-cpuid.VMX", f"{NFD}/cpu-hardware_multithreading"}
+    assert f"{NFD}/memory-numa" not in with_nfd  # one NUMA node: absent, never "false"
     # NFD does not publish these, so nodeagent keeps them for the VM recipes' selectors:
     assert {f"{NFD}/numa", f"{NFD}/cpu-cpuid.RTSCHED", "topology.kubernetes.io/numa-nodes"} <= set(without)
 
@@ -348,3 +349,44 @@ def test_readiness_defaults_to_checks_readiness() -> None:
 
     inv = make_inventory()
     assert compute_labels(inv).labels == compute_labels(inv, readiness=readiness(inv)).labels
+
+
+# --- NFD-owned and recipe-compatible sets -------------------------------------------------------------
+
+
+def test_memory_numa_is_never_false_and_nfd_owned_keys_are_what_nfd_publishes() -> None:
+    inv = make_inventory()
+    two = replace(inv, numa=[inv.numa[0], replace(inv.numa[0], id=1)])
+    assert f"{NFD}/memory-numa" not in compute_labels(inv, readiness=ready()).labels
+    assert compute_labels(two, readiness=ready()).labels[f"{NFD}/memory-numa"] == "true"
+    from nodeagent.labels import nfd_owned_keys
+
+    owned = nfd_owned_keys()
+    assert {f"{NFD}/cpu-cpuid.AVX512F", f"{NFD}/cpu-hardware_multithreading", f"{NFD}/memory-numa"} <= owned
+    assert not owned & {f"{NFD}/numa", f"{NFD}/cpu-cpuid.RTSCHED", "topology.kubernetes.io/numa-nodes", "realtime"}
+
+
+def test_recipe_compatible_set_switches_off_and_its_mirrors_stay() -> None:
+    inv = make_inventory()
+    inv = replace(inv, kernel=replace(inv.kernel, realtime=True))
+    recipe = {f"{NFD}/numa", f"{NFD}/cpu-cpuid.RTSCHED", "topology.kubernetes.io/numa-nodes", "realtime"}
+    on = compute_labels(inv, readiness=ready("realtime")).labels
+    off = compute_labels(inv, config=LabelConfig(recipe_compatible=False), readiness=ready("realtime")).labels
+    assert recipe <= set(on) and not recipe & set(off)
+    mirrors = {"nodeagent.io/numa": "false", "nodeagent.io/numa-nodes": "1", "nodeagent.io/rt-sched": "true",
+               "nodeagent.io/realtime": "true"}
+    assert {k: on[k] for k in mirrors} == mirrors == {k: off[k] for k in mirrors}
+    assert set(on) - set(off) == recipe
+
+
+def test_nfd_modes() -> None:
+    from nodeagent.labels import LabelError, label_config_for, nfd_detected, nfd_listed_labels
+
+    assert label_config_for("auto") == LabelConfig(nfd_compatible=True, nfd_auto=True)
+    assert label_config_for("on") == LabelConfig(nfd_compatible=True, nfd_auto=False)
+    assert label_config_for("off").nfd_compatible is False
+    with pytest.raises(LabelError, match="--nfd-labels: 'maybe' is not one of auto, on, off"):
+        label_config_for("maybe")
+    annotations = {"nfd.node.kubernetes.io/feature-labels": "cpu-cpuid.AVX2,example.com/thing"}
+    assert nfd_listed_labels(annotations) == {f"{NFD}/cpu-cpuid.AVX2", "example.com/thing"}
+    assert nfd_detected(annotations) and not nfd_detected({}) and nfd_detected({}, node_features=True)

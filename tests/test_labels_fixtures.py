@@ -48,6 +48,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NFD}/memory-numa": "true",
         f"{NFD}/numa": "true",
         "topology.kubernetes.io/numa-nodes": "2",
+        f"{NA}/numa": "true", f"{NA}/numa-nodes": "2",  # the recipe keys' mirrors
         **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="false",
               isolated_cpus="0", cpu_governor="performance", gpu_passthrough="true", gpu_passthrough_count="4"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
@@ -65,6 +66,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NFD}/memory-numa": "true",
         f"{NFD}/numa": "true",
         "topology.kubernetes.io/numa-nodes": "4",
+        f"{NA}/numa": "true", f"{NA}/numa-nodes": "4",  # the recipe keys' mirrors
         **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="true",
               isolated_cpus="0", cpu_governor="mixed", gpu_passthrough="true", gpu_passthrough_count="1"),
         f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
@@ -78,10 +80,11 @@ EXPECTED: dict[str, dict[str, str]] = {
         **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
                 "FMA3", "SHA", "AESNI", "VMX", "RTSCHED"),
         f"{NFD}/cpu-hardware_multithreading": "true",
-        f"{NFD}/memory-numa": "false",
         f"{NFD}/numa": "false",
         "topology.kubernetes.io/numa-nodes": "1",
+        f"{NA}/numa": "false", f"{NA}/numa-nodes": "1",  # the recipe keys' mirrors
         "realtime": "true",
+        f"{NA}/rt-sched": "true", f"{NA}/realtime": "true",
         **own(kvm="true", kvm_nested="false", iommu="true", rt_kernel="true", ksm="false",
               isolated_cpus="20", cpu_governor="performance", gpu_passthrough="false", gpu_passthrough_count="0"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
@@ -93,9 +96,9 @@ EXPECTED: dict[str, dict[str, str]] = {
     "desktop-no-iommu": {
         **cpuid("AVX2", "FMA3", "AESNI"),
         f"{NFD}/cpu-hardware_multithreading": "true",
-        f"{NFD}/memory-numa": "false",
         f"{NFD}/numa": "false",
         "topology.kubernetes.io/numa-nodes": "1",
+        f"{NA}/numa": "false", f"{NA}/numa-nodes": "1",  # the recipe keys' mirrors
         **own(kvm="false", kvm_nested="false", iommu="false", rt_kernel="false", ksm="false",
               isolated_cpus="0", gpu_passthrough="false", gpu_passthrough_count="0"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",
@@ -108,9 +111,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
                 "FMA3", "SHA", "AESNI"),
         f"{NFD}/cpu-hardware_multithreading": "false",
-        f"{NFD}/memory-numa": "false",
         f"{NFD}/numa": "false",
         "topology.kubernetes.io/numa-nodes": "1",
+        f"{NA}/numa": "false", f"{NA}/numa-nodes": "1",  # the recipe keys' mirrors
         **own(kvm="false", kvm_nested="false", iommu="false", rt_kernel="false", ksm="false",
               isolated_cpus="0", gpu_passthrough="false", gpu_passthrough_count="0"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",

@@ -70,3 +70,36 @@ def dump_yaml(data: Any) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=100)
+
+
+_NFD_MODES = {"auto": "auto", "on": "on", "off": "off", "true": "on", "false": "off", "1": "on", "0": "off",
+              "yes": "on", "no": "off"}
+
+
+def _nfd_mode(ctx: click.Context, param: click.Parameter, value: Any) -> str:
+    mode = _NFD_MODES.get(str(value).strip().lower())
+    if mode is None:
+        raise click.BadParameter(f"{value!r} is not one of auto, on, off")
+    return mode
+
+
+def nfd_label_options(command: Any) -> Any:
+    """``--nfd-labels=auto|on|off`` (bare: on), ``--no-nfd-labels`` (= off), ``--recipe-labels/--no-recipe-labels``."""
+    command = click.option(
+        "--recipe-labels/--no-recipe-labels", envvar="NODEAGENT_RECIPE_LABELS", default=True, show_default=True,
+        help="Publish the recipe-compatible keys no upstream project defines (feature.node.kubernetes.io/numa, "
+             "cpu-cpuid.RTSCHED, topology.kubernetes.io/numa-nodes, realtime); their nodeagent.io/ mirrors stay. "
+             "Env: NODEAGENT_RECIPE_LABELS.")(command)
+    command = click.option("--no-nfd-labels", "no_nfd_labels", is_flag=True,
+                           help="Same as --nfd-labels=off.")(command)
+    return click.option(
+        "--nfd-labels", "nfd_labels", envvar="NODEAGENT_NFD_LABELS", default="auto", show_default=True,
+        is_flag=False, flag_value="on", metavar="auto|on|off", callback=_nfd_mode,
+        help="The labels node-feature-discovery itself publishes: auto leaves them to NFD where the Node shows "
+             "NFD at work (its feature-labels annotation or NodeFeature objects), on always publishes them, off "
+             "never. Env: NODEAGENT_NFD_LABELS.")(command)
+
+
+def nfd_mode(nfd_labels: str, no_nfd_labels: bool) -> str:
+    """The mode the two NFD options say together."""
+    return "off" if no_nfd_labels else nfd_labels

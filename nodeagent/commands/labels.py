@@ -7,7 +7,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from nodeagent.commands.common import CliContext, dump_json, output_option, profile_option
+from nodeagent.commands.common import (
+    CliContext,
+    dump_json,
+    nfd_label_options,
+    nfd_mode,
+    output_option,
+    profile_option,
+)
 from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
 if TYPE_CHECKING:
@@ -24,9 +31,7 @@ def _fail(code: int, message: str) -> NoReturn:
 @output_option("text", "json")
 @click.option("--prefix", envvar="NODEAGENT_LABEL_PREFIX", default=DEFAULT_PREFIX, show_default=True,
               help="Namespace of nodeagent's own labels and annotations. Env: NODEAGENT_LABEL_PREFIX.")
-@click.option("--nfd-labels/--no-nfd-labels", envvar="NODEAGENT_NFD_LABELS", default=True, show_default=True,
-              help="Publish the labels node-feature-discovery also publishes (turn off where NFD runs). "
-                   "Env: NODEAGENT_NFD_LABELS.")
+@nfd_label_options
 @click.option("--publish", is_flag=True,
               help="Write them to this node's Node object and its NodeResourceTopology (once). An API server "
                    "that cannot be reached is retried with back-off for up to --publish-timeout seconds, "
@@ -41,12 +46,12 @@ def _fail(code: int, message: str) -> NoReturn:
               help="With --publish: also write the NodeResourceTopology (off where nfd-topology-updater runs). "
                    "Env: NODEAGENT_TOPOLOGY.")
 @click.pass_obj
-def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: str, nfd_labels: bool,
-           publish: bool, publish_timeout: float, node_name: str | None, kubeconfig: str | None,
-           topology: bool) -> None:
+def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: str, nfd_labels: str,
+           no_nfd_labels: bool, recipe_labels: bool, publish: bool, publish_timeout: float, node_name: str | None,
+           kubeconfig: str | None, topology: bool) -> None:
     """Show the labels (and taints) this node would carry; --publish writes them to its Node."""
     from nodeagent.discover import discover
-    from nodeagent.labels import LabelConfig, LabelError, compute_labels
+    from nodeagent.labels import LabelError, compute_labels, label_config_for
 
     inventory = discover(obj.host())
     profile = None
@@ -58,7 +63,8 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
         except ProfileError as exc:
             _fail(2, str(exc))
     try:
-        config = LabelConfig(prefix=prefix, nfd_compatible=nfd_labels)
+        config = label_config_for(nfd_mode(nfd_labels, no_nfd_labels), prefix=prefix,
+                                  recipe_compatible=recipe_labels)
         label_set = compute_labels(inventory, profile, config=config)
     except LabelError as exc:
         _fail(2, str(exc))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from nodeagent.commands.common import CliContext
+from nodeagent.commands.common import CliContext, nfd_label_options, nfd_mode
 from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
 
@@ -59,8 +59,7 @@ def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               help="The Node this agent speaks for. Env: NODE_NAME (downward API spec.nodeName).")
 @click.option("--prefix", "label_prefix", envvar="NODEAGENT_LABEL_PREFIX", default=DEFAULT_PREFIX,
               show_default=True, help="Namespace of nodeagent's own labels and annotations.")
-@click.option("--nfd-labels/--no-nfd-labels", envvar="NODEAGENT_NFD_LABELS", default=True, show_default=True,
-              help="Publish the labels node-feature-discovery also publishes (turn off where NFD runs).")
+@nfd_label_options
 @click.option("--topology/--no-topology", envvar="NODEAGENT_TOPOLOGY", default=True, show_default=True,
               help="Publish the NodeResourceTopology (off where nfd-topology-updater runs).")
 @click.option("--api-backoff-max", "api_backoff_max_s", type=click.FloatRange(1, 3600), default=60.0,
@@ -89,7 +88,8 @@ def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
 @click.pass_context
 def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles_poll_s: float, interval_s: float,
           debounce_s: float, read_only: bool, publish: bool | None, kubeconfig: str | None, node_name: str | None,
-          label_prefix: str, nfd_labels: bool, topology: bool, api_backoff_max_s: float, node_labels: dict[str, str],
+          label_prefix: str, nfd_labels: str, no_nfd_labels: bool, recipe_labels: bool, topology: bool,
+          api_backoff_max_s: float, node_labels: dict[str, str],
           uevents: str, netlink: bool, libvirt_uris: tuple[str, ...],
           use_libvirt: bool, kubevirt: bool, nvml: bool, vm_metrics: str, log_format: str) -> None:
     """Run the daemon: /metrics, /healthz, /readyz, periodic and event-driven reconcile, label publishing.
@@ -111,7 +111,8 @@ def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles
         options = ServeOptions(
             listen=listen, profiles_dir=profiles_dir, profiles_poll_s=profiles_poll_s, interval_s=interval_s,
             debounce_s=debounce_s, read_only=read_only, publish=publish, kubeconfig=kubeconfig, node_name=node_name,
-            label_prefix=label_prefix, nfd_labels=nfd_labels, topology=topology, api_backoff_max_s=api_backoff_max_s,
+            label_prefix=label_prefix, nfd_labels=nfd_mode(nfd_labels, no_nfd_labels), recipe_labels=recipe_labels,
+            topology=topology, api_backoff_max_s=api_backoff_max_s,
             node_labels=node_labels, uevents=uevents, netlink=netlink,
             libvirt=use_libvirt, libvirt_uris=libvirt_uris, kubevirt=kubevirt, nvml=nvml, vm_metrics=vm_metrics)
     except OptionsError as exc:

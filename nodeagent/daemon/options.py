@@ -34,7 +34,8 @@ class ServeOptions:
     kubeconfig: str | None = None
     node_name: str | None = None
     label_prefix: str = "nodeagent.io"
-    nfd_labels: bool = True
+    nfd_labels: str = "auto"  # auto | on | off (labels.label_config_for)
+    recipe_labels: bool = True
     topology: bool = True
     api_backoff_max_s: float = 60.0
     node_labels: Mapping[str, str] = field(default_factory=dict)  # selection without a cluster

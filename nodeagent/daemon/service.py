@@ -34,7 +34,7 @@ from nodeagent.daemon.reconcile import Reconciler
 from nodeagent.daemon.status import DaemonStatus, PrepStatus
 from nodeagent.daemon.uevents import Debouncer, EventSource, SpoolSource, UdevSource, UEvent
 from nodeagent.host import Host
-from nodeagent.labels import LabelConfig
+from nodeagent.labels import label_config_for
 
 if TYPE_CHECKING:
     from nodeagent.k8s.loop import PublisherLoop
@@ -54,7 +54,8 @@ class Daemon:
         self.rng = rng or random.Random()
         self.stop_event = threading.Event()
         self.status = DaemonStatus()
-        self.label_config = LabelConfig(prefix=options.label_prefix, nfd_compatible=options.nfd_labels)
+        self.label_config = label_config_for(options.nfd_labels, prefix=options.label_prefix,
+                                         recipe_compatible=options.recipe_labels)
         self.store = ProfileStore(options.profiles_dir)
         self.publisher = publisher
         self.prep: PrepRunner | None = None
@@ -308,7 +309,8 @@ def run(host: Host, options: ServeOptions) -> int:
 
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)  # before any thread exists
     try:
-        label_config = LabelConfig(prefix=options.label_prefix, nfd_compatible=options.nfd_labels)
+        label_config = label_config_for(options.nfd_labels, prefix=options.label_prefix,
+                                         recipe_compatible=options.recipe_labels)
         publisher = open_publisher(options, label_config)
         daemon = Daemon(host, options, publisher=publisher)
         try:

@@ -76,6 +76,11 @@ class Timeouts:
         return (self.connect, self.request if read is None else read)
 
 
+# node-feature-discovery's per-node feature objects (namespaced; listed across namespaces by node label).
+NODEFEATURE_PATH = "/apis/nfd.k8s-sigs.io/v1alpha1/nodefeatures"
+NODEFEATURE_NODE_LABEL = "nfd.node.kubernetes.io/node-name"
+
+
 def resolve_node_name(flag: str | None = None) -> str:
     """The node this agent speaks for: ``--node-name``, else ``NODE_NAME`` (downward API)."""
     name = flag or os.environ.get("NODE_NAME")
@@ -274,6 +279,17 @@ class KubeApi:
 
     def replace_topology(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
         return self._call(f"replace noderesourcetopology {name}", "PUT", f"{NRT_PATH}/{quote(name)}", body=body)
+
+    def node_features_exist(self, node_name: str) -> bool:
+        """Whether NFD NodeFeature objects name this node (False when NFD's CRD is not installed)."""
+        try:
+            found = self._call(f"list nodefeatures of {node_name}", "GET", NODEFEATURE_PATH,
+                               query=[("labelSelector", f"{NODEFEATURE_NODE_LABEL}={node_name}"), ("limit", "1")])
+        except ApiError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return bool(found.get("items"))
 
     def create_event(self, body: dict[str, Any], namespace: str = EVENTS_NAMESPACE) -> dict[str, Any]:
         return self._call("create event", "POST", f"/api/v1/namespaces/{quote(namespace)}/events", body=body)

@@ -76,9 +76,13 @@ def desired_taint_list(current: list[dict[str, Any]], previously_owned: set[str]
 
 
 def node_patch(node: NodeView, labels: Mapping[str, str], taints: list[NodeTaint],
-               config: LabelConfig) -> dict[str, Any] | None:
-    """The merge patch that brings ``node`` to the desired state, or None when it already is there."""
-    owned_labels = parse_owned(node.annotations.get(config.owned_labels_annotation))
+               config: LabelConfig, *, handed_over: frozenset[str] = frozenset()) -> dict[str, Any] | None:
+    """The merge patch that brings ``node`` to the desired state, or None when it already is there.
+
+    ``handed_over``: keys nodeagent stops owning without removing them (another writer, NFD, now
+    publishes them): they leave the ownership annotation but stay on the Node.
+    """
+    owned_labels = parse_owned(node.annotations.get(config.owned_labels_annotation)) - handed_over
     owned_taints = parse_owned(node.annotations.get(config.owned_taints_annotation))
 
     label_patch: dict[str, str | None] = {k: v for k, v in labels.items() if node.labels.get(k) != v}

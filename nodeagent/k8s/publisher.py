@@ -27,6 +27,7 @@ from nodeagent.k8s.desired import DesiredState
 from nodeagent.k8s.events import EventRecorder, readiness_event
 from nodeagent.k8s.nodediff import NodeView, changed_labels, node_patch
 from nodeagent.k8s.topology import MANAGED_BY, MANAGED_BY_LABEL, is_managed, topology_content
+from nodeagent.labels import nfd_detected, nfd_listed_labels, nfd_owned_keys
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,7 @@ class Publisher:
         self.events = events or EventRecorder(node_name)
         self._topology_written: dict[str, Any] | None = None
         self._foreign_warned = False
+        self._node_features: bool | None = None  # NFD NodeFeature objects name this node (looked up once)
         self.writes = 0  # PATCH/PUT/POST of the Node and its topology (events not counted)
 
     # --- the Node ----------------------------------------------------------------------------
@@ -75,10 +77,11 @@ class Publisher:
         for _ in range(MAX_CONFLICT_RETRIES + 1):
             if node is None:
                 node = NodeView.from_api(self.api.get_node(self.node_name))
-            patch = node_patch(node, desired.labels, list(desired.taints), desired.label_config)
+            labels, handed_over = self._labels_beside_nfd(node, desired)
+            patch = node_patch(node, labels, list(desired.taints), desired.label_config, handed_over=handed_over)
             if patch is None:
                 return node, False
-            transitions = changed_labels(node, desired.labels, list(desired.readiness_keys))
+            transitions = changed_labels(node, labels, list(desired.readiness_keys))
             try:
                 updated = NodeView.from_api(self.api.patch_node(self.node_name, patch))
             except ApiError as exc:
@@ -92,6 +95,37 @@ class Publisher:
             self._record_readiness(transitions, desired)
             return updated, True
         raise ConflictError(f"patch node {self.node_name}: still conflicting after {MAX_CONFLICT_RETRIES} retries", 409)
+
+    def _labels_beside_nfd(self, node: NodeView,
+                           desired: DesiredState) -> tuple[dict[str, str], frozenset[str]]:
+        """``--nfd-labels=auto``: where NFD runs, its own keys are left to it.
+
+        Returns the labels to publish and the keys handed over to NFD: those NFD lists as its own on
+        this Node (or all of them when only its NodeFeature objects show it runs) stay as NFD wrote
+        them; one nodeagent wrote that NFD does not publish here (``memory-numa=false``) is removed.
+        """
+        labels = dict(desired.labels)
+        if not (desired.label_config.nfd_auto and desired.label_config.nfd_compatible):
+            return labels, frozenset()
+        listed = nfd_listed_labels(node.annotations)
+        if listed is None:
+            if self._node_features is None:
+                self._node_features = self._look_for_node_features()
+            if not nfd_detected(node.annotations, node_features=self._node_features):
+                return labels, frozenset()
+        nfd_keys = nfd_owned_keys()
+        for key in nfd_keys:
+            labels.pop(key, None)
+        return labels, frozenset(nfd_keys if listed is None else nfd_keys & listed)
+
+    def _look_for_node_features(self) -> bool:
+        try:
+            return self.api.node_features_exist(self.node_name)
+        except ApiError as exc:
+            if exc.retryable:
+                raise
+            log.warning("cannot list NFD NodeFeature objects (%s); NFD detected by its Node annotation only", exc)
+            return False
 
     def _record_readiness(self, transitions: dict[str, tuple[str | None, str]], desired: DesiredState) -> None:
         """An Event per workload whose readiness label flipped (not for a first publication)."""

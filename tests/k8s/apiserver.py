@@ -7,7 +7,9 @@ It speaks enough of the API for the real ``kubernetes`` client to publish agains
   PATCH in all three flavours (JSON merge, strategic merge, JSON patch), PUT, POST, DELETE;
 * ``/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies[/{name}]``: create, get, list,
   replace, merge-patch, delete (404 everywhere while the CRD is "not installed");
-* ``/api/v1/namespaces/{ns}/events``: create and list.
+* ``/api/v1/namespaces/{ns}/events``: create and list;
+* ``/apis/nfd.k8s-sigs.io/v1alpha1/nodefeatures``: list across namespaces by an equality
+  ``labelSelector`` (404 until :meth:`add_node_feature` "installs" NFD's CRD).
 
 Every object carries a ``resourceVersion`` from one global counter, as etcd hands them out; a
 write that names an older one is a 409 Conflict. Faults (a status, a delay longer than the
@@ -41,6 +43,7 @@ _ROUTES = [
     (re.compile(rf"^{NRT_PREFIX}$"), "noderesourcetopologies", False),
     (re.compile(rf"^{NRT_PREFIX}/(?P<name>[^/]+)$"), "noderesourcetopologies", True),
     (re.compile(r"^/api/v1/namespaces/(?P<namespace>[^/]+)/events$"), "events", False),
+    (re.compile(r"^/apis/nfd\.k8s-sigs\.io/v1alpha1/nodefeatures$"), "nodefeatures", False),
 ]
 
 # Strategic merge: the lists of a Node that merge by a key instead of being replaced.
@@ -249,6 +252,7 @@ class FakeApiServer:
         self.faults: list[Fault] = []
         self.latency = 0.0
         self.crd_installed = True
+        self.node_features: list[dict[str, Any]] | None = None  # None: NFD's CRD is not installed
         self.bookmark_interval: float | None = None
         self.stopping = False
         self._httpd: ThreadingHTTPServer | None = None
@@ -325,6 +329,14 @@ class FakeApiServer:
             obj["spec"]["taints"] = list(taints)
         with self.cond:
             return copy.deepcopy(self._create("nodes", obj))
+
+    def add_node_feature(self, node: str, *, namespace: str = "node-feature-discovery") -> None:
+        """A NodeFeature object as nfd-worker writes one for ``node`` (installs NFD's CRD)."""
+        with self.cond:
+            self.node_features = [*(self.node_features or []), {
+                "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature",
+                "metadata": {"name": node, "namespace": namespace,
+                             "labels": {"nfd.node.kubernetes.io/node-name": node}}}]
 
     def node(self, name: str) -> dict[str, Any]:
         with self.cond:
@@ -452,6 +464,14 @@ class FakeApiServer:
         with self.cond:
             if resource == "noderesourcetopologies" and not self.crd_installed:
                 raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+            if resource == "nodefeatures":
+                if self.node_features is None:
+                    raise ApiStatus(404, "NotFound", "the server could not find the requested resource")
+                wanted = dict(part.split("=", 1) for part in (query.get("labelSelector") or "").split(",") if part)
+                items = [copy.deepcopy(f) for f in self.node_features
+                         if all(f["metadata"].get("labels", {}).get(k) == v for k, v in wanted.items())]
+                return 200, {"kind": "NodeFeatureList", "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "items": items,
+                             "metadata": {"resourceVersion": str(self.revision)}}
             if resource == "events":
                 if method == "POST":
                     if not isinstance(body, dict) or not body.get("involvedObject"):

@@ -138,6 +138,7 @@ def test_the_cluster_role_grants_exactly_what_the_publisher_uses(base) -> None:
         (("",), ("events",)): {"create"},
         (("topology.node.k8s.io",), ("noderesourcetopologies",)):
             {"get", "list", "watch", "create", "update", "patch", "delete"},
+        (("nfd.k8s-sigs.io",), ("nodefeatures",)): {"list"},  # --nfd-labels=auto's NodeFeature lookup
     }
     binding = one(base, "ClusterRoleBinding")
     sa = one(base, "ServiceAccount")

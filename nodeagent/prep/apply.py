@@ -148,7 +148,7 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
     except ApplyFailedError as failed:
         result.exit_code = EXIT_FAILED
         result.failure = str(failed)
-        _rollback(host, done, result, guard)
+        _rollback(host, done, result, guard, state)
         if journal is not None and snapshot is not None and guard is not None:
             _restore_journal(host, snapshot, result, guard)
         return
@@ -172,8 +172,9 @@ def _apply_one(change: Change, host: Host, state: RunState, result: ApplyResult,
         result.outcomes.append(Outcome(change, "failed", describe(exc)))
         raise ApplyFailedError(change, exc) from exc
     entry: dict[str, Any] = {}
+    created = missing_dirs(host, change.path) if change.action in _FILE_ACTIONS and not host.dry_run else []
+    state.created_dirs[change.key] = created
     if journal is not None and guard is not None:
-        created = missing_dirs(host, change.path) if change.action in _FILE_ACTIONS else []
         entry = journal.record(change, before, created_dirs=created)
         journal.save(host)  # before the first write of this change
         guard.active = entry["key"]
@@ -215,7 +216,8 @@ def _short_allocation(short: ShortAllocationError, host: Host, state: RunState, 
     raise ApplyFailedError(change, short)
 
 
-def _rollback(host: Host, done: list[tuple[Change, Any]], result: ApplyResult, guard: JournalGuard | None) -> None:
+def _rollback(host: Host, done: list[tuple[Change, Any]], result: ApplyResult, guard: JournalGuard | None,
+              state: RunState) -> None:
     for change, before in reversed(done):
         if not change.reversible:
             result.messages.append(f"not reversible, left as is: {change.label}")
@@ -225,6 +227,7 @@ def _rollback(host: Host, done: list[tuple[Change, Any]], result: ApplyResult, g
         try:
             HANDLERS[change.action].restore(host, change.path, change.target, before, change.detail)
             result.outcomes.append(Outcome(change, "restored", f"back to {_shown(before)}"))
+            remove_created_dirs(host, state.created_dirs.get(change.key, []))
         except (OSError, HostError, RuntimeError) as exc:
             result.outcomes.append(Outcome(change, "restore-failed", describe(exc)))
         finally:

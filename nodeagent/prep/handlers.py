@@ -70,6 +70,7 @@ class RunState:
 
     allocation: AllocationPolicy
     allow_partial: bool = False
+    created_dirs: dict[str, list[str]] = field(default_factory=dict)  # change key → directories its write made
 
 
 Before = Callable[[Host, Change], Any]

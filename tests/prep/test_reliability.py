@@ -240,3 +240,19 @@ def test_reserve_host_memory_zero_keeps_the_hard_floor(make_host) -> None:  # ty
     spec["hugepages"]["pages"][0]["count"] = 1500  # type: ignore[index]  # 2.9 GiB: leaves 1.1 GiB
     _, plan = planned(host, spec)
     assert not plan.refusals and len(plan.changes) == 1
+
+
+def test_a_rolled_back_apply_removes_the_directories_it_created(make_host) -> None:  # type: ignore[no-untyped-def]
+    import errno
+
+    from tests.support.faults import fail_writes
+
+    host, _, root = make_host(TreeSpec())
+    before = snapshot(root)
+    fail_writes(host, "90-nodeagent.cfg", errno.EROFS)  # the drop-in, written after the installed profile
+    spec = {**PAGES, "kernel": {"additionalArgs": ["nosoftlockup"]}}
+    result = applied(host, spec, boot=False)
+    assert result.exit_code == 1, result.failure
+    assert any(o.status == "restored" and o.change.path == "/etc/nodeagent/profile.yaml" for o in result.outcomes)
+    assert not (root / "etc/nodeagent").exists()
+    assert snapshot(root) == before

@@ -195,6 +195,28 @@ def unpacked_root(directory: str) -> str:
     return directory
 
 
+class CaptureArchiveError(ValueError):
+    """A member of an archive would land outside the directory it is unpacked into."""
+
+
+def extract(archive: tarfile.TarFile, directory: str) -> None:
+    """Unpack ``archive`` into ``directory`` safely: tarfile's ``tar`` filter where this Python has it
+    (3.12, and 3.11.4+; Debian 12's 3.11.2 has not), else its refusals by hand: an absolute name or
+    one with ``..``, and any member that would be written through a link leading out of
+    ``directory``. Links themselves are kept as they are (a capture's /dev and /etc hold absolute ones)."""
+    if hasattr(tarfile, "tar_filter"):
+        archive.extractall(directory, filter="tar")
+        return
+    root = os.path.realpath(directory)
+    for member in archive.getmembers():
+        if os.path.isabs(member.name) or ".." in member.name.split("/"):
+            raise CaptureArchiveError(f"{member.name}: a name outside the directory")
+        parent = os.path.realpath(os.path.join(root, os.path.dirname(member.name)))
+        if parent != root and not parent.startswith(root + os.sep):
+            raise CaptureArchiveError(f"{member.name}: would be written through a link out of the directory")
+        archive.extract(member, root)
+
+
 def write_capture(host: Host, output: str) -> CaptureSummary:
     trace = HostTrace()
     inventory = discover(host, record=HostRecord(trace=trace))

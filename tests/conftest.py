@@ -47,10 +47,10 @@ def host_trees(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path
         if name not in built:
             dest = tmp_path_factory.mktemp(name)
             if name in CAPTURED_HOSTS:
-                from nodeagent.capture import unpacked_root
+                from nodeagent.capture import extract, unpacked_root
 
                 with tarfile.open(CAPTURES / f"{name}.tar.gz") as archive:
-                    archive.extractall(dest, filter="tar")
+                    extract(archive, str(dest))
                 built[name] = Path(unpacked_root(str(dest)))
             else:
                 built[name] = build_host(name, dest)

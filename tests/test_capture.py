@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from nodeagent.capture import LIVE_ONLY_FIELDS, is_secret, unpacked_root, write_capture
+from nodeagent.capture import LIVE_ONLY_FIELDS, extract, is_secret, unpacked_root, write_capture
 from nodeagent.cli import main
 from nodeagent.discover import discover
 from nodeagent.host import Host
@@ -30,7 +30,7 @@ def _round_trip(host: Host, tmp_path: Path) -> tuple[dict, dict, list[tarfile.Ta
     unpacked = tmp_path / "unpacked"
     unpacked.mkdir()
     with tarfile.open(archive_path) as archive:
-        archive.extractall(unpacked, filter="tar")
+        extract(archive, str(unpacked))
     assert [p.name for p in unpacked.iterdir()] == ["capture"]  # one top-level directory: the file's name
     again = discover(Host(unpacked_root(str(unpacked))))
     with tarfile.open(archive_path) as archive:
@@ -133,7 +133,7 @@ def test_capture_redacts_boot_argument_and_kubelet_credentials(host_trees, tmp_p
     # Every fact discovery takes from these files is the same on the unpacked capture.
     unpacked = tmp_path / "unpacked"
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
-        archive.extractall(unpacked, filter="tar")
+        extract(archive, str(unpacked))
     again = discover(Host(unpacked_root(str(unpacked)))).to_dict()
     live = summary.inventory.to_dict()
     assert again["kubelet"] == live["kubelet"]
@@ -186,8 +186,38 @@ def test_capture_redacts_the_k3s_join_token_and_keeps_the_kubelet_flags(host_tre
     assert summary.inventory.kubelet.flavour == "k3s"
     with tarfile.open(tmp_path / "c.tar.gz") as archive:
         packed = archive.extractfile("c/etc/rancher/k3s/config.yaml").read()
-        archive.extractall(tmp_path / "unpacked", filter="tar")
+        extract(archive, str(tmp_path / "unpacked"))
     assert b"K10secretjoin" not in packed and b"tok9" not in packed
     assert summary.redacted["/etc/rancher/k3s/config.yaml"] == ["token", "kubelet-arg[1]: bootstrap-token"]
     again = discover(Host(unpacked_root(str(tmp_path / "unpacked"))))
     assert again.kubelet.cpu_manager_policy == "static" == summary.inventory.kubelet.cpu_manager_policy
+
+
+@pytest.mark.parametrize("has_filter", [True, False], ids=["tar-filter", "python-3.11.2"])
+def test_extract_unpacks_a_capture_and_refuses_escapes(has_filter: bool, host_trees, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Debian 12's Python (3.11.2) has no extraction filters: the checks by hand refuse the same."""
+    import io
+
+    from nodeagent.capture import CaptureArchiveError
+
+    if not has_filter:
+        monkeypatch.delattr(tarfile, "tar_filter", raising=False)
+    write_capture(Host(str(host_trees("minimal"))), str(tmp_path / "m.tar.gz"))
+    with tarfile.open(tmp_path / "m.tar.gz") as archive:
+        extract(archive, str(tmp_path / "ok"))
+    assert discover(Host(unpacked_root(str(tmp_path / "ok")))).numa
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    hostile = {"dotdot": [("../evil", tarfile.REGTYPE, "")],
+               "through-a-link": [("m/sys", tarfile.SYMTYPE, str(outside)), ("m/sys/planted", tarfile.REGTYPE, "")]}
+    for label, members in hostile.items():
+        bad = tmp_path / f"{label}.tar"
+        with tarfile.open(bad, "w") as archive:
+            for name, kind, link in members:
+                info = tarfile.TarInfo(name)
+                info.type, info.linkname = kind, link
+                archive.addfile(info, io.BytesIO(b""))
+        with tarfile.open(bad) as archive, pytest.raises((CaptureArchiveError, tarfile.TarError)):
+            extract(archive, str(tmp_path / label))
+    assert not (tmp_path / "evil").exists() and list(outside.iterdir()) == []

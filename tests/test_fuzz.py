@@ -11,6 +11,7 @@ bounded; ``HYPOTHESIS_PROFILE=fuzz`` runs many more locally).
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -321,3 +322,49 @@ def test_discovery_regressions_from_fuzzing(garbled_host: tuple[Path, list[str]]
             real.unlink()
         else:
             real.write_bytes(original)
+
+
+# --- journals: raw bytes and hostile entries ----------------------------------------------------
+
+_ENTRY_VALUES = st.one_of(st.none(), st.booleans(), HOSTILE_INTS, st.text(max_size=12),
+                          st.sampled_from(["/sys/kernel/mm/ksm/run", "attr", "hugepages", "file", "ksm-run",
+                                           "pci-bind", "/etc/nodeagent/profile.yaml", "relative/path"]),
+                          st.lists(st.text(max_size=4), max_size=2), st.dictionaries(st.text(max_size=4),
+                                                                                     st.integers(), max_size=2))
+_ENTRIES = st.lists(st.one_of(_ENTRY_VALUES, st.fixed_dictionaries(
+    {}, optional={k: _ENTRY_VALUES for k in ("key", "target", "action", "path", "old", "reversible", "detail",
+                                             "created_dirs", "subsystem", "status")})), max_size=5)
+
+
+@pytest.fixture(scope="module")
+def journal_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.support.trees import TreeSpec, build_tree
+
+    return build_tree(tmp_path_factory.mktemp("journal") / "host", TreeSpec())
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=150)
+@given(raw=st.one_of(st.binary(max_size=512),
+                     _ENTRIES.map(lambda e: json.dumps({"version": 1, "profile": "p", "entries": e}).encode()),
+                     st.sampled_from([b"[]", b"{}", b'{"version": 1, "entries": {}}', b"[" * 5000 + b"]" * 5000,
+                                      b'{"version": 1, "entries": [], "created_at": "x"}'])))
+def test_a_journal_of_any_bytes_gives_a_journal_error_or_a_revert_never_a_traceback(journal_host: Path,
+                                                                                    raw: bytes) -> None:
+    from nodeagent.owned import JOURNAL_PATH
+    from nodeagent.prep.apply import revert
+    from nodeagent.prep.journal import Journal, JournalError
+
+    path = journal_host / JOURNAL_PATH.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    host = Host(str(journal_host))
+    try:
+        lenient = Journal.load(host, strict=False)
+    except JournalError:
+        lenient = None
+    result = revert(host)  # restores what is valid (fixture values: writes land in regular files)
+    assert result.exit_code in (0, 1)
+    if lenient is not None and lenient.invalid:
+        assert result.exit_code == 1 and len(result.failed) >= len(lenient.invalid)
+        assert not any(r.startswith("journal entry") for r in result.restored)
+    path.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from nodeagent.host import Host
 from tests.support.hosts import CAPTURED_HOSTS, CAPTURES
 
 if TYPE_CHECKING:
-    from tests.k8s.apiserver import FakeApiServer
+    from tests.k8s.cluster import ApiServer, ControlPlane
 
 # Property tests and fuzzers: CI runs a fixed, bounded budget with a fixed seed (a failure is
 # reproducible from the log); `HYPOTHESIS_PROFILE=fuzz` runs far more examples locally. No
@@ -71,13 +71,28 @@ def fresh_host_tree(host_trees: Callable[[str], Path], tmp_path: Path) -> Callab
     return tree
 
 
-@pytest.fixture
-def apiserver() -> Iterator[FakeApiServer]:
-    """The local Kubernetes API server of tests/k8s/apiserver.py, on a free loopback port."""
-    from tests.k8s.apiserver import FakeApiServer
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """One real control plane per test session (tests/k8s/control-plane up: etcd, kube-apiserver,
+    kube-scheduler, built once into ~/.cache/nodeagent-k8s), with daemonset/ applied server-side."""
+    from tests.k8s.cluster import session_control_plane
 
-    with FakeApiServer() as server:
-        yield server
+    plane = session_control_plane(tmp_path_factory.mktemp("control-plane"))
+    yield plane
+    plane.down()
+
+
+@pytest.fixture
+def apiserver(control_plane: ControlPlane) -> Iterator[ApiServer]:
+    """The real API server behind a fault-injecting proxy; no Node, NRT or Event left by another test."""
+    from tests.k8s.cluster import ApiServer
+    from tests.k8s.faultproxy import FaultProxy
+
+    control_plane.reset()
+    pki = control_plane.pki
+    with FaultProxy(control_plane.server, ca=pki / "ca.crt", cert=pki / "apiserver.crt",
+                    key=pki / "apiserver.key") as proxy:
+        yield ApiServer(control_plane, proxy)
 
 
 @pytest.fixture

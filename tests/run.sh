@@ -79,6 +79,13 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# --- Kubernetes: the real control plane the k8s tests start (etcd, kube-apiserver, kube-scheduler and
+# kubectl built from upstream Go modules at one pinned version, once, into ~/.cache/nodeagent-k8s;
+# seconds when warm). Built here, not inside a test, so a cold build is not held to pytest's timeout.
+say "building the Kubernetes control plane for the tests (once; cold: tens of minutes)"
+nice -n 10 tests/k8s/control-plane build
+# --- end Kubernetes
+
 # Every peer is installed now: a test that skips for a missing one fails the run (tests/conftest.py).
 export NODEAGENT_STRICT_SKIPS=1
 export PATH="$VENV/bin:$PATH"

@@ -1,7 +1,8 @@
 """bench/k8s: Kubernetes API requests per node per hour, in steady state, at a change, in an outage.
 
-The real publisher loop (nodeagent.k8s.loop) and the real kubernetes client talk over HTTP to the
-tests' local API server (tests/k8s/apiserver.py), which counts every request. Time is compressed:
+The real publisher loop (nodeagent.k8s.loop) and the real kubernetes client talk, as the agent's
+own ServiceAccount, to a real kube-apiserver (tests/k8s/control-plane) through the tests' fault
+proxy (tests/k8s/faultproxy.py), which counts every request and stands in for an outage. Time is compressed:
 every period of the production defaults (watch timeout 300 s, resync 300 s, topology verify
 3600 s, back-off 0.5 s → 60 s) and kubelet's unchanged-status report (every 5 min) is divided by
 ``--scale``, so one simulated hour takes 3600/scale seconds. Counts are reported per simulated hour.
@@ -26,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from nodeagent.k8s.client import Timeouts, connect
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
-from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+from tests.k8s.cluster import ApiServer, running
 from tests.support.factories import gpu_node_inventory, with_ksm
 
 NODE = "bench-node"
@@ -44,15 +45,14 @@ def scaled(scale: float) -> LoopConfig:
                    min_watch_seconds=0.0)
 
 
-def tally(server: FakeApiServer, since: int) -> Counter[str]:
+def tally(server: ApiServer, since: int) -> Counter[str]:
     counts: Counter[str] = Counter()
-    with server.cond:
-        for request in server.requests[since:]:
-            counts[f"{request.verb} {request.resource}"] += 1
+    for request in server.requests[since:]:
+        counts[f"{request.verb} {request.resource}"] += 1
     return counts
 
 
-def kubelet(server: FakeApiServer, every: float, stop: threading.Event) -> None:
+def kubelet(server: ApiServer, every: float, stop: threading.Event) -> None:
     while not stop.wait(every):
         server.heartbeat(NODE)
 
@@ -77,9 +77,9 @@ def main() -> None:
     print("| scenario | requests / node / h | writes / node / h | by kind (per simulated hour) |")
     print("|---|---|---|---|")
 
-    with FakeApiServer() as server:
+    with running() as server:
         server.add_node(NODE, labels={"kubernetes.io/hostname": NODE})
-        kubeconfig = write_kubeconfig(server, Path(tempfile.mkdtemp()) / "kubeconfig")
+        kubeconfig = server.agent_kubeconfig(Path(tempfile.mkdtemp()) / "kubeconfig", NODE)
         api = connect(kubeconfig, timeouts=Timeouts(connect=2.0, request=5.0))
         loop = PublisherLoop(api, NODE, config=config, rng=random.Random(1))
         inventory = gpu_node_inventory()

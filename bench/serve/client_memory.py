@@ -1,7 +1,7 @@
 """Where the daemon's memory goes when it publishes, and what a leaner client would save.
 
 Each variant runs in a fresh interpreter that first imports what ``serve`` always imports
-(nodeagent, discovery, metrics), then talks to a local API server (``tests/k8s/apiserver.py``)
+(nodeagent, discovery, metrics), then talks to a real API server (``tests/k8s/control-plane``)
 the way the publisher does — GET the Node, PATCH its labels, create an Event — through:
 
 * ``kubekapi``: nodeagent's ``KubeApi`` as it is (``kubernetes`` client: ``CoreV1Api`` and
@@ -82,11 +82,11 @@ print(json.dumps({"base_mib": base / 2**20, "imported_mib": imported / 2**20,
 
 def main() -> None:
     sys.path.insert(0, str(REPO))
-    from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+    from tests.k8s.cluster import running
 
-    with FakeApiServer() as server, tempfile.TemporaryDirectory() as tmp:
+    with running() as server, tempfile.TemporaryDirectory() as tmp:
         server.add_node("n")
-        kubeconfig = write_kubeconfig(server, Path(tmp) / "kubeconfig")
+        kubeconfig = server.agent_kubeconfig(Path(tmp) / "kubeconfig", "n")
         print("| client | serve's imports | + client loaded | after GET/PATCH/POST | modules |")
         print("|---|---|---|---|---|")
         for name, body in VARIANTS.items():

@@ -1,4 +1,5 @@
-"""Fixtures for the Kubernetes tests: a kubeconfig for the local API server (tests/conftest.py), clients."""
+"""Fixtures for the Kubernetes tests: kubeconfigs for the real API server (through the fault proxy
+of tests/conftest.py's ``apiserver``), the agent's client and someone else's."""
 
 from __future__ import annotations
 
@@ -8,15 +9,21 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+from tests.k8s.cluster import ApiServer
 
 NODE = "node-a"
 
 
 @pytest.fixture
-def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> str:
-    """A kubeconfig file for the local API server (what ``--kubeconfig`` is given)."""
-    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
+def kubeconfig(apiserver: ApiServer, tmp_path: Path) -> str:
+    """The agent on NODE, as its own ServiceAccount (token bound to its pod on NODE), via the proxy."""
+    return apiserver.plane.agent_kubeconfig(tmp_path / "kubeconfig", NODE, server=apiserver.url)
+
+
+@pytest.fixture
+def admin_kubeconfig(apiserver: ApiServer, tmp_path: Path) -> str:
+    """Someone else (an operator, another controller): cluster-admin, via the proxy."""
+    return apiserver.plane.admin_kubeconfig(tmp_path / "admin-kubeconfig", server=apiserver.url)
 
 
 @pytest.fixture
@@ -30,12 +37,12 @@ def kube_api(kubeconfig: str) -> Iterator[Any]:
 
 
 @pytest.fixture
-def other_client(kubeconfig: str) -> Iterator[Any]:
+def other_client(admin_kubeconfig: str) -> Iterator[Any]:
     """The real kubernetes client as *someone else* (an admin, another controller) uses it."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
-    config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    config.load_kube_config(config_file=admin_kubeconfig, client_configuration=configuration)
     api_client = client.ApiClient(configuration)
     yield client.CoreV1Api(api_client)
     api_client.close()

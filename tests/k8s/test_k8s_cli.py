@@ -1,4 +1,4 @@
-"""`nodeagent labels [--publish]` end to end: a fixture host's tree, the local API server, a kubeconfig."""
+"""`nodeagent labels [--publish]` end to end: a fixture host's tree, the real API server, a kubeconfig."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from nodeagent.cli import main
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.cluster import ApiServer
 from tests.k8s.conftest import NODE
 
 PROFILE = """\
@@ -41,6 +41,14 @@ def gpu_root(host_trees: Callable[[str], Path]) -> str:
 def profile(tmp_path: Path) -> str:
     path = tmp_path / "profile.yaml"
     path.write_text(PROFILE)
+    return str(path)
+
+
+@pytest.fixture
+def publish_profile(tmp_path: Path) -> str:
+    """PROFILE with its own label under nodeagent.io/: the admission policy refuses the agent any other."""
+    path = tmp_path / "publish-profile.yaml"
+    path.write_text(PROFILE.replace("example.com/role", "nodeagent.io/role"))
     return str(path)
 
 
@@ -76,9 +84,9 @@ def test_bad_profile_exits_2_naming_the_field(gpu_root: str, tmp_path: Path) -> 
 
 
 @pytest.mark.k8s
-def test_publish_once(apiserver: FakeApiServer, kubeconfig: str, gpu_root: str, profile: str) -> None:
+def test_publish_once(apiserver: ApiServer, kubeconfig: str, gpu_root: str, publish_profile: str) -> None:
     apiserver.add_node(NODE, labels={"pool": "gpu"})
-    result = run("--root", gpu_root, "labels", "-f", profile, "-o", "json", "--publish",
+    result = run("--root", gpu_root, "labels", "-f", publish_profile, "-o", "json", "--publish",
                  "--kubeconfig", kubeconfig, env={"NODE_NAME": NODE})
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)  # the "publishing to node …" notice goes to stderr
@@ -92,26 +100,50 @@ def test_publish_once(apiserver: FakeApiServer, kubeconfig: str, gpu_root: str, 
     assert gpus == {"node-0": "4"}  # the 4 vfio-bound H100s hang off NUMA node 0's root ports
 
     mark = apiserver.mark()
-    again = run("--root", gpu_root, "labels", "-f", profile, "--publish", "--kubeconfig", kubeconfig,
+    versions = (node["metadata"]["resourceVersion"], apiserver.topologies[NODE]["metadata"]["resourceVersion"])
+    again = run("--root", gpu_root, "labels", "-f", publish_profile, "--publish", "--kubeconfig", kubeconfig,
                 "--node-name", NODE)
     assert again.exit_code == 0 and "already up to date" in again.output
     assert apiserver.count(since=mark, writes=True) == 0
+    assert (apiserver.node(NODE)["metadata"]["resourceVersion"],
+            apiserver.topologies[NODE]["metadata"]["resourceVersion"]) == versions
+
+
+@pytest.mark.k8s
+def test_publish_by_hand_with_the_control_planes_kubeconfig(apiserver: ApiServer, gpu_root: str) -> None:
+    """The README's check, as an operator runs it: `tests/k8s/control-plane up DIR`, then the real
+    `nodeagent` command with DIR/kubeconfig (cluster-admin, straight to the server); twice."""
+    import subprocess
+    import sys
+
+    apiserver.add_node("by-hand")
+    argv = [sys.executable, "-m", "nodeagent", "--root", gpu_root, "labels", "--publish", "--node-name", "by-hand",
+            "--kubeconfig", str(apiserver.plane.kubeconfig)]
+    first = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert first.returncode == 0, first.stderr
+    node = apiserver.node("by-hand")
+    assert node["metadata"]["annotations"]["nodeagent.io/owned-labels"]
+    versions = (node["metadata"]["resourceVersion"], apiserver.topologies["by-hand"]["metadata"]["resourceVersion"])
+    second = subprocess.run(argv, capture_output=True, text=True, check=False)
+    assert second.returncode == 0 and "already up to date" in second.stdout, second.stdout + second.stderr
+    assert (apiserver.node("by-hand")["metadata"]["resourceVersion"],
+            apiserver.topologies["by-hand"]["metadata"]["resourceVersion"]) == versions
 
 
 @pytest.mark.k8s
 def test_publish_skips_the_profile_on_a_node_it_does_not_select(
-        apiserver: FakeApiServer, kubeconfig: str, gpu_root: str, profile: str) -> None:
+        apiserver: ApiServer, kubeconfig: str, gpu_root: str, publish_profile: str) -> None:
     apiserver.add_node(NODE, labels={"pool": "cpu"})
-    result = run("--root", gpu_root, "labels", "-f", profile, "--publish", "--kubeconfig", kubeconfig,
+    result = run("--root", gpu_root, "labels", "-f", publish_profile, "--publish", "--kubeconfig", kubeconfig,
                  "--node-name", NODE)
     assert result.exit_code == 0
     assert "does not match the profile's nodeSelector (pool=gpu)" in result.output
     node = apiserver.node(NODE)
-    assert "example.com/role" not in node["metadata"]["labels"] and not node["spec"].get("taints")
+    assert "nodeagent.io/role" not in node["metadata"]["labels"] and not node["spec"].get("taints")
 
 
 @pytest.mark.k8s
-def test_publish_errors(apiserver: FakeApiServer, kubeconfig: str, gpu_root: str) -> None:
+def test_publish_errors(apiserver: ApiServer, kubeconfig: str, gpu_root: str) -> None:
     no_name = run("--root", gpu_root, "labels", "--publish", "--kubeconfig", kubeconfig, env={"NODE_NAME": ""})
     assert no_name.exit_code == 2 and "NODE_NAME" in no_name.output
     missing = run("--root", gpu_root, "labels", "--publish", "--kubeconfig", kubeconfig, "--node-name", "ghost")

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from nodeagent.k8s.client import ApiError, K8sConfigError, connect, resolve_node_name
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.cluster import ApiServer
 
 pytestmark = pytest.mark.k8s
 
@@ -23,14 +23,17 @@ def test_node_name_from_flag_then_env(monkeypatch: pytest.MonkeyPatch) -> None:
         resolve_node_name(None)
 
 
-def test_in_cluster_config_when_running_in_a_pod(monkeypatch: pytest.MonkeyPatch, apiserver: FakeApiServer) -> None:
+def test_in_cluster_config_when_running_in_a_pod(monkeypatch: pytest.MonkeyPatch, apiserver: ApiServer) -> None:
     from kubernetes import config
 
     calls: list[Any] = []
 
-    def fake_incluster(client_configuration: Any = None, **_: Any) -> None:
+    def fake_incluster(client_configuration: Any = None, **_: Any) -> None:  # what the pod's files would give
         calls.append(client_configuration)
         client_configuration.host = apiserver.url
+        client_configuration.ssl_ca_cert = str(apiserver.plane.pki / "ca.crt")
+        client_configuration.api_key = {"authorization": "Bearer " + apiserver.plane.token("nodeagent", "nodeagent",
+                                                                                            node="n1")}
 
     monkeypatch.setattr(config, "load_incluster_config", fake_incluster)
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
@@ -41,7 +44,7 @@ def test_in_cluster_config_when_running_in_a_pod(monkeypatch: pytest.MonkeyPatch
 
 
 def test_explicit_kubeconfig_wins_over_in_cluster(monkeypatch: pytest.MonkeyPatch, kubeconfig: str,
-                                                  apiserver: FakeApiServer) -> None:
+                                                  apiserver: ApiServer) -> None:
     from kubernetes import config
 
     monkeypatch.setattr(config, "load_incluster_config", lambda **_: pytest.fail("in-cluster config used"))
@@ -58,7 +61,7 @@ def test_unusable_config_is_one_clear_error(monkeypatch: pytest.MonkeyPatch, tmp
         connect(str(bad))
 
 
-def test_no_hidden_retries(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_no_hidden_retries(apiserver: ApiServer, kube_api: Any) -> None:
     """urllib3's retries are off: a dropped connection costs one request, and the publisher decides."""
     apiserver.add_node("n1")
     apiserver.inject(drop=True, verb="get")

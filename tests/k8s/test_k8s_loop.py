@@ -1,4 +1,4 @@
-"""The publisher loop (what ``serve`` drives) against the local API server: watch, resync, faults."""
+"""The publisher loop (what ``serve`` drives) against the real API server: watch, resync, faults."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from nodeagent.k8s.desired import DesiredState, desired_state
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
 from nodeagent.labels import NodeTaint
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.cluster import ApiServer
 from tests.k8s.conftest import NODE
 from tests.support.factories import gpu_node_inventory, make_inventory, with_ksm
 from tests.support.waiting import wait_for
@@ -50,7 +50,7 @@ def started(make_loop: Any, desired: DesiredState | Any, **kwargs: Any) -> Publi
     return loop
 
 
-def test_converges_then_zero_writes_over_many_resync_periods(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_converges_then_zero_writes_over_many_resync_periods(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE, labels={"team": "infra"})
     loop = started(make_loop, gpu_node_inventory())
     assert apiserver.count(writes=True) == 2  # one Node PATCH, one NodeResourceTopology POST
@@ -72,22 +72,22 @@ def test_converges_then_zero_writes_over_many_resync_periods(apiserver: FakeApiS
 
 
 def test_label_removed_by_someone_comes_back_after_one_watch_event(
-        apiserver: FakeApiServer, make_loop: Any, other_client: Any) -> None:
+        apiserver: ApiServer, make_loop: Any, other_client: Any) -> None:
     apiserver.add_node(NODE)
     started(make_loop, make_inventory())
     mark = apiserver.mark()
     theirs = other_client.patch_node(NODE, [{"op": "remove", "path": "/metadata/labels/nodeagent.io~1ready-general"}],
                                      _content_type="application/json-patch+json")
-    removed_at = int(theirs.metadata.resource_version)
+    removed_at = theirs.metadata.resource_version
     wait_for(lambda: apiserver.node(NODE)["metadata"]["labels"].get("nodeagent.io/ready-general") == "true", 3)
-    restored_at = int(apiserver.node(NODE)["metadata"]["resourceVersion"])
     # The very next write to the Node is the restoration: it answered the one event that showed the loss.
-    assert restored_at == removed_at + 1
+    (restored, *_) = apiserver.node_writes_after(NODE, removed_at)
+    assert restored["metadata"]["labels"].get("nodeagent.io/ready-general") == "true"
     ours = [(r.method, r.verb) for r in apiserver.requests[mark:] if r.verb != "watch"]
     assert ours == [("PATCH", "patch"), ("PATCH", "patch")]  # theirs, ours; no GET, no LIST: nothing polls
 
 
-def test_label_value_changed_by_someone_is_put_back(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_label_value_changed_by_someone_is_put_back(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     started(make_loop, make_inventory())
     apiserver.mutate_node(NODE, lambda o: o["metadata"]["labels"].update({"nodeagent.io/kvm": "false", "x": "y"}))
@@ -96,7 +96,7 @@ def test_label_value_changed_by_someone_is_put_back(apiserver: FakeApiServer, ma
 
 
 def test_inventory_change_patches_only_the_difference_and_emits_events(
-        apiserver: FakeApiServer, make_loop: Any) -> None:
+        apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     inv = make_inventory()
     loop = started(make_loop, inv)
@@ -110,7 +110,7 @@ def test_inventory_change_patches_only_the_difference_and_emits_events(
     assert event["reason"] == "WorkloadReady" and "high-density" in event["message"]
 
 
-def test_5xx_survived_with_backoff(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_5xx_survived_with_backoff(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.inject(status=503, verb="patch", times=3)
     apiserver.inject(status=500, resource="noderesourcetopologies", times=2)
@@ -121,7 +121,7 @@ def test_5xx_survived_with_backoff(apiserver: FakeApiServer, make_loop: Any) -> 
     assert NODE in apiserver.topologies
 
 
-def test_persistent_errors_back_off_and_clear_synced(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_persistent_errors_back_off_and_clear_synced(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     loop = started(make_loop, make_inventory(), config=replace(FAST, backoff_base=0.05, backoff_max=0.4))
     apiserver.inject(status=500, verb="patch", times=1000)
@@ -136,7 +136,7 @@ def test_persistent_errors_back_off_and_clear_synced(apiserver: FakeApiServer, m
     assert loop.wait_synced(3)
 
 
-def test_retry_after_is_honoured(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_retry_after_is_honoured(apiserver: ApiServer, make_loop: Any) -> None:
     """API Priority and Fairness answers 429 with Retry-After: the loop waits at least that long."""
     apiserver.add_node(NODE)
     apiserver.inject(status=429, verb="patch", retry_after=1)
@@ -148,7 +148,7 @@ def test_retry_after_is_honoured(apiserver: FakeApiServer, make_loop: Any) -> No
     assert time.monotonic() - began < 5
 
 
-def test_conflicts_survived(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_conflicts_survived(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
 
     def someone_cordons() -> None:
@@ -163,7 +163,7 @@ def test_conflicts_survived(apiserver: FakeApiServer, make_loop: Any) -> None:
     assert {t["key"] for t in taints} == {"node.kubernetes.io/unschedulable", "dedicated"}
 
 
-def test_watch_failures_and_expiry_recovered(apiserver: FakeApiServer, make_loop: Any, other_client: Any) -> None:
+def test_watch_failures_and_expiry_recovered(apiserver: ApiServer, make_loop: Any, other_client: Any) -> None:
     apiserver.add_node(NODE)
     loop = started(make_loop, make_inventory())
     apiserver.inject(status=500, verb="watch", times=2)
@@ -177,7 +177,7 @@ def test_watch_failures_and_expiry_recovered(apiserver: FakeApiServer, make_loop
     wait_for(lambda: apiserver.node(NODE)["metadata"]["labels"].get("nodeagent.io/kvm") == "true", 5)
 
 
-def test_latency_and_timeouts_survived(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_latency_and_timeouts_survived(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.latency = 0.05
     apiserver.inject(delay=1.3, verb="patch")  # longer than the 1 s request timeout
@@ -186,17 +186,16 @@ def test_latency_and_timeouts_survived(apiserver: FakeApiServer, make_loop: Any)
     assert apiserver.node(NODE)["metadata"]["labels"]["nodeagent.io/kvm"] == "true"
 
 
-def test_node_deleted_and_recreated_gets_its_labels_again(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_node_deleted_and_recreated_gets_its_labels_again(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     loop = started(make_loop, make_inventory())
-    with apiserver.cond:
-        apiserver._delete("nodes", NODE)
+    apiserver.delete_node(NODE)
     wait_for(lambda: loop.observed is None, 3)
     apiserver.add_node(NODE)
     wait_for(lambda: apiserver.node(NODE)["metadata"]["labels"].get("nodeagent.io/kvm") == "true", 3)
 
 
-def test_stop_is_prompt_with_a_long_watch_open(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_stop_is_prompt_with_a_long_watch_open(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     loop = started(make_loop, make_inventory(), config=replace(FAST, watch_timeout=300, resync_period=300))
     wait_for(lambda: apiserver.count(verb="watch") >= 1, 3)
@@ -206,7 +205,7 @@ def test_stop_is_prompt_with_a_long_watch_open(apiserver: FakeApiServer, make_lo
     assert not loop.running
 
 
-def test_synced_tracks_the_latest_desired_state(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_synced_tracks_the_latest_desired_state(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.latency = 0.1
     loop = started(make_loop, make_inventory())
@@ -215,7 +214,7 @@ def test_synced_tracks_the_latest_desired_state(apiserver: FakeApiServer, make_l
     assert loop.wait_synced(3)
 
 
-def test_not_synced_before_start_or_without_a_desired_state(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_not_synced_before_start_or_without_a_desired_state(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     loop = make_loop()
     assert not loop.synced
@@ -224,7 +223,7 @@ def test_not_synced_before_start_or_without_a_desired_state(apiserver: FakeApiSe
     assert apiserver.count(writes=True) == 0
 
 
-def test_prep_report_becomes_an_event(apiserver: FakeApiServer, make_loop: Any) -> None:
+def test_prep_report_becomes_an_event(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     loop = started(make_loop, make_inventory())
     loop.report_prep(True, "hugepages 1Gi x 16 on node 0; reboot required for isolcpus")

@@ -1,4 +1,4 @@
-"""One-shot publishing (``nodeagent labels --publish``'s engine) against the local API server."""
+"""One-shot publishing (``nodeagent labels --publish``'s engine) against the real API server."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from nodeagent.k8s.client import ApiError
 from nodeagent.k8s.desired import DesiredState
 from nodeagent.k8s.publisher import Publisher
 from nodeagent.labels import LabelConfig, NodeTaint
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.cluster import ApiServer
 from tests.k8s.conftest import NODE
 from tests.support.factories import gpu_node_inventory, make_inventory
 
@@ -27,7 +27,7 @@ def desired(labels: dict[str, str], taints: tuple[NodeTaint, ...] = (), topology
     return DesiredState(labels=labels, taints=taints, topology=topology)
 
 
-def test_first_publish_writes_once_then_nothing(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_first_publish_writes_once_then_nothing(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE, labels={"kubernetes.io/hostname": NODE, "team": "infra"})
     want = desired_state(gpu_node_inventory(), node_name=NODE)
     result = publish_once(kube_api, NODE, want)
@@ -46,17 +46,19 @@ def test_first_publish_writes_once_then_nothing(apiserver: FakeApiServer, kube_a
     assert apiserver.count(writes=True, since=mark) == 0  # zero writes when nothing changed
 
 
-def test_owned_labels_removed_foreign_never_touched(apiserver: FakeApiServer, kube_api: Any) -> None:
-    apiserver.add_node(NODE, labels={"a": "1", "stale": "s", "theirs": "t"}, annotations={OWNED: "a,stale"})
-    publish_once(kube_api, NODE, desired({"a": "1", "new": "n"}))
+def test_owned_labels_removed_foreign_never_touched(apiserver: ApiServer, kube_api: Any) -> None:
+    # The agent's keys are under its own prefix: the admission policy refuses any other.
+    a, stale, new = "nodeagent.io/a", "nodeagent.io/stale", "nodeagent.io/new"
+    apiserver.add_node(NODE, labels={a: "1", stale: "s", "theirs": "t"}, annotations={OWNED: f"{a},{stale}"})
+    publish_once(kube_api, NODE, desired({a: "1", new: "n"}))
     node = apiserver.node(NODE)
-    assert node["metadata"]["labels"] == {"a": "1", "new": "n", "theirs": "t"}
-    assert node["metadata"]["annotations"][OWNED] == "a,new"
+    assert node["metadata"]["labels"] == {a: "1", new: "n", "theirs": "t"}
+    assert node["metadata"]["annotations"][OWNED] == f"{a},{new}"
     (patch,) = [r for r in apiserver.requests if r.verb == "patch"]
     assert patch.content_type == "application/merge-patch+json"
 
 
-def test_taints_merged_not_replaced(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_taints_merged_not_replaced(apiserver: ApiServer, kube_api: Any) -> None:
     cordon = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}
     apiserver.add_node(NODE, taints=[cordon, {"key": "old", "value": "x", "effect": "NoSchedule"}],
                        annotations={OWNED_TAINTS: "old:NoSchedule"})
@@ -67,7 +69,7 @@ def test_taints_merged_not_replaced(apiserver: FakeApiServer, kube_api: Any) -> 
 
 
 def test_taint_update_racing_another_writer_is_retried_and_keeps_their_taint(
-        apiserver: FakeApiServer, kube_api: Any) -> None:
+        apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
 
     def someone_cordons() -> None:  # between our GET and our PATCH
@@ -81,7 +83,7 @@ def test_taint_update_racing_another_writer_is_retried_and_keeps_their_taint(
     assert [t["key"] for t in apiserver.node(NODE)["spec"]["taints"]] == ["node.kubernetes.io/unschedulable", "hp"]
 
 
-def test_5xx_and_timeouts_are_retried(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_5xx_and_timeouts_are_retried(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.inject(status=500, verb="get")
     apiserver.inject(status=503, verb="patch")
@@ -94,14 +96,14 @@ def test_5xx_and_timeouts_are_retried(apiserver: FakeApiServer, kube_api: Any) -
     assert apiserver.node(NODE)["metadata"]["labels"]["a"] == "1"
 
 
-def test_non_retryable_errors_give_up_at_once(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_non_retryable_errors_give_up_at_once(apiserver: ApiServer, kube_api: Any) -> None:
     with pytest.raises(ApiError) as caught:  # no such node
         publish_once(kube_api, NODE, desired({"a": "1"}))
     assert caught.value.status == 404
     assert apiserver.count() == 1
 
 
-def test_topology_updated_only_when_it_changes(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_topology_updated_only_when_it_changes(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     inv = gpu_node_inventory()
     publisher = Publisher(kube_api, NODE)
@@ -121,7 +123,7 @@ def test_topology_updated_only_when_it_changes(apiserver: FakeApiServer, kube_ap
     assert "nvidia.com/GH100_H100_SXM5_80GB" in names and "nvidia.com/GH100_H100_SXM5_80GB" not in zone0
 
 
-def test_topology_verify_rewrites_after_someone_deletes_it(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_topology_verify_rewrites_after_someone_deletes_it(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     publisher = Publisher(kube_api, NODE)
     want = desired_state(gpu_node_inventory(), node_name=NODE)
@@ -131,7 +133,7 @@ def test_topology_verify_rewrites_after_someone_deletes_it(apiserver: FakeApiSer
     assert publisher.sync_topology(want, None, verify=True) == "created"
 
 
-def test_foreign_topology_is_left_alone(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_foreign_topology_is_left_alone(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.topologies[NODE] = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopology",
                                   "metadata": {"name": NODE, "resourceVersion": "1"}, "zones": []}
@@ -141,14 +143,14 @@ def test_foreign_topology_is_left_alone(apiserver: FakeApiServer, kube_api: Any)
     assert apiserver.count(resource="noderesourcetopologies", writes=True) == 0
 
 
-def test_missing_crd_does_not_fail_label_publishing(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_missing_crd_does_not_fail_label_publishing(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.crd_installed = False
     result = publish_once(kube_api, NODE, desired_state(gpu_node_inventory(), node_name=NODE))
     assert result.node_patched and result.topology == "unavailable"
 
 
-def test_readiness_change_emits_an_event_first_publication_does_not(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_readiness_change_emits_an_event_first_publication_does_not(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     inv = make_inventory()  # ready for general only
     publish_once(kube_api, NODE, desired_state(inv, node_name=NODE, topology=False))
@@ -164,7 +166,7 @@ def test_readiness_change_emits_an_event_first_publication_does_not(apiserver: F
     assert [e["reason"] for e in apiserver.events] == ["WorkloadNotReady", "WorkloadReady"]
 
 
-def test_prep_event(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_prep_event(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     publish_once(kube_api, NODE, desired({"a": "1"}), prep=(False, "hugepages: EBUSY on node 1; rolled back"))
     (event,) = apiserver.events
@@ -172,14 +174,19 @@ def test_prep_event(apiserver: FakeApiServer, kube_api: Any) -> None:
     assert event["source"] == {"component": "nodeagent", "host": NODE}
 
 
-def test_event_failures_never_fail_publishing(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_event_failures_never_fail_publishing(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.inject(status=403, resource="events")
     result = publish_once(kube_api, NODE, desired({"a": "1"}), prep=(True, "applied"))
     assert result.node_patched and result.events_sent == 0
 
 
-def test_custom_prefix_end_to_end(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_custom_prefix_end_to_end(apiserver: ApiServer, admin_kubeconfig: str) -> None:
+    """As cluster-admin: the shipped admission policy only lets the agent's own account write nodeagent.io/
+    (a custom prefix needs the policy's prefixes edited too, as daemonset/README.md says)."""
+    from nodeagent.k8s.client import Timeouts, connect
+
+    kube_api = connect(admin_kubeconfig, timeouts=Timeouts(connect=1.0, request=1.0))
     apiserver.add_node(NODE)
     config = LabelConfig(prefix="virt.example.com", nfd_compatible=False)
     publish_once(kube_api, NODE, desired_state(make_inventory(), node_name=NODE, label_config=config, topology=False))
@@ -188,7 +195,7 @@ def test_custom_prefix_end_to_end(apiserver: FakeApiServer, kube_api: Any) -> No
     assert not [k for k in meta["labels"] if k.startswith(("nodeagent.io/", "feature.node.kubernetes.io/cpu-"))]
 
 
-def test_node_annotations(apiserver: FakeApiServer, kubeconfig: str) -> None:
+def test_node_annotations(apiserver: ApiServer, kubeconfig: str) -> None:
     from nodeagent.k8s import node_annotations
 
     apiserver.add_node(NODE, annotations={"kubevirt.io/ksm-handler-managed": "true"})

@@ -1,5 +1,5 @@
-"""Fixtures for the daemon's tests: ``nodeagent serve`` as a real subprocess, the local API
-server, private fixture roots and profile directories.
+"""Fixtures for the daemon's tests: ``nodeagent serve`` as a real subprocess, the real API
+server (tests/conftest.py), private fixture roots and profile directories.
 
 Every process started here is stopped at teardown (SIGTERM, then SIGKILL after a bound), and
 every wait is bounded.
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
-from tests.support.serve import PROFILES, ServeProcess, configmap_dir
+from tests.k8s.cluster import ApiServer
+from tests.support.serve import NODE, PROFILES, ServeProcess, configmap_dir
 
 
 @pytest.fixture
@@ -35,8 +35,9 @@ def serve_factory() -> Iterator[Callable[..., ServeProcess]]:
 
 
 @pytest.fixture
-def kubeconfig(apiserver: FakeApiServer, tmp_path: Path) -> str:
-    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
+def kubeconfig(apiserver: ApiServer, tmp_path: Path) -> str:
+    """The agent on NODE as its own ServiceAccount, via the fault proxy in front of the real server."""
+    return apiserver.agent_kubeconfig(tmp_path / "kubeconfig", NODE)
 
 
 @pytest.fixture

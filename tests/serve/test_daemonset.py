@@ -4,7 +4,6 @@ Kubernetes schemas, and it agrees with the code (flags, routes, taints, RBAC ver
 
 from __future__ import annotations
 
-import copy
 import os
 import re
 import shlex
@@ -147,8 +146,8 @@ def test_the_cluster_role_grants_exactly_what_the_publisher_uses(base) -> None:
                                     "namespace": sa["metadata"]["namespace"]}]
     assert pod_spec(base)["serviceAccountName"] == sa["metadata"]["name"]
     policy = one(base, "ValidatingAdmissionPolicy")
-    username = f"system:serviceaccount:{sa['metadata']['namespace']}:{sa['metadata']['name']}"
-    assert policy["spec"]["matchConditions"][0]["expression"] == f"request.userInfo.username == '{username}'"
+    # Matched by the ServiceAccount's name in any namespace (tests/k8s/test_admission.py enforces it for real).
+    assert f"endsWith(':{sa['metadata']['name']}')" in policy["spec"]["matchConditions"][0]["expression"]
     assert one(base, "ValidatingAdmissionPolicyBinding")["spec"]["policyName"] == policy["metadata"]["name"]
 
 
@@ -308,160 +307,7 @@ def test_the_systemd_unit_starts_serve_with_flags_the_cli_accepts() -> None:
 # --- the admission policy, evaluated with a real CEL implementation ---------------------------
 
 
-class Policy:
-    """The ValidatingAdmissionPolicy's CEL, evaluated as the API server does (matchConditions,
-    then variables in order, then every validation)."""
-
-    def __init__(self, doc: dict[str, Any]) -> None:
-        import celpy  # the test extra installs cel-python
-        self.celpy = celpy
-        self.env = celpy.Environment()
-        spec = doc["spec"]
-        self.conditions = [self._compile(c["expression"]) for c in spec["matchConditions"]]
-        self.variables = [(v["name"], self._compile(v["expression"])) for v in spec["variables"]]
-        self.validations = [(v.get("message") or v["messageExpression"], self._compile(v["expression"]))
-                            for v in spec["validations"]]
-        for validation in spec["validations"]:  # messages built by CEL must at least parse
-            if "messageExpression" in validation:
-                self.env.compile(validation["messageExpression"])
-
-    def _compile(self, expression: str) -> Any:
-        return self.env.program(self.env.compile(expression))
-
-    def admits(self, request: dict[str, Any], obj: Any, old: Any) -> tuple[bool, list[str]]:
-        to_cel = self.celpy.json_to_cel
-        activation: dict[str, Any] = {"request": to_cel(request), "object": to_cel(obj), "oldObject": to_cel(old)}
-        if not all(bool(c.evaluate(activation)) for c in self.conditions):
-            return True, ["not matched"]
-        variables: dict[str, Any] = {}
-        for name, program in self.variables:
-            activation["variables"] = to_cel(variables)
-            variables[name] = _plain(program.evaluate(activation))
-        activation["variables"] = to_cel(variables)
-        failed = [message for message, program in self.validations if not bool(program.evaluate(activation))]
-        return not failed, failed
-
-
-def _plain(value: Any) -> Any:
-    """celpy values back to JSON-like Python (to feed the next variable)."""
-    from celpy.celtypes import BoolType
-
-    if isinstance(value, BoolType):  # an int subclass in celpy: test it first
-        return bool(value)
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool):
-        return bool(value)
-    if isinstance(value, str):
-        return str(value)
-    if isinstance(value, int):
-        return int(value)
-    return value
-
-
-AGENT = "system:serviceaccount:nodeagent:nodeagent"
-
-
-def request(resource: str, operation: str, name: str, *, node: str | None = "node-a",
-            user: str = AGENT) -> dict[str, Any]:
-    extra = {"authentication.kubernetes.io/node-name": [node]} if node else {}
-    return {"operation": operation, "name": name, "resource": {"group": "", "version": "v1", "resource": resource},
-            "userInfo": {"username": user, "extra": extra}}
-
-
-def node_object(name: str = "node-a", labels: dict[str, str] | None = None,
-                annotations: dict[str, str] | None = None, taints: list[dict[str, str]] | None = None,
-                unschedulable: bool = False) -> dict[str, Any]:
-    node: dict[str, Any] = {"apiVersion": "v1", "kind": "Node",
-                            "metadata": {"name": name, "labels": dict(labels or {"kubernetes.io/hostname": name})},
-                            "spec": {}}
-    if annotations:
-        node["metadata"]["annotations"] = dict(annotations)
-    if taints:
-        node["spec"]["taints"] = list(taints)
-    if unschedulable:
-        node["spec"]["unschedulable"] = True
-    return node
-
-
-@pytest.fixture(scope="module")
-def policy(base) -> Policy:
-    return Policy(one(base, "ValidatingAdmissionPolicy"))
-
-
-def test_the_publishers_own_first_patch_is_admitted(policy, host_trees) -> None:
-    """What nodeagent really sends for a fresh GPU node with the database profile passes the policy."""
-    from nodeagent.daemon.profiles import load_file
-    from nodeagent.discover import discover
-    from nodeagent.host import Host
-    from nodeagent.k8s.desired import desired_state
-    from nodeagent.k8s.nodediff import NodeView, node_patch
-    from tests.k8s.apiserver import merge_patch
-
-    inventory = discover(Host(str(host_trees("intel-2s-8gpu"))))
-    profile = load_file("database.yaml", str(DAEMONSET / "profiles" / "database.yaml")).profile
-    old = node_object(labels={"kubernetes.io/hostname": "node-a", "nodeagent.io/pool": "database"},
-                      taints=[{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}])
-    old["metadata"]["resourceVersion"] = "7"
-    desired = desired_state(inventory, profile, node_name="node-a")
-    patch = node_patch(NodeView.from_api(old), desired.labels, list(desired.taints), desired.label_config)
-    assert patch is not None and len(patch["metadata"]["labels"]) > 10
-    new = merge_patch(old, patch)
-    assert policy.admits(request("nodes", "UPDATE", "node-a"), new, old) == (True, [])
-    removed = merge_patch(new, {"metadata": {"labels": {"nodeagent.io/dedicated": None}}})
-    assert policy.admits(request("nodes", "UPDATE", "node-a"), removed, new)[0]  # dropping an owned label
-
-
-def test_the_policy_refuses_everything_outside_the_agents_own_node_and_prefixes(policy) -> None:
-    old = node_object(labels={"kubernetes.io/hostname": "node-a", "pool": "gpu"},
-                      taints=[{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}])
-
-    def refused(req: dict[str, Any], new: Any, old_obj: Any = old) -> list[str]:
-        ok, failed = policy.admits(req, new, old_obj)
-        assert not ok
-        return failed
-
-    labelled = copy.deepcopy(old)
-    labelled["metadata"]["labels"]["nodeagent.io/kvm"] = "true"
-    assert policy.admits(request("nodes", "UPDATE", "node-a"), labelled, old)[0]
-    assert refused(request("nodes", "UPDATE", "node-b"), labelled)  # someone else's node
-    assert refused(request("nodes", "UPDATE", "node-a", node=None), labelled)  # a token not bound to a node
-    foreign = copy.deepcopy(old)
-    foreign["metadata"]["labels"]["pool"] = "db"
-    assert any("label" in m for m in refused(request("nodes", "UPDATE", "node-a"), foreign))
-    annotated = copy.deepcopy(old)
-    annotated["metadata"]["annotations"] = {"node.alpha.kubernetes.io/ttl": "0"}
-    assert any("annotation" in m for m in refused(request("nodes", "UPDATE", "node-a"), annotated))
-    cordoned = copy.deepcopy(old)
-    cordoned["spec"]["unschedulable"] = True
-    assert any("cordon" in m for m in refused(request("nodes", "UPDATE", "node-a"), cordoned))
-    untainted = copy.deepcopy(old)
-    untainted["spec"]["taints"] = [{"key": "dedicated", "value": "database", "effect": "NoSchedule"}]
-    assert any("lifecycle" in m for m in refused(request("nodes", "UPDATE", "node-a"), untainted))
-    profile_taint = copy.deepcopy(old)
-    profile_taint["spec"]["taints"].append({"key": "dedicated", "value": "database", "effect": "NoSchedule"})
-    assert policy.admits(request("nodes", "UPDATE", "node-a"), profile_taint, old)[0]
-    # Others (an admin, kubelet) are not subject to it at all.
-    assert policy.admits(request("nodes", "UPDATE", "node-b", user="kubernetes-admin"), foreign, old)[0]
-
-
-def test_the_policy_limits_topologies_and_events_to_the_agents_node(policy) -> None:
-    nrt = {"apiVersion": "topology.node.k8s.io/v1alpha2", "kind": "NodeResourceTopology",
-           "metadata": {"name": "node-a"}}
-    assert policy.admits(request("noderesourcetopologies", "CREATE", "node-a"), nrt, None)[0]
-    assert not policy.admits(request("noderesourcetopologies", "CREATE", "node-b"), nrt, None)[0]
-    assert policy.admits(request("noderesourcetopologies", "DELETE", "node-a"), None, nrt)[0]
-    event = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "node-a.1", "namespace": "default"},
-             "involvedObject": {"kind": "Node", "name": "node-a"}, "reason": "PrepApplied"}
-    assert policy.admits(request("events", "CREATE", "node-a.1"), event, None)[0]
-    spoofed = copy.deepcopy(event)
-    spoofed["involvedObject"]["name"] = "node-b"
-    assert not policy.admits(request("events", "CREATE", "node-a.1"), spoofed, None)[0]
-    pod_event = copy.deepcopy(event)
-    pod_event["involvedObject"] = {"kind": "Pod", "name": "node-a"}
-    assert not policy.admits(request("events", "CREATE", "node-a.1"), pod_event, None)[0]
+# The ValidatingAdmissionPolicy is checked by the real API server: tests/k8s/test_admission.py.
 
 
 def test_the_cli_parsing_helper_rejects_unknown_flags() -> None:

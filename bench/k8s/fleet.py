@@ -85,16 +85,7 @@ def watches_held(plane: ControlPlane) -> int:
 
 
 def _metrics(plane: ControlPlane) -> str:
-    import http.client
-    from urllib.parse import urlsplit
-
-    split = urlsplit(plane.server)
-    connection = http.client.HTTPSConnection(split.hostname, split.port, context=plane.admin.context, timeout=30)
-    try:
-        connection.request("GET", "/metrics")
-        return connection.getresponse().read().decode()
-    finally:
-        connection.close()
+    return plane.admin.text("/metrics")
 
 
 def process(plane: ControlPlane, name: str) -> tuple[float, float]:

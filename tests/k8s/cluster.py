@@ -81,8 +81,22 @@ class Admin:
 
     def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
                 query: dict[str, Any] | None = None, timeout: float = 30) -> Any:
-        url = self.server + path + (f"?{urlencode(query)}" if query else "")
         data = json.dumps(body).encode() if body is not None else None
+        status, text = self.send(method, path, data, content_type=content_type, query=query, timeout=timeout)
+        if status >= 400:
+            raise KubeError(status, text)
+        return json.loads(text) if text else None
+
+    def text(self, path: str) -> str:
+        """A plain-text endpoint (/readyz, /metrics)."""
+        status, text = self.send("GET", path, None, content_type="text/plain")
+        if status >= 400:
+            raise KubeError(status, text)
+        return text
+
+    def send(self, method: str, path: str, data: bytes | None, *, content_type: str,
+             query: dict[str, Any] | None = None, timeout: float = 30) -> tuple[int, str]:
+        url = self.server + path + (f"?{urlencode(query)}" if query else "")
         connection = http.client.HTTPSConnection(self._host, self._port, context=self.context, timeout=timeout)
         try:
             connection.putrequest(method, url.removeprefix(self.server))
@@ -94,9 +108,7 @@ class Admin:
             text = response.read().decode(errors="replace")
         finally:
             connection.close()
-        if response.status >= 400:
-            raise KubeError(response.status, text)
-        return json.loads(text) if text else None
+        return response.status, text
 
     @property
     def _host(self) -> str:

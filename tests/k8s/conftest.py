@@ -12,6 +12,9 @@ import pytest
 from tests.k8s.cluster import ApiServer
 
 NODE = "node-a"
+#: The agent's request timeout in these tests: short, yet above what a busy 2-core CI machine's real
+#: API server takes to answer (the fault proxy's delays exceed it on purpose).
+REQUEST_TIMEOUT = 2.0
 
 
 @pytest.fixture
@@ -31,7 +34,7 @@ def kube_api(kubeconfig: str) -> Iterator[Any]:
     """nodeagent's client, with timeouts short enough for tests."""
     from nodeagent.k8s.client import Timeouts, connect
 
-    api = connect(kubeconfig, timeouts=Timeouts(connect=1.0, request=1.0))
+    api = connect(kubeconfig, timeouts=Timeouts(connect=2.0, request=REQUEST_TIMEOUT))
     yield api
     api.close()
 

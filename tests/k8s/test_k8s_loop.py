@@ -14,7 +14,7 @@ from nodeagent.k8s.desired import DesiredState, desired_state
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop
 from nodeagent.labels import NodeTaint
 from tests.k8s.cluster import ApiServer
-from tests.k8s.conftest import NODE
+from tests.k8s.conftest import NODE, REQUEST_TIMEOUT
 from tests.support.factories import gpu_node_inventory, make_inventory, with_ksm
 from tests.support.waiting import wait_for
 
@@ -180,7 +180,7 @@ def test_watch_failures_and_expiry_recovered(apiserver: ApiServer, make_loop: An
 def test_latency_and_timeouts_survived(apiserver: ApiServer, make_loop: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.latency = 0.05
-    apiserver.inject(delay=1.3, verb="patch")  # longer than the 1 s request timeout
+    apiserver.inject(delay=REQUEST_TIMEOUT + 0.5, verb="patch")  # longer than the request timeout
     loop = started(make_loop, make_inventory())
     assert loop.stats.errors >= 1
     assert apiserver.node(NODE)["metadata"]["labels"]["nodeagent.io/kvm"] == "true"

@@ -14,7 +14,7 @@ from nodeagent.k8s.desired import DesiredState
 from nodeagent.k8s.publisher import Publisher
 from nodeagent.labels import LabelConfig, NodeTaint
 from tests.k8s.cluster import ApiServer
-from tests.k8s.conftest import NODE
+from tests.k8s.conftest import NODE, REQUEST_TIMEOUT
 from tests.support.factories import gpu_node_inventory, make_inventory
 
 pytestmark = pytest.mark.k8s
@@ -186,7 +186,7 @@ def test_custom_prefix_end_to_end(apiserver: ApiServer, admin_kubeconfig: str) -
     (a custom prefix needs the policy's prefixes edited too, as daemonset/README.md says)."""
     from nodeagent.k8s.client import Timeouts, connect
 
-    kube_api = connect(admin_kubeconfig, timeouts=Timeouts(connect=1.0, request=1.0))
+    kube_api = connect(admin_kubeconfig, timeouts=Timeouts(connect=2.0, request=REQUEST_TIMEOUT))
     apiserver.add_node(NODE)
     config = LabelConfig(prefix="virt.example.com", nfd_compatible=False)
     publish_once(kube_api, NODE, desired_state(make_inventory(), node_name=NODE, label_config=config, topology=False))

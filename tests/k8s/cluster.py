@@ -177,7 +177,7 @@ class ControlPlane:
 
     def kubectl(self, *args: str, check: bool = True, kubeconfig: Path | None = None,
                 stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        argv = [str(Path(self.state["bin"]) / "kubectl"), f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
+        argv = [self.state["kubectl"], f"--kubeconfig={kubeconfig or self.kubeconfig}", *args]
         result = subprocess.run(argv, capture_output=True, text=True, check=False, input=stdin)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n{result.stderr}")

@@ -150,7 +150,8 @@ def main() -> None:
         nodes, inventories = [], []
         for i in range(args.agents):
             root = work / "roots" / f"agent-{i:03d}"
-            shutil.copytree(templates[HOSTS[i % len(HOSTS)]], root, symlinks=True)
+            # its own tree, hard-linked (nothing writes to it: the publisher only reads the host)
+            shutil.copytree(templates[HOSTS[i % len(HOSTS)]], root, symlinks=True, copy_function=os.link)
             inventories.append(discover(Host(str(root))))
             nodes.append(f"fleet-{i:03d}")
         for node in nodes:

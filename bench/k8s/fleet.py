@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from nodeagent.k8s.client import Timeouts, connect  # noqa: E402
 from nodeagent.k8s.loop import LoopConfig, PublisherLoop  # noqa: E402
-from tests.k8s.cluster import ControlPlane, session_control_plane  # noqa: E402
+from tests.k8s.cluster import ControlPlane, lift_not_ready_taint, session_control_plane  # noqa: E402
 
 HOSTS = ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu", "minimal"]
 RESOURCES = ("nodes", "noderesourcetopologies", "events")
@@ -155,9 +155,10 @@ def main() -> None:
             inventories.append(discover(Host(str(root))))
             nodes.append(f"fleet-{i:03d}")
         for node in nodes:
-            plane.admin.create("/api/v1/nodes", {"metadata": {"name": node, "labels": {
-                "kubernetes.io/hostname": node}}, "status": {"conditions": [{"type": "Ready", "status": "True"}],
-                                                             "allocatable": {"cpu": "32", "memory": "256Gi"}}})
+            lift_not_ready_taint(plane.admin, plane.admin.create("/api/v1/nodes", {
+                "metadata": {"name": node, "labels": {"kubernetes.io/hostname": node}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}],
+                           "allocatable": {"cpu": "32", "memory": "256Gi"}}}))
         beats = threading.Thread(target=kubelets, args=(plane, nodes, KUBELET_STATUS_REPORT_S / args.scale, stop),
                                  daemon=True)
         beats.start()

@@ -82,7 +82,12 @@ class Admin:
     def request(self, method: str, path: str, body: Any = None, *, content_type: str = "application/json",
                 query: dict[str, Any] | None = None, timeout: float = 30) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        status, text = self.send(method, path, data, content_type=content_type, query=query, timeout=timeout)
+        deadline = time.monotonic() + 60
+        while True:  # 429 (a CRD's storage still initializing, API Priority and Fairness): wait as told
+            status, text = self.send(method, path, data, content_type=content_type, query=query, timeout=timeout)
+            if status != 429 or time.monotonic() > deadline:
+                break
+            time.sleep(_retry_after(text))
         if status >= 400:
             raise KubeError(status, text)
         return json.loads(text) if text else None
@@ -141,6 +146,13 @@ class Admin:
         url = f"{self.server}{path}?{urlencode(query)}"
         with urllib.request.urlopen(url, context=self.context, timeout=timeout_s + 10) as response:
             return [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+
+
+def _retry_after(text: str) -> float:
+    try:
+        return float(json.loads(text).get("details", {}).get("retryAfterSeconds") or 1)
+    except (ValueError, AttributeError):
+        return 1.0
 
 
 class ControlPlane:
@@ -392,7 +404,8 @@ class ApiServer:
             obj["metadata"]["annotations"] = dict(annotations)
         if taints:
             obj["spec"]["taints"] = list(taints)
-        return self.admin.create("/api/v1/nodes", obj)
+        created = self.admin.create("/api/v1/nodes", obj)
+        return lift_not_ready_taint(self.admin, created, keep=taints) if ready else created
 
     def node(self, name: str) -> dict[str, Any]:
         return self.admin.get(f"/api/v1/nodes/{quote(name)}")
@@ -425,8 +438,9 @@ class ApiServer:
 
     @property
     def events(self) -> list[dict[str, Any]]:
-        """Every Event in the cluster, in the order they were created."""
-        items = self.admin.get("/api/v1/events")["items"]
+        """Every Event about a Node, in the order they were created (the scheduler's own Events, about
+        its lease and pods, are not the agent's business)."""
+        items = [e for e in self.admin.get("/api/v1/events")["items"] if e["involvedObject"].get("kind") == "Node"]
         return sorted(items, key=lambda e: int(e["metadata"]["resourceVersion"]))
 
     @property
@@ -439,6 +453,24 @@ class ApiServer:
             self.plane.install_crd()
         else:
             self.plane.remove_crd()
+
+
+NOT_READY_TAINT = "node.kubernetes.io/not-ready"
+
+
+def lift_not_ready_taint(admin: Admin, node: dict[str, Any],
+                         keep: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What the node lifecycle controller does for a Ready node: the API server's TaintNodesByCondition
+    admission puts ``node.kubernetes.io/not-ready:NoSchedule`` on every new Node, and no
+    kube-controller-manager runs here to lift it."""
+    if any(t.get("key") == NOT_READY_TAINT for t in keep or []):
+        return node
+    taints = node["spec"].get("taints") or []
+    left = [t for t in taints if t.get("key") != NOT_READY_TAINT]
+    if left == taints:
+        return node
+    body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": left or None}}
+    return admin.patch(f"/api/v1/nodes/{quote(node['metadata']['name'])}", body)
 
 
 def _ready_condition(ready: bool) -> dict[str, Any]:

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.k8s
 
 OWNED = "nodeagent.io/owned-labels"
 OWNED_TAINTS = "nodeagent.io/owned-taints"
+A = "nodeagent.io/a"  # a label key the admission policy lets the agent's own account write
 
 
 def desired(labels: dict[str, str], taints: tuple[NodeTaint, ...] = (), topology: Any = None) -> DesiredState:
@@ -47,8 +48,7 @@ def test_first_publish_writes_once_then_nothing(apiserver: ApiServer, kube_api: 
 
 
 def test_owned_labels_removed_foreign_never_touched(apiserver: ApiServer, kube_api: Any) -> None:
-    # The agent's keys are under its own prefix: the admission policy refuses any other.
-    a, stale, new = "nodeagent.io/a", "nodeagent.io/stale", "nodeagent.io/new"
+    a, stale, new = A, "nodeagent.io/stale", "nodeagent.io/new"
     apiserver.add_node(NODE, labels={a: "1", stale: "s", "theirs": "t"}, annotations={OWNED: f"{a},{stale}"})
     publish_once(kube_api, NODE, desired({a: "1", new: "n"}))
     node = apiserver.node(NODE)
@@ -62,7 +62,7 @@ def test_taints_merged_not_replaced(apiserver: ApiServer, kube_api: Any) -> None
     cordon = {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule", "timeAdded": "2024-01-01T00:00:00Z"}
     apiserver.add_node(NODE, taints=[cordon, {"key": "old", "value": "x", "effect": "NoSchedule"}],
                        annotations={OWNED_TAINTS: "old:NoSchedule"})
-    publish_once(kube_api, NODE, desired({"a": "1"}, (NodeTaint("high-performance", "true", "NoSchedule"),)))
+    publish_once(kube_api, NODE, desired({A: "1"}, (NodeTaint("high-performance", "true", "NoSchedule"),)))
     node = apiserver.node(NODE)
     assert node["spec"]["taints"] == [cordon, {"key": "high-performance", "value": "true", "effect": "NoSchedule"}]
     assert node["metadata"]["annotations"][OWNED_TAINTS] == "high-performance:NoSchedule"
@@ -91,14 +91,14 @@ def test_5xx_and_timeouts_are_retried(apiserver: ApiServer, kube_api: Any) -> No
     from nodeagent.backoff import Backoff
 
     publisher = Publisher(kube_api, NODE)
-    result = publisher.publish(desired({"a": "1"}), backoff=Backoff(base=0.01, cap=0.05), deadline=10)
+    result = publisher.publish(desired({A: "1"}), backoff=Backoff(base=0.01, cap=0.05), deadline=10)
     assert result.attempts == 4
-    assert apiserver.node(NODE)["metadata"]["labels"]["a"] == "1"
+    assert apiserver.node(NODE)["metadata"]["labels"][A] == "1"
 
 
 def test_non_retryable_errors_give_up_at_once(apiserver: ApiServer, kube_api: Any) -> None:
     with pytest.raises(ApiError) as caught:  # no such node
-        publish_once(kube_api, NODE, desired({"a": "1"}))
+        publish_once(kube_api, NODE, desired({A: "1"}))
     assert caught.value.status == 404
     assert apiserver.count() == 1
 
@@ -168,7 +168,7 @@ def test_readiness_change_emits_an_event_first_publication_does_not(apiserver: A
 
 def test_prep_event(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
-    publish_once(kube_api, NODE, desired({"a": "1"}), prep=(False, "hugepages: EBUSY on node 1; rolled back"))
+    publish_once(kube_api, NODE, desired({A: "1"}), prep=(False, "hugepages: EBUSY on node 1; rolled back"))
     (event,) = apiserver.events
     assert (event["reason"], event["type"]) == ("PrepFailed", "Warning")
     assert event["source"] == {"component": "nodeagent", "host": NODE}
@@ -177,7 +177,7 @@ def test_prep_event(apiserver: ApiServer, kube_api: Any) -> None:
 def test_event_failures_never_fail_publishing(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.inject(status=403, resource="events")
-    result = publish_once(kube_api, NODE, desired({"a": "1"}), prep=(True, "applied"))
+    result = publish_once(kube_api, NODE, desired({A: "1"}), prep=(True, "applied"))
     assert result.node_patched and result.events_sent == 0
 
 

@@ -80,10 +80,10 @@ def test_label_removed_by_someone_comes_back_after_one_watch_event(
                                      _content_type="application/json-patch+json")
     removed_at = theirs.metadata.resource_version
     wait_for(lambda: apiserver.node(NODE)["metadata"]["labels"].get("nodeagent.io/ready-general") == "true", 3)
+    ours = [(r.method, r.verb) for r in apiserver.requests[mark:] if r.verb != "watch"]
     # The very next write to the Node is the restoration: it answered the one event that showed the loss.
     (restored, *_) = apiserver.node_writes_after(NODE, removed_at)
     assert restored["metadata"]["labels"].get("nodeagent.io/ready-general") == "true"
-    ours = [(r.method, r.verb) for r in apiserver.requests[mark:] if r.verb != "watch"]
     assert ours == [("PATCH", "patch"), ("PATCH", "patch")]  # theirs, ours; no GET, no LIST: nothing polls
 
 

@@ -200,12 +200,35 @@ class ControlPlane:
         self.kubectl("apply", "--server-side", "-f", str(MONITORING_CRDS))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(MONITORING_CRDS))
         self.kubectl("apply", "--server-side", "-k", str(REPO / "daemonset"))
+        self.wait_policy_enforced()
         ns, name = ADMIN_SERVICE_ACCOUNT
         self.admin.create(f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": name}})
         self.admin.create("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", {
             "metadata": {"name": name},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cluster-admin"},
             "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": ns}]})
+
+    def wait_policy_enforced(self, namespace: str = AGENT_NAMESPACE) -> None:
+        """Until the API server enforces the ValidatingAdmissionPolicy (it loads new policies a moment
+        after they are stored): a dry-run write by the agent to a Node not its own is denied."""
+        probe = "admission-policy-probe"
+        self.admin.delete(f"/api/v1/nodes/{probe}")
+        self.admin.create("/api/v1/nodes", {"metadata": {"name": probe}})
+        stranger = self.admin.impersonating(
+            f"system:serviceaccount:{namespace}:{AGENT_SERVICE_ACCOUNT}",
+            ["system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"],
+            {"authentication.kubernetes.io/node-name": ["another-node"]})
+
+        def denied() -> bool:
+            status, _ = stranger.send("PATCH", f"/api/v1/nodes/{probe}",
+                                      json.dumps({"metadata": {"labels": {"nodeagent.io/probe": "x"}}}).encode(),
+                                      content_type="application/merge-patch+json", query={"dryRun": "All"})
+            return status == 403
+
+        try:
+            _wait(denied, 60, "the admission policy to be enforced")
+        finally:
+            self.admin.delete(f"/api/v1/nodes/{probe}")
 
     # --- credentials ---------------------------------------------------------------------------
 

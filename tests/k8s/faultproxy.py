@@ -274,7 +274,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             connection.request(method, self.path, body=body or None, headers=headers)
             response = connection.getresponse()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             self.owner.record(Request(method, verb, resource, name, 0, content_type))
             self.close_connection = True
             return
@@ -297,7 +297,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
-        except OSError:
+        except (OSError, http.client.HTTPException):  # either side went away mid-answer: so does this one
             self.close_connection = True
         finally:
             connection.close()

@@ -1,5 +1,5 @@
 """nodeagent's lean import of the kubernetes client (nodeagent/k8s/kubeimport.py), in a fresh
-interpreter: the publisher's calls work against the tests' local API server (tests/k8s/apiserver.py)
+interpreter: the publisher's calls work against the real API server (tests/k8s/control-plane)
 through the real client, while the client's ~700 model modules, its dynamic client and its
 websocket stream client stay unimported; a name only the package ``__init__`` defines still works."""
 
@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,17 +31,15 @@ print(json.dumps(lean))
 """
 
 
-def test_publisher_calls_without_the_whole_client(tmp_path: Path) -> None:
-    from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
-
-    with FakeApiServer() as server:
-        server.add_node("n1")
-        kubeconfig = write_kubeconfig(server, tmp_path / "kubeconfig")
-        done = subprocess.run([sys.executable, "-c", SCRIPT.format(repo=str(REPO), kubeconfig=kubeconfig)],
-                              capture_output=True, text=True, check=False, timeout=120)
-        assert done.returncode == 0, done.stderr
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        assert server.nodes["n1"]["metadata"]["labels"]["nodeagent.io/kvm"] == "true"
+@pytest.mark.k8s
+def test_publisher_calls_without_the_whole_client(apiserver: Any, tmp_path: Path) -> None:
+    apiserver.add_node("n1")
+    kubeconfig = apiserver.agent_kubeconfig(tmp_path / "kubeconfig", "n1")
+    done = subprocess.run([sys.executable, "-c", SCRIPT.format(repo=str(REPO), kubeconfig=kubeconfig)],
+                          capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert apiserver.node("n1")["metadata"]["labels"]["nodeagent.io/kvm"] == "true"
     assert result["name"] == "n1"
     modules = set(result["modules"])
     assert {"kubernetes.client.api_client", "kubernetes.client.rest", "kubernetes.config.kube_config"} <= modules

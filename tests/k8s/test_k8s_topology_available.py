@@ -21,7 +21,7 @@ from nodeagent.k8s.podfingerprint import sign, xxh64
 from nodeagent.k8s.podresources import KUBELET_SOCKET, gather_usage
 from nodeagent.k8s.topology import build_topology
 from nodeagent.k8s.usage import SOURCE_HOST, SOURCE_PODRESOURCES, TopologyUsage, host_usage
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.cluster import ApiServer
 from tests.k8s.conftest import NODE
 from tests.support.factories import gpu_node_inventory
 from tests.support.trees import put_file, put_link
@@ -257,8 +257,8 @@ def test_a_socket_that_does_not_answer_falls_back_to_host_facts(dense_gpu_root: 
 
 @pytest.mark.k8s
 def test_dense_gpu_node_publishes_exactly_what_is_free_then_writes_nothing(
-        dense_gpu_root: Path, apiserver: FakeApiServer, kube_api: Any) -> None:
-    # Against tests/k8s/apiserver.py (the real control plane of tests/k8s/control-plane is not on main yet).
+        dense_gpu_root: Path, apiserver: ApiServer, kube_api: Any) -> None:
+    # Against the real API server (tests/k8s/control-plane), as the agent's own ServiceAccount.
     host, inv = _dense(dense_gpu_root)
     apiserver.add_node(NODE)
     want = desired_state(inv, node_name=NODE, usage=gather_usage(host, inv))

@@ -1,4 +1,6 @@
-"""The local API server behaves as the publisher's tests assume, through the real kubernetes client."""
+"""The emulated API server (tests/k8s/apiserver.py, still used by bench/serve/bench_serve.py) behaves as a
+real one would, through the real kubernetes client. Every other k8s test runs against the real
+control plane; this module alone swaps the fixtures back to the emulation."""
 
 from __future__ import annotations
 
@@ -8,11 +10,28 @@ from typing import Any
 
 import pytest
 
-from tests.k8s.apiserver import FakeApiServer, json_patch, merge_patch, strategic_merge_patch
+from tests.k8s.apiserver import FakeApiServer, json_patch, merge_patch, strategic_merge_patch, write_kubeconfig
+from tests.k8s.conftest import REQUEST_TIMEOUT
 
 pytestmark = pytest.mark.k8s
 
 NRT = ("topology.node.k8s.io", "v1alpha2", "noderesourcetopologies")
+
+
+@pytest.fixture
+def apiserver() -> Any:
+    with FakeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(apiserver: FakeApiServer, tmp_path: Any) -> str:
+    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
+
+
+@pytest.fixture
+def admin_kubeconfig(kubeconfig: str) -> str:
+    return kubeconfig
 
 
 def labels_of(api: Any, name: str = "n1") -> dict[str, str]:
@@ -137,7 +156,7 @@ def test_faults_latency_and_counting(apiserver: FakeApiServer, kube_api: Any) ->
     apiserver.add_node("n1")
     apiserver.inject(status=503, verb="get", times=2)
     apiserver.inject(drop=True, verb="get")
-    apiserver.inject(delay=1.5, verb="get")  # longer than the 1 s client timeout
+    apiserver.inject(delay=REQUEST_TIMEOUT + 0.5, verb="get")  # longer than the client timeout
     statuses = []
     for _ in range(4):
         with pytest.raises(ApiError) as caught:

@@ -87,7 +87,7 @@ def test_5xx_and_timeouts_are_retried(apiserver: ApiServer, kube_api: Any) -> No
     apiserver.add_node(NODE)
     apiserver.inject(status=500, verb="get")
     apiserver.inject(status=503, verb="patch")
-    apiserver.inject(delay=1.3, verb="get")  # the client gives up after 1 s
+    apiserver.inject(delay=REQUEST_TIMEOUT + 0.5, verb="get")  # the client gives up first
     from nodeagent.backoff import Backoff
 
     publisher = Publisher(kube_api, NODE)

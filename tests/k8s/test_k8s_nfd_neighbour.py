@@ -9,7 +9,7 @@ import pytest
 
 from nodeagent.k8s import desired_state, publish_once
 from nodeagent.labels import NFD_FEATURE_LABELS_ANNOTATION, label_config_for, nfd_owned_keys, parse_owned
-from tests.k8s.apiserver import FakeApiServer
+from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
 from tests.k8s.conftest import NODE
 from tests.support.factories import gpu_node_inventory
 
@@ -17,6 +17,18 @@ pytestmark = pytest.mark.k8s
 
 NFD = "feature.node.kubernetes.io"
 AUTO = label_config_for("auto")
+
+
+# Still against the emulation: the real control plane has no NFD NodeFeature CRD installed yet.
+@pytest.fixture
+def apiserver() -> Any:
+    with FakeApiServer() as server:
+        yield server
+
+
+@pytest.fixture
+def kubeconfig(apiserver: FakeApiServer, tmp_path: Any) -> str:
+    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
 
 
 def published(apiserver: FakeApiServer) -> tuple[dict[str, str], set[str]]:

@@ -230,9 +230,11 @@ def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
     warnings: list[str] = []
     labels = _compatible_labels(inv, config, readiness)
     labels.update(_own_labels(inv, config, readiness))
-    # GPU Operator's switch to its VM-passthrough stack: set when a GPU that prep binds to vfio-pci
-    # on this node (the same selection) is NVIDIA's; a selector that picks nothing here says nothing.
-    if profile is not None and any(g.vendor_id == NVIDIA_VENDOR_ID for g in selected_gpus(profile, inv)):
+    # GPU Operator's switch to its VM-passthrough stack: set only where an NVIDIA GPU the profile
+    # passes through (prep's selection) is present here and actually on a vfio driver — not because
+    # the selector names vendor 10de, nor before the GPU is bound.
+    if profile is not None and any(g.vendor_id == NVIDIA_VENDOR_ID and g.driver is not None and "vfio" in g.driver
+                                   for g in selected_gpus(profile, inv)):
         labels["nvidia.com/gpu.workload.config"] = "vm-passthrough"
 
     for key, value in list(labels.items()):

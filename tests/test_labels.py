@@ -390,3 +390,14 @@ def test_nfd_modes() -> None:
     annotations = {"nfd.node.kubernetes.io/feature-labels": "cpu-cpuid.AVX2,example.com/thing"}
     assert nfd_listed_labels(annotations) == {f"{NFD}/cpu-cpuid.AVX2", "example.com/thing"}
     assert nfd_detected(annotations) and not nfd_detected({}) and nfd_detected({}, node_features=True)
+
+
+def test_nvidia_workload_config_only_once_the_gpu_is_on_vfio() -> None:
+    # Selected and present, but still on the host driver (prep has not bound it yet): no label.
+    on_host = make_gpu("0000:17:00.0", driver="nvidia")
+    profile = Profile(gpu_passthrough=[Sel(vendor="10de")])
+    labels = compute_labels(make_inventory(gpus=[on_host]), profile, readiness=ready()).labels
+    assert "nvidia.com/gpu.workload.config" not in labels
+    bound = make_gpu("0000:17:00.0", driver="vfio-pci")
+    labels = compute_labels(make_inventory(gpus=[bound]), profile, readiness=ready()).labels
+    assert labels["nvidia.com/gpu.workload.config"] == "vm-passthrough"

@@ -44,6 +44,8 @@ class PrepFacts:
     vfio_pci_loaded: bool = False
     driver_overrides: dict[str, str | None] = field(default_factory=dict)  # address → override
     device_use: dict[str, DeviceUse] = field(default_factory=dict)
+    # GPU Operator's sandbox vfio-manager runs on this node (its pid): it binds GPUs itself (either/or)
+    vfio_manager_pid: int | None = None
     grub_command: list[str] | None = None  # how this host regenerates grub.cfg
     bootloader: BootloaderFacts = field(default_factory=BootloaderFacts)
     # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
@@ -86,7 +88,24 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
                         moving.append(address)
         if moving:
             facts.device_use = device_use(host, sorted(set(moving)))
+            facts.vfio_manager_pid = vfio_manager_pid(host)
     return facts
+
+
+# GPU Operator's nvidia-vfio-manager container runs ``vfio-manage.sh bind --all && sleep inf``
+# (its shell stays for the pod's life): a process whose command line names vfio-manage.
+_VFIO_MANAGER_MARK = b"vfio-manage"
+
+
+def vfio_manager_pid(host: Host) -> int | None:
+    """The pid of a running GPU Operator sandbox vfio-manager on this host, or None."""
+    for pid in host.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        cmdline = host.read_bytes(f"/proc/{pid}/cmdline", limit=4096)
+        if cmdline and _VFIO_MANAGER_MARK in cmdline:
+            return int(pid)
+    return None
 
 
 def read_policies(inventory: Inventory) -> tuple[bool, list[CpufreqPolicy]]:

@@ -89,6 +89,16 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
                 detail={"gpu": gpu.address, "group": gpu.iommu_group, "kind": member.kind,
                         "driver": member.driver, "override": facts.driver_overrides.get(member.address)},
             )
+    if moves and facts.vfio_manager_pid is not None:
+        # Either GPU Operator's sandbox vfio-manager binds GPUs on this node, or nodeagent: never both.
+        for gpu in gpus:
+            plan.refusals.append(Refusal(
+                Subsystem.VFIO, gpu.address,
+                f"GPU Operator's vfio-manager runs on this node (pid {facts.vfio_manager_pid}) and binds GPUs "
+                "itself: use either it or spec.gpuPassthrough, not both (label the node "
+                "nvidia.com/gpu.deploy.vfio-manager=false, or drop spec.gpuPassthrough)"))
+        _plan_modprobe(ctx, plan, gpus)
+        return
     if moves and not facts.vfio_pci_loaded:
         plan.changes.append(Change(Subsystem.VFIO, "vfio-pci module", "not loaded", "loaded", Effect.NOW, False,
                                    Action.MODPROBE,

@@ -201,3 +201,30 @@ def test_nps4_fixture_host_moves_the_audio_companion(fresh_host_tree) -> None:  
     _, radeon = planned(host, {"gpu": {"passthrough": [{"vendor": "1002"}]}})
     reasons = " ".join(r.reason for r in radeon.refusals)
     assert "boot VGA" in reasons and "not viable" in reasons
+
+
+def test_a_running_gpu_operator_vfio_manager_refuses_binding(make_host) -> None:  # type: ignore[no-untyped-def]
+    """Either GPU Operator's sandbox vfio-manager binds GPUs on a node, or nodeagent: never both."""
+    host, _, root = make_host(spec())
+    # The nvidia-vfio-manager container's shell, as the DaemonSet starts it (it stays for the pod's life).
+    proc = root / "proc/5150"
+    proc.mkdir(parents=True)
+    (proc / "cmdline").write_bytes(b"/bin/sh\0-c\0/bin/vfio-manage.sh bind --all && sleep inf\0")
+    (proc / "comm").write_text("sh\n")
+    before = snapshot(root)
+    _, plan = planned(host, RTX)
+    assert not [c for c in plan.changes if c.action == "pci-bind"]
+    assert [r.target for r in plan.refusals] == ["0000:41:00.0"]
+    assert "vfio-manager runs on this node (pid 5150)" in plan.refusals[0].reason
+    assert not plan.refusals[0].forceable
+    result = applied(host, RTX, force=True)
+    assert result.exit_code == 2 and snapshot(root) == before
+
+
+def test_no_vfio_manager_no_refusal(make_host) -> None:  # type: ignore[no-untyped-def]
+    host, _, root = make_host(spec())
+    proc = root / "proc/5151"
+    proc.mkdir(parents=True)
+    (proc / "cmdline").write_bytes(b"/usr/bin/sleep\0inf\0")
+    _, plan = planned(host, RTX)
+    assert [c.target for c in plan.changes if c.action == "pci-bind"] == ["0000:41:00.0", "0000:41:00.1"]

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+# The Node label virt-handler sets when it turned KSM on (prep's KSM planner honours it).
+KUBEVIRT_KSM_ENABLED_LABEL = "kubevirt.io/ksm-enabled"
+
 def publish_once(api: KubeApi, node_name: str, desired: DesiredState, *, deadline: float = 60.0,
                  prep: tuple[bool, str] | None = None) -> PublishResult:
     """Publish ``desired`` for ``node_name`` once (retrying transient errors until ``deadline``).
@@ -32,7 +35,8 @@ def publish_once(api: KubeApi, node_name: str, desired: DesiredState, *, deadlin
 
 def node_annotations(node_name: str, kubeconfig: str | None = None, *,
                      api: KubeApi | None = None) -> dict[str, str] | None:
-    """The annotations of ``node_name``; None when there is no cluster configuration at all.
+    """The annotations of ``node_name`` (plus its ``kubevirt.io/ksm-enabled`` label, when it carries one);
+    None when there is no cluster configuration at all.
 
     One GET, no retries: ``prep`` asks this to learn whether something else manages a setting
     (``kubevirt.io/ksm-handler-managed``), and must not hang a node's boot on an unreachable API.
@@ -49,5 +53,11 @@ def node_annotations(node_name: str, kubeconfig: str | None = None, *,
     finally:
         if api is None:
             client.close()
-    annotations = (node.get("metadata") or {}).get("annotations") or {}
-    return {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, Mapping) else {}
+    meta = node.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    result = {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, Mapping) else {}
+    labels = meta.get("labels") or {}
+    # virt-handler says it turned KSM on with a Node *label*; prep reads it beside the annotations.
+    if isinstance(labels, Mapping) and KUBEVIRT_KSM_ENABLED_LABEL in labels:
+        result[KUBEVIRT_KSM_ENABLED_LABEL] = str(labels[KUBEVIRT_KSM_ENABLED_LABEL])
+    return result

@@ -6,7 +6,8 @@ would only stop the scanner (Documentation/admin-guide/mm/ksm.rst: 0 "stop ksmd 
 keep merged pages", 2 "stop ksmd and unmerge all pages currently merged"). Reverting an enable
 (``run`` back to 0) therefore unmerges too: the pages nodeagent's scanner merged were not shared
 before it, and ``run=0`` would leave them shared. When KubeVirt's virt-handler owns KSM on this node (annotation
-``kubevirt.io/ksm-handler-managed``) nodeagent leaves it alone rather than fight over ``run``.
+``kubevirt.io/ksm-handler-managed``, or the label ``kubevirt.io/ksm-enabled=true`` virt-handler sets when it
+turned KSM on) nodeagent leaves it alone rather than fight over ``run``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from nodeagent.prep.lifecycle import SubsystemSpec
 from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
 
 KUBEVIRT_KSM_ANNOTATION = "kubevirt.io/ksm-handler-managed"
+KUBEVIRT_KSM_ENABLED_LABEL = "kubevirt.io/ksm-enabled"  # a Node label; node_annotations() passes it along
 
 
 def plan_ksm(ctx: PlanContext, plan: Plan) -> None:
@@ -36,6 +38,11 @@ def plan_ksm(ctx: PlanContext, plan: Plan) -> None:
     if managed is not None and managed.strip().lower() != "false":
         plan.skipped.append(Skip(Subsystem.KSM, "ksm", f"the Node carries {KUBEVIRT_KSM_ANNOTATION}={managed!r}: "
                                                "KubeVirt's virt-handler owns KSM here; left alone"))
+        return
+    enabled_by_kubevirt = (ctx.annotations or {}).get(KUBEVIRT_KSM_ENABLED_LABEL)
+    if enabled_by_kubevirt is not None and enabled_by_kubevirt.strip().lower() == "true":
+        plan.skipped.append(Skip(Subsystem.KSM, "ksm", f"the Node carries {KUBEVIRT_KSM_ENABLED_LABEL}=true: "
+                                               "KubeVirt's virt-handler turned KSM on here; left alone"))
         return
     if info.available and info.run is None:
         plan.refusals.append(Refusal(Subsystem.KSM, "ksm", f"{KSM}/run: the current value cannot be read "

@@ -220,3 +220,10 @@ def test_no_cluster_config_means_none_without_importing_the_client(monkeypatch: 
     monkeypatch.setenv("HOME", str(tmp_path))
     assert not cluster_config_present()
     assert node_annotations(NODE) is None
+
+
+def test_node_annotations_pass_kubevirts_ksm_enabled_label_along(apiserver: FakeApiServer, kubeconfig: str) -> None:
+    from nodeagent.k8s import node_annotations
+
+    apiserver.add_node(NODE, labels={"kubevirt.io/ksm-enabled": "true", "other": "x"}, annotations={"a": "b"})
+    assert node_annotations(NODE, kubeconfig) == {"a": "b", "kubevirt.io/ksm-enabled": "true"}

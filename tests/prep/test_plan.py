@@ -192,3 +192,13 @@ def test_dropin_round_trip() -> None:
     text = render("p", ["a=1", "b"])
     assert text is not None and dropin_args(text) == ["a=1", "b"]
     assert render("p", []) is None
+
+
+def test_ksm_skipped_when_kubevirt_turned_it_on(make_host) -> None:  # type: ignore[no-untyped-def]
+    # virt-handler's Node label kubevirt.io/ksm-enabled (passed along by node_annotations) is honoured too.
+    host, _, _ = make_host()
+    _, plan = planned(host, {"ksm": {"enabled": True}}, annotations={"kubevirt.io/ksm-enabled": "true"})
+    assert not [c for c in plan.changes if c.subsystem == "ksm"]
+    assert any("kubevirt.io/ksm-enabled=true" in s.reason for s in plan.skipped)
+    _, plan = planned(host, {"ksm": {"enabled": True}}, annotations={"kubevirt.io/ksm-enabled": "false"})
+    assert [c for c in plan.changes if c.subsystem == "ksm"]

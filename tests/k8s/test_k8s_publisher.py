@@ -222,7 +222,7 @@ def test_no_cluster_config_means_none_without_importing_the_client(monkeypatch: 
     assert node_annotations(NODE) is None
 
 
-def test_node_annotations_pass_kubevirts_ksm_enabled_label_along(apiserver: FakeApiServer, kubeconfig: str) -> None:
+def test_node_annotations_pass_kubevirts_ksm_enabled_label_along(apiserver: ApiServer, kubeconfig: str) -> None:
     from nodeagent.k8s import node_annotations
 
     apiserver.add_node(NODE, labels={"kubevirt.io/ksm-enabled": "true", "other": "x"}, annotations={"a": "b"})

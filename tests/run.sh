@@ -7,7 +7,8 @@
 #      system's python3 (PEP 668: never pip into the system Python) and installs nodeagent into
 #      it, editable, with its test extras (from PyPI; libvirt-python is compiled);
 #   3. runs pytest from that environment. Extra arguments go to pytest (e.g. -m 'not realhost').
-# First run: ~5 min of installing, then the suite (~25 min on 2 cores); later runs only the suite.
+# First run: ~6 min of installing (measured on a fresh clone, 2 busy cores), then the suite (~19 min
+# there); later runs only the suite. The first run of the image test also builds its image (~7 min).
 # The `realhost` tests change this machine's hugepages and KSM and restore them afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -133,6 +133,8 @@ class KsmSpec:
 class KernelSpec:
     iommu: bool | None = None  # None: on when gpu.passthrough selects anything
     additional_args: list[str] = field(default_factory=list)
+    # kernel.sched_rt_runtime_us=-1 (RT tasks unthrottled), what KubeVirt's kubevirt.io/realtime label needs
+    realtime_scheduling: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -631,10 +633,12 @@ class _Parser:
         return KsmSpec(enabled, pages, sleep)
 
     def kernel(self, value: Any) -> KernelSpec | None:
-        spec = self.mapping(value, "spec.kernel", ("iommu", "additionalArgs"))
+        spec = self.mapping(value, "spec.kernel", ("iommu", "additionalArgs", "realtimeScheduling"))
         if spec is None:
             return None
         iommu = self.boolean(spec["iommu"], "spec.kernel.iommu") if "iommu" in spec else None
+        realtime = (self.boolean(spec["realtimeScheduling"], "spec.kernel.realtimeScheduling")
+                    if "realtimeScheduling" in spec else None)
         args: list[str] = []
         raw = spec.get("additionalArgs", [])
         if raw is None:
@@ -655,7 +659,7 @@ class _Parser:
                                  "spec.kernel.iommu; set it there")
                 continue
             args.append(text)
-        return KernelSpec(iommu, args)
+        return KernelSpec(iommu, args, realtime)
 
 
 def _host_page_sizes(inventory: Inventory) -> list[str]:

@@ -46,12 +46,20 @@ class PrepFacts:
     device_use: dict[str, DeviceUse] = field(default_factory=dict)
     # GPU Operator's sandbox vfio-manager runs on this node (its pid): it binds GPUs itself (either/or)
     vfio_manager_pid: int | None = None
+    # spec.kernel.realtimeScheduling: the running value and nodeagent's sysctl drop-in (None: absent)
+    sched_rt_runtime_us: int | None = None
+    sysctl_dropin: str | None = None
     grub_command: list[str] | None = None  # how this host regenerates grub.cfg
     bootloader: BootloaderFacts = field(default_factory=BootloaderFacts)
     # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
     predicted_groups: dict[str, list[str] | None] = field(default_factory=dict)
     can_run_commands: bool = False
     unreadable: dict[str, str] = field(default_factory=dict)  # owned file present but not readable → why
+
+
+# spec.kernel.realtimeScheduling (nodeagent.prep.rtsched): the running value and its persisted form.
+SCHED_RT_RUNTIME = "/proc/sys/kernel/sched_rt_runtime_us"
+SYSCTL_DROPIN = "/etc/sysctl.d/90-nodeagent-realtime.conf"
 
 
 def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
@@ -69,6 +77,9 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
                        (PROFILE_PATH, facts.installed_profile)):
         if text is None and (host.exists(path) or host.is_denied(path)):
             facts.unreadable[path] = "present but cannot be read (permission denied or an I/O error)"
+    if profile.kernel is not None and profile.kernel.realtime_scheduling:
+        facts.sched_rt_runtime_us = host.read_int(SCHED_RT_RUNTIME)
+        facts.sysctl_dropin = host.read_text(SYSCTL_DROPIN)
     if profile.cpu is not None and profile.cpu.governor:
         facts.cpufreq_present, facts.policies = read_policies(inventory)
     if profile.gpu_passthrough:

@@ -25,6 +25,7 @@ class Subsystem(enum.StrEnum):
     KSM = "ksm"
     GOVERNOR = "cpu-governor"
     VFIO = "vfio"
+    REALTIME = "realtime"
     PERSIST = "persist"
     BOOTARGS = "bootargs"
 

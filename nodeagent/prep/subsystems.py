@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nodeagent.prep import governor, hugepages, isolation, ksm, persist, vfio
+from nodeagent.prep import governor, hugepages, isolation, ksm, persist, rtsched, vfio
 from nodeagent.prep.bootargs import BootArgsAssembler
 from nodeagent.prep.bootloaders import Grubby, KernelInstall
 from nodeagent.prep.grub import GrubDropin
@@ -27,7 +27,7 @@ BOOT_ARGS = BootArgsAssembler(
 )
 
 SUBSYSTEMS: dict[Subsystem, SubsystemSpec] = {spec.key: spec for spec in (
-    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, persist.SPEC, BOOT_ARGS.spec(),
+    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, rtsched.SPEC, persist.SPEC, BOOT_ARGS.spec(),
 )}
 
 

@@ -70,7 +70,7 @@ def test_a_non_boolean_names_the_field() -> None:
 
     from nodeagent.profile import parse_profile_text
 
-    with pytest.raises(ProfileError, match="spec.kernel.realtimeScheduling"):
+    with pytest.raises(ProfileError, match=r"spec\.kernel\.realtimeScheduling"):
         parse_profile_text(yaml.safe_dump(profile_doc({"kernel": {"realtimeScheduling": "yes please"}})))
 
 

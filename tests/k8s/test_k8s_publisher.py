@@ -227,3 +227,22 @@ def test_node_annotations_pass_kubevirts_ksm_enabled_label_along(apiserver: ApiS
 
     apiserver.add_node(NODE, labels={"kubevirt.io/ksm-enabled": "true", "other": "x"}, annotations={"a": "b"})
     assert node_annotations(NODE, kubeconfig) == {"a": "b", "kubevirt.io/ksm-enabled": "true"}
+
+
+def test_nfd_auto_leaves_nfds_keys_on_a_node_carrying_its_annotation(apiserver: ApiServer, kube_api: Any) -> None:
+    """Real API server, as the agent's ServiceAccount: NFD's annotation → no NFD-owned key is nodeagent's."""
+    from nodeagent.labels import NFD_FEATURE_LABELS_ANNOTATION, label_config_for, nfd_owned_keys, parse_owned
+
+    nfd = "feature.node.kubernetes.io"
+    nfd_labels = {f"{nfd}/cpu-cpuid.AVX2": "true", f"{nfd}/cpu-hardware_multithreading": "true",
+                  f"{nfd}/memory-numa": "true"}
+    apiserver.add_node(NODE, labels={"kubernetes.io/hostname": NODE, **nfd_labels},
+                       annotations={NFD_FEATURE_LABELS_ANNOTATION: "cpu-cpuid.AVX2,cpu-hardware_multithreading,"
+                                                                   "memory-numa"})
+    want = desired_state(gpu_node_inventory(), node_name=NODE, label_config=label_config_for("auto"), topology=False)
+    publish_once(kube_api, NODE, want)
+    meta = apiserver.node(NODE)["metadata"]
+    owned = parse_owned(meta["annotations"]["nodeagent.io/owned-labels"])
+    assert owned and not owned & nfd_owned_keys()
+    assert {k: meta["labels"][k] for k in nfd_labels} == nfd_labels
+    assert meta["labels"][f"{nfd}/numa"] == "true"  # the recipe-compatible set is still published

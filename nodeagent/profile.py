@@ -137,6 +137,12 @@ class KernelSpec:
     realtime_scheduling: bool | None = None
 
 
+#: Where kured looks for its sentinel by default (``--reboot-sentinel``): on tmpfs, gone after the reboot.
+DEFAULT_REBOOT_SENTINEL = "/var/run/reboot-required"
+REBOOT_STRATEGIES = ("none", "kured")
+_ABSOLUTE_PATH = re.compile(r"^/(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/+-]{1,255}$")
+
+
 @dataclass(frozen=True)
 class NodeProfile:
     name: str
@@ -148,6 +154,9 @@ class NodeProfile:
     hugepages: HugepagesSpec | None = None
     ksm: KsmSpec | None = None
     kernel: KernelSpec | None = None
+    # spec.rebootStrategy: "none" (the reboot-required label only) or "kured" (also kured's sentinel file)
+    reboot_strategy: str = "none"
+    reboot_sentinel: str = DEFAULT_REBOOT_SENTINEL
     source_text: str | None = field(default=None, compare=False, repr=False)
 
     @property
@@ -432,7 +441,8 @@ class _Parser:
         if spec is _MISSING:
             return None
         spec = {} if spec is None else spec
-        fields = ("nodeSelector", "cpu", "hugepages", "gpu", "ksm", "kernel", "labels", "taints")
+        fields = ("nodeSelector", "cpu", "hugepages", "gpu", "ksm", "kernel", "labels", "taints",
+                  "rebootStrategy", "rebootSentinel")
         if self.mapping(spec, "spec", fields) is None:
             return None
         profile = NodeProfile(
@@ -445,8 +455,27 @@ class _Parser:
             hugepages=self.hugepages(spec["hugepages"]) if "hugepages" in spec else None,
             ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,
             kernel=self.kernel(spec["kernel"]) if "kernel" in spec else None,
+            **self.reboot(spec),
         )
         return profile
+
+    def reboot(self, spec: dict[str, Any]) -> dict[str, str]:
+        """spec.rebootStrategy (none | kured) and spec.rebootSentinel (kured's sentinel path)."""
+        strategy = "none"
+        if "rebootStrategy" in spec:
+            strategy = self.string(spec["rebootStrategy"], "spec.rebootStrategy",
+                                   "one of " + ", ".join(REBOOT_STRATEGIES)) or "none"
+            if strategy not in REBOOT_STRATEGIES:
+                self.error("spec.rebootStrategy", f"{_shown(strategy)} is not one of {', '.join(REBOOT_STRATEGIES)}")
+                strategy = "none"
+        sentinel = DEFAULT_REBOOT_SENTINEL
+        if "rebootSentinel" in spec:
+            sentinel = self.string(spec["rebootSentinel"], "spec.rebootSentinel",
+                                   "an absolute path without '..' (kured's --reboot-sentinel)",
+                                   _ABSOLUTE_PATH) or DEFAULT_REBOOT_SENTINEL
+            if "rebootStrategy" in spec and strategy != "kured":
+                self.error("spec.rebootSentinel", "only meaningful with rebootStrategy: kured")
+        return {"reboot_strategy": strategy, "reboot_sentinel": sentinel}
 
     def metadata(self, value: Any) -> str | None:
         if value is _MISSING:

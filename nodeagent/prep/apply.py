@@ -27,6 +27,7 @@ from nodeagent.prep.journal import Journal, JournalError, JournalGuard, missing_
 from nodeagent.prep.lock import apply_lock
 from nodeagent.prep.model import Action, Change, Effect, Plan, Subsystem
 from nodeagent.prep.model import label as model_label
+from nodeagent.prep.reboot import sentinel_change as reboot_sentinel_change
 from nodeagent.prep.subsystems import BOOT_ARGS, HANDLERS
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
     snapshot = journal.snapshot() if journal is not None else None
     done: list[tuple[Change, Any]] = []
     boot_sizes: set[int] = set()
-    changes = [c for c in plan.changes if c.subsystem != Subsystem.BOOTARGS]
+    last = (Subsystem.BOOTARGS, Subsystem.REBOOT)  # applied after every other change, in this order
+    changes = [c for c in plan.changes if c.subsystem not in last]
     try:
         for change in changes:
             _apply_one(change, host, state, result, journal=journal, guard=guard, done=done,
@@ -144,6 +146,12 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
             result.messages.extend(notes)
         if final is not None:
             _apply_one(final, host, state, result, journal=journal, guard=guard, done=done,
+                       boot_sizes=boot_sizes)
+        sentinel = next((c for c in plan.changes if c.subsystem == Subsystem.REBOOT), None)
+        if sentinel is None and boot_sizes:  # the reboot became necessary during this apply
+            sentinel = reboot_sentinel_change(ctx)
+        if sentinel is not None:
+            _apply_one(sentinel, host, state, result, journal=journal, guard=guard, done=done,
                        boot_sizes=boot_sizes)
     except ApplyFailedError as failed:
         result.exit_code = EXIT_FAILED

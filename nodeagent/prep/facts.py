@@ -49,6 +49,8 @@ class PrepFacts:
     # spec.kernel.realtimeScheduling: the running value and nodeagent's sysctl drop-in (None: absent)
     sched_rt_runtime_us: int | None = None
     sysctl_dropin: str | None = None
+    # spec.rebootStrategy: kured: the sentinel file's text (None: absent)
+    reboot_sentinel: str | None = None
     grub_command: list[str] | None = None  # how this host regenerates grub.cfg
     bootloader: BootloaderFacts = field(default_factory=BootloaderFacts)
     # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
@@ -80,6 +82,8 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
     if profile.kernel is not None and profile.kernel.realtime_scheduling:
         facts.sched_rt_runtime_us = host.read_int(SCHED_RT_RUNTIME)
         facts.sysctl_dropin = host.read_text(SYSCTL_DROPIN)
+    if profile.reboot_strategy == "kured":
+        facts.reboot_sentinel = host.read_text(profile.reboot_sentinel)
     if profile.cpu is not None and profile.cpu.governor:
         facts.cpufreq_present, facts.policies = read_policies(inventory)
     if profile.gpu_passthrough:

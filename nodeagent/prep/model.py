@@ -28,6 +28,7 @@ class Subsystem(enum.StrEnum):
     REALTIME = "realtime"
     PERSIST = "persist"
     BOOTARGS = "bootargs"
+    REBOOT = "reboot"  # kured's sentinel, after everything that may need the reboot
 
 
 class Action(enum.StrEnum):

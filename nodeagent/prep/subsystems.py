@@ -2,8 +2,9 @@
 
 The order of :data:`SUBSYSTEMS` is the planning order: memory first (hugepages, shrinking before
 growing), then KSM, the governor, the GPU bindings (module load before binds), the installed
-profile, and the boot arguments last (a hugepage request that falls short at apply time joins
-them). The order of the boot-argument contributors is the order of the persisted arguments.
+profile, the boot arguments (a hugepage request that falls short at apply time joins
+them), and kured's reboot sentinel last. The order of the boot-argument contributors is the
+order of the persisted arguments.
 
 :data:`HANDLERS` holds every action any subsystem or bootloader writer handles, so that
 ``revert`` finds the handler of each journal entry, whichever version wrote it.
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nodeagent.prep import governor, hugepages, isolation, ksm, persist, rtsched, vfio
+from nodeagent.prep import governor, hugepages, isolation, ksm, persist, reboot, rtsched, vfio
 from nodeagent.prep.bootargs import BootArgsAssembler
 from nodeagent.prep.bootloaders import Grubby, KernelInstall
 from nodeagent.prep.grub import GrubDropin
@@ -28,6 +29,7 @@ BOOT_ARGS = BootArgsAssembler(
 
 SUBSYSTEMS: dict[Subsystem, SubsystemSpec] = {spec.key: spec for spec in (
     hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, rtsched.SPEC, persist.SPEC, BOOT_ARGS.spec(),
+    reboot.SPEC,
 )}
 
 

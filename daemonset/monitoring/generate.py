@@ -176,8 +176,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--values", type=Path, help="a values file merged over values.yaml")
     parser.add_argument("--check", action="store_true", help="exit 1 when a generated file differs")
+    parser.add_argument("--stdout", action="store_true",
+                        help="print the PrometheusRule instead of writing the files (for the Helm chart's "
+                             "--set-file monitoring.prometheusRule.custom=...)")
     args = parser.parse_args()
     plain, resource = render(load_values(args.values))
+    if args.stdout:
+        sys.stdout.write(resource)
+        return 0
     if args.check:
         stale = [str(p.relative_to(HERE)) for p, text in ((RULES, plain), (TARGET, resource)) if p.read_text() != text]
         if stale:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -229,3 +230,24 @@ def test_the_chart_links_resolve_inside_the_repository() -> None:
     assert {p.name for p in links} == {"profiles", "monitoring", "admission-policy.yaml", "noderesourcetopologies.yaml"}
     for link in links:
         assert not os.readlink(link).startswith("/") and link.resolve().is_relative_to(DAEMONSET)
+
+
+def test_alert_thresholds_set_by_the_user_reach_the_rendered_rule(helm: Path, tmp_path: Path) -> None:
+    """Thresholds are values: generate.py --values mine.yaml --stdout, handed to the chart with --set-file."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump({"thresholds": {"alerts": {"NodeagentHostCPUHigh": {
+        "threshold": 0.65, "for": "10m", "severity": "critical"}}}}))
+    generator = Path(__file__).resolve().parents[2] / "daemonset/monitoring/generate.py"
+    made = subprocess.run([sys.executable, str(generator), "--values", str(mine), "--stdout"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    (tmp_path / "rules.yaml").write_text(made)
+    argv = [str(helm), "template", "nodeagent", str(CHART), "-n", "nodeagent", "--kube-version", KUBE_VERSION,
+            "--set-file", f"monitoring.prometheusRule.custom={tmp_path / 'rules.yaml'}"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    rule = next(d for d in yaml.safe_load_all(done.stdout) if d and d["kind"] == "PrometheusRule")
+    cpu = next(r for g in rule["spec"]["groups"] for r in g["rules"] if r.get("alert") == "NodeagentHostCPUHigh")
+    assert "0.65" in cpu["expr"] and cpu["for"] == "10m" and cpu["labels"]["severity"] == "critical"
+    shipped = next(d for d in render(helm) if d["kind"] == "PrometheusRule")
+    default = next(r for g in shipped["spec"]["groups"] for r in g["rules"] if r.get("alert") == "NodeagentHostCPUHigh")
+    assert "0.8" in default["expr"] and default["labels"]["severity"] == "warning"

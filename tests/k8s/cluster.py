@@ -37,6 +37,11 @@ SCRIPT = REPO / "tests" / "k8s" / "control-plane"
 MONITORING_CRDS = REPO / "tests" / "k8s" / "fixtures" / "prometheus-operator"
 NRT_PATH = "/apis/topology.node.k8s.io/v1alpha2/noderesourcetopologies"
 NRT_CRD = "noderesourcetopologies.topology.node.k8s.io"
+#: NFD's NodeFeature CRD (a minimal one written for the tests), for the --nfd-labels=auto tests.
+NFD_CRD_FILE = REPO / "tests" / "k8s" / "fixtures" / "nfd" / "nodefeatures.yaml"
+NFD_CRD = "nodefeatures.nfd.k8s-sigs.io"
+NODEFEATURE_PATH = "/apis/nfd.k8s-sigs.io/v1alpha1/nodefeatures"
+NFD_NAMESPACE = "node-feature-discovery"
 AGENT_NAMESPACE = "nodeagent"
 AGENT_SERVICE_ACCOUNT = "nodeagent"
 ADMIN_SERVICE_ACCOUNT = ("kube-system", "nodeagent-test-admin")
@@ -320,6 +325,32 @@ class ControlPlane:
         _wait(self.crd_installed, 60, "the NodeResourceTopology CRD to serve")
 
 
+    def install_nfd_crd(self) -> None:
+        """NFD's NodeFeature CRD, Established and serving, and the namespace nfd-worker writes into."""
+        self.kubectl("apply", "--server-side", "-f", str(NFD_CRD_FILE))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{NFD_CRD}")
+        _wait(lambda: self._serves(NODEFEATURE_PATH), 60, "the NodeFeature CRD to serve")
+        try:
+            self.admin.create("/api/v1/namespaces", {"metadata": {"name": NFD_NAMESPACE}})
+        except KubeError as error:
+            if error.status != 409:
+                raise
+
+    def remove_nfd_crd(self) -> None:
+        """NFD gone again (its CRD deleted with every NodeFeature object), as for the other tests."""
+        self.admin.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{NFD_CRD}")
+        _wait(lambda: not self._serves(NODEFEATURE_PATH), 60, "the NodeFeature CRD to go")
+
+    def _serves(self, path: str) -> bool:
+        try:
+            self.admin.get(path)
+        except KubeError as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+
 def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -458,6 +489,14 @@ class ApiServer:
         events = self.admin.watch_lines("/api/v1/nodes", 1, resourceVersion=resource_version,
                                         fieldSelector=f"metadata.name={name}")
         return [e["object"] for e in events if e["type"] in ("ADDED", "MODIFIED", "DELETED")]
+
+    def add_node_feature(self, node: str, *, namespace: str = NFD_NAMESPACE) -> dict[str, Any]:
+        """A NodeFeature object as nfd-worker writes one for ``node`` (the NFD CRD must be installed:
+        :meth:`ControlPlane.install_nfd_crd`)."""
+        return self.admin.create(f"/apis/nfd.k8s-sigs.io/v1alpha1/namespaces/{namespace}/nodefeatures", {
+            "apiVersion": "nfd.k8s-sigs.io/v1alpha1", "kind": "NodeFeature",
+            "metadata": {"name": node, "labels": {"nfd.node.kubernetes.io/node-name": node}},
+            "spec": {"features": {}, "labels": {}}})
 
     @property
     def events(self) -> list[dict[str, Any]]:

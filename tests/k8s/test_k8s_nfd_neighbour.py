@@ -1,15 +1,17 @@
-"""``--nfd-labels=auto``: where NFD runs, nodeagent leaves NFD's own keys to it (tests/k8s/apiserver.py, the real
-kubernetes client; the control plane of tests/k8s/control-plane is not on main yet)."""
+"""``--nfd-labels=auto``: where NFD runs, nodeagent leaves NFD's own keys to it (the real kube-apiserver of
+tests/k8s/control-plane behind the fault proxy, the agent as its own ServiceAccount through the real kubernetes
+client; NFD's NodeFeature CRD, a minimal one in tests/k8s/fixtures/nfd/, installed where a test needs it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from nodeagent.k8s import desired_state, publish_once
 from nodeagent.labels import NFD_FEATURE_LABELS_ANNOTATION, label_config_for, nfd_owned_keys, parse_owned
-from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+from tests.k8s.cluster import ApiServer
 from tests.k8s.conftest import NODE
 from tests.support.factories import gpu_node_inventory
 
@@ -19,24 +21,20 @@ NFD = "feature.node.kubernetes.io"
 AUTO = label_config_for("auto")
 
 
-# Still against the emulation: the real control plane has no NFD NodeFeature CRD installed yet.
 @pytest.fixture
-def apiserver() -> Any:
-    with FakeApiServer() as server:
-        yield server
+def nfd_crd(apiserver: ApiServer) -> Iterator[None]:
+    """NFD's NodeFeature CRD installed (Established, serving) for one test, then removed with its objects."""
+    apiserver.plane.install_nfd_crd()
+    yield
+    apiserver.plane.remove_nfd_crd()
 
 
-@pytest.fixture
-def kubeconfig(apiserver: FakeApiServer, tmp_path: Any) -> str:
-    return write_kubeconfig(apiserver, tmp_path / "kubeconfig")
-
-
-def published(apiserver: FakeApiServer) -> tuple[dict[str, str], set[str]]:
+def published(apiserver: ApiServer) -> tuple[dict[str, str], set[str]]:
     meta = apiserver.node(NODE)["metadata"]
     return meta["labels"], parse_owned(meta["annotations"].get("nodeagent.io/owned-labels"))
 
 
-def test_node_with_nfds_annotation_gets_no_nfd_owned_keys(apiserver: FakeApiServer, kube_api: Any) -> None:
+def test_node_with_nfds_annotation_gets_no_nfd_owned_keys(apiserver: ApiServer, kube_api: Any) -> None:
     nfd_labels = {f"{NFD}/cpu-cpuid.AVX2": "true", f"{NFD}/cpu-hardware_multithreading": "true",
                   f"{NFD}/memory-numa": "true", f"{NFD}/kernel-version.major": "6"}
     listed = "cpu-cpuid.AVX2,cpu-hardware_multithreading,memory-numa,kernel-version.major"
@@ -53,7 +51,7 @@ def test_node_with_nfds_annotation_gets_no_nfd_owned_keys(apiserver: FakeApiServ
     assert labels["nodeagent.io/numa"] == "true"
 
 
-def test_keys_nodeagent_wrote_before_nfd_came_are_handed_over_or_removed(apiserver: FakeApiServer,
+def test_keys_nodeagent_wrote_before_nfd_came_are_handed_over_or_removed(apiserver: ApiServer,
                                                                         kube_api: Any) -> None:
     apiserver.add_node(NODE)
     inv = gpu_node_inventory()
@@ -65,7 +63,7 @@ def test_keys_nodeagent_wrote_before_nfd_came_are_handed_over_or_removed(apiserv
     # NFD arrives and lists only some of them (say it publishes no cpu-hardware_multithreading here).
     kept = sorted(mine - {f"{NFD}/cpu-hardware_multithreading"})
     patch = {"metadata": {"annotations": {NFD_FEATURE_LABELS_ANNOTATION: ",".join(k.split("/", 1)[1] for k in kept)}}}
-    kube_api.patch_node(NODE, patch)
+    apiserver.admin.patch(f"/api/v1/nodes/{NODE}", patch)  # nfd-master's write, not the agent's
     publish_once(kube_api, NODE, desired_state(inv, node_name=NODE, label_config=AUTO, topology=False))
     labels, owned = published(apiserver)
     assert not owned & nfd_owned_keys()
@@ -76,7 +74,8 @@ def test_keys_nodeagent_wrote_before_nfd_came_are_handed_over_or_removed(apiserv
     assert apiserver.count(writes=True, since=mark) == 0
 
 
-def test_nodefeature_objects_alone_show_nfd_runs(apiserver: FakeApiServer, kube_api: Any) -> None:
+@pytest.mark.usefixtures("nfd_crd")
+def test_nodefeature_objects_alone_show_nfd_runs(apiserver: ApiServer, kube_api: Any) -> None:
     apiserver.add_node(NODE)
     apiserver.add_node_feature("other-node")
     publish_once(kube_api, NODE, desired_state(gpu_node_inventory(), node_name=NODE, label_config=AUTO,
@@ -95,7 +94,7 @@ def test_nodefeature_objects_alone_show_nfd_runs(apiserver: FakeApiServer, kube_
 
 
 @pytest.mark.parametrize("mode", ["on", "off"])
-def test_forced_modes_ignore_nfds_presence(apiserver: FakeApiServer, kube_api: Any, mode: str) -> None:
+def test_forced_modes_ignore_nfds_presence(apiserver: ApiServer, kube_api: Any, mode: str) -> None:
     apiserver.add_node(NODE, annotations={NFD_FEATURE_LABELS_ANNOTATION: "cpu-cpuid.AVX2"})
     config = label_config_for(mode)
     publish_once(kube_api, NODE, desired_state(gpu_node_inventory(), node_name=NODE, label_config=config,

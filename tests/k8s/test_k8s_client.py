@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 from typing import Any
 
 import pytest
 
 from nodeagent.k8s.client import ApiError, K8sConfigError, connect, resolve_node_name
 from tests.k8s.cluster import ApiServer
+from tests.k8s.conftest import REQUEST_TIMEOUT
 
 pytestmark = pytest.mark.k8s
 
@@ -68,6 +70,45 @@ def test_no_hidden_retries(apiserver: ApiServer, kube_api: Any) -> None:
     with pytest.raises(ApiError):
         kube_api.get_node("n1")
     assert apiserver.count(verb="get") == 1
+
+
+def test_transient_failures_are_retryable_errors(apiserver: ApiServer, kube_api: Any) -> None:
+    """5xx, a dropped connection and a timeout each end one call as a retryable ApiError (the publisher
+    backs off on those); only the 5xx carries a status."""
+    apiserver.add_node("n1")
+    apiserver.inject(status=503, verb="get", times=2)
+    apiserver.inject(drop=True, verb="get")
+    apiserver.inject(delay=REQUEST_TIMEOUT + 0.5, verb="get")  # longer than the client timeout
+    statuses = []
+    for _ in range(4):
+        with pytest.raises(ApiError) as caught:
+            kube_api.get_node("n1")
+        assert caught.value.retryable
+        statuses.append(caught.value.status)
+    assert statuses == [503, 503, None, None]
+    assert kube_api.get_node("n1")["metadata"]["name"] == "n1"  # faults spent: answered again
+    assert apiserver.count(verb="get", resource="nodes", status=503) == 2
+    assert apiserver.count(writes=True) == 0
+
+
+def test_watch_node_resumes_from_a_resource_version_and_raises_expiry(apiserver: ApiServer, kube_api: Any) -> None:
+    """watch_node sees only its Node's changes after the given resourceVersion, ends when the server ends
+    the watch (timeoutSeconds), and turns the 410 ERROR event of a compacted resourceVersion into ApiError."""
+    start = apiserver.add_node("n1")["metadata"]["resourceVersion"]
+    apiserver.add_node("other")
+    apiserver.mutate_node("n1", lambda o: o["metadata"]["labels"].update(a="1"))
+    later = threading.Timer(0.2, lambda: apiserver.mutate_node("n1", lambda o: o["metadata"]["labels"].update(b="2")))
+    later.start()
+    seen = [(event["type"], dict(event["object"]["metadata"].get("labels") or {}))
+            for event in kube_api.watch_node("n1", start, 2)]
+    later.join()
+    changes = [s for s in seen if s[0] != "BOOKMARK"]  # the real server may add a bookmark before the timeout
+    assert [s[0] for s in changes] == ["MODIFIED", "MODIFIED"]  # the other node's ADDED is filtered out
+    assert changes[-1][1]["b"] == "2"
+    apiserver.compact()
+    with pytest.raises(ApiError) as caught:
+        list(kube_api.watch_node("n1", start, 1))
+    assert caught.value.status == 410
 
 
 def test_importing_the_package_does_not_load_the_client() -> None:

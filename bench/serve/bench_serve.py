@@ -5,13 +5,15 @@ Everything runs in the same run, on this machine, against its live root (``--roo
 * ``prometheus-node-exporter`` with its default collectors;
 * ``nodeagent serve`` in the deployments that matter:
   - ``systemd``: no cluster (``--no-publish``), libvirt and NVML as on a host (the systemd unit);
-  - ``daemonset``: publishing to a local API server (``tests/k8s/apiserver.py``) through the real
-    kubernetes client, libvirt on: what the DaemonSet runs;
+  - ``daemonset``: publishing to a real kube-apiserver (``tests/k8s/control-plane up DIR``: etcd,
+    kube-apiserver, kube-scheduler, with ``daemonset/`` applied; ``down`` at the end) through the real
+    kubernetes client, as the agent's own ServiceAccount (a token bound to a pod on this node, from
+    ``tests/k8s/cluster.py``), via the tests' counting proxy; libvirt on: what the DaemonSet runs;
   - ``daemonset, MALLOC_ARENA_MAX=2``: the same with glibc's malloc arenas capped;
   - ``daemonset, in a pod``: the same, but configured as in a pod: the in-cluster config
     (``KUBERNETES_SERVICE_HOST``/``PORT``, the service-account token and CA bind-mounted at
     ``/var/run/secrets/kubernetes.io/serviceaccount`` in a private mount namespace, ``unshare -m``)
-    against the local API server behind a TLS proxy with a throw-away CA; needs root and openssl;
+    against the same API server (the control plane's CA, the same proxy); needs root;
   - ``minimal``: ``--no-publish --no-libvirt --no-nvml`` (the floor: interpreter + discovery + metrics).
 
 Each exporter is scraped every ``--scrape-interval`` seconds, as Prometheus would; the reconcile
@@ -45,6 +47,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -122,46 +125,6 @@ def serve_argv(port: int, *extra: str) -> list[str]:
 SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
-def tls_proxy(workdir: Path, upstream_port: int) -> tuple[int, Path]:
-    """A TLS front for the plain-HTTP local API server, as a pod reaches the real one; returns its
-    port and the CA certificate. The certificate is throw-away, made here with openssl."""
-    import ssl
-
-    key, cert = workdir / "tls.key", workdir / "tls.crt"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
-                    "/CN=kubernetes", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key),
-                    "-out", str(cert)], check=True, capture_output=True)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(str(cert), str(key))
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def pump(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (source, sink):
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def accept() -> None:
-        while True:
-            client, _ = listener.accept()
-            try:
-                secure = context.wrap_socket(client, server_side=True)
-            except (OSError, ssl.SSLError):
-                client.close()
-                continue
-            upstream = socket.create_connection(("127.0.0.1", upstream_port))
-            threading.Thread(target=pump, args=(secure, upstream), daemon=True).start()
-            threading.Thread(target=pump, args=(upstream, secure), daemon=True).start()
-
-    threading.Thread(target=accept, daemon=True).start()
-    return int(listener.getsockname()[1]), cert
-
-
 def in_pod(argv: list[str], account: Path) -> list[str]:
     """``argv`` in a private mount namespace whose service-account directory is ``account``."""
     script = f'mount --bind "{account}" "{SERVICE_ACCOUNT}" && exec "$@"'
@@ -178,26 +141,26 @@ def main() -> None:
                         "variants from as well (before/after in one run)")
     args = parser.parse_args()
 
-    from tests.k8s.apiserver import FakeApiServer, write_kubeconfig
+    from tests.k8s.cluster import AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, running
 
     exporter = shutil.which("prometheus-node-exporter") or shutil.which("node_exporter")
     if exporter is None:
         raise SystemExit("prometheus-node-exporter is not installed")
     node = socket.gethostname()
     workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    with FakeApiServer() as api:
+    with running(workdir / "control-plane") as api:  # control-plane up …; down on the way out
         api.add_node(node)
-        kubeconfig = write_kubeconfig(api, workdir / "kubeconfig")
+        kubeconfig = api.agent_kubeconfig(workdir / "kubeconfig", node)
         ports = [free_port() for _ in range(8)]
         daemonset = ["--kubeconfig", str(kubeconfig), "--node-name", node]
-        proxy_port, ca = tls_proxy(workdir, int(api.url.rsplit(":", 1)[1]))
         account = workdir / "serviceaccount"
         account.mkdir()
-        (account / "token").write_text("test-token")
-        (account / "ca.crt").write_bytes(ca.read_bytes())
-        (account / "namespace").write_text("nodeagent")
+        (account / "token").write_text(api.plane.token(AGENT_NAMESPACE, AGENT_SERVICE_ACCOUNT, node=node))
+        (account / "ca.crt").write_bytes((api.plane.pki / "ca.crt").read_bytes())
+        (account / "namespace").write_text(AGENT_NAMESPACE)
         created_mountpoint = not SERVICE_ACCOUNT.exists()
         SERVICE_ACCOUNT.mkdir(parents=True, exist_ok=True)
+        proxy_port = urlsplit(api.url).port
         pod_env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1", "KUBERNETES_SERVICE_PORT": str(proxy_port)}
         pod = ["--node-name", node]
         subjects = [
@@ -241,15 +204,18 @@ def main() -> None:
                 time.sleep(5.0)
             stop.set()
             thread.join(30)
+            published = [k for k in api.node(node)["metadata"].get("labels", {}) if k.startswith("nodeagent.io/")]
+            if not published:
+                raise SystemExit(f"no nodeagent.io/ label on Node {node}: the daemonset variants did not publish")
         finally:
             for subject in subjects:
                 subject.stop()
-            shutil.rmtree(workdir, ignore_errors=True)
             if created_mountpoint:
                 with contextlib.suppress(OSError):
                     for path in (SERVICE_ACCOUNT, SERVICE_ACCOUNT.parent, SERVICE_ACCOUNT.parent.parent):
                         path.rmdir()
         api_requests = api.count()
+    shutil.rmtree(workdir, ignore_errors=True)  # after control-plane down, which reads its PIDs there
 
     rows = []
     for subject in subjects:

@@ -13,5 +13,6 @@ Conftests keep only fixtures; what a test or a benchmark calls lives here:
   real peers (libvirtd/QEMU, Prometheus, ``nodeagent serve``) the fixtures start;
 * :mod:`tests.support.waiting` — bounded waits.
 
-``tests/k8s/apiserver.py`` (the local API server and its kubeconfig) stays where it is.
+The tests' Kubernetes (the real control plane, its fault proxy, kubeconfigs) lives in ``tests/k8s/``
+(``cluster.py``, ``faultproxy.py``).
 """

@@ -11,19 +11,13 @@ README's reference.
 
 from __future__ import annotations
 
-from nodeagent.discover.cpuid import identify, merged, parse_cpuinfo
+from nodeagent.discover.cpuid import PER_BLOCK_ARCHITECTURES, architecture, first_values, identify, parse_cpuinfo
 from nodeagent.host import Host
 from nodeagent.inventory import CpufreqPolicy, CpuInfo
 from nodeagent.parse import cmdline_params, isolcpus_cpus, parse_cpu_words, parse_cpulist
 
 CPU_DIR = "/sys/devices/system/cpu"
 CPUFREQ_DIR = f"{CPU_DIR}/cpufreq"
-
-
-def parse_cpuinfo_first_block(text: str) -> dict[str, str]:
-    """The ``key : value`` pairs of the first processor block (identity and flags are uniform)."""
-    blocks = parse_cpuinfo(text)
-    return blocks[0] if blocks else {}
 
 
 def _int_field(fields: dict[str, str], key: str) -> int | None:
@@ -37,9 +31,10 @@ def _virtualization(flags: list[str]) -> str | None:
 
 
 def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
-    blocks = parse_cpuinfo(host.read_text("/proc/cpuinfo") or "")
-    info = merged(blocks)
-    identity = identify(blocks)
+    text = host.read_text("/proc/cpuinfo") or ""
+    info = first_values(text)
+    blocks = parse_cpuinfo(text) if architecture(info) in PER_BLOCK_ARCHITECTURES else []
+    identity = identify(blocks, info)
     # x86 says "flags"; arm64 "Features"; s390 "features".
     flags = sorted(set((info.get("flags") or info.get("Features") or info.get("features") or "").split()))
     online = host.read_cpulist(f"{CPU_DIR}/online") or []

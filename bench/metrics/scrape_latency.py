@@ -64,6 +64,14 @@ PROMETHEUS_HEADERS = {
 RECORD = REPO / "tests" / "metrics" / "data" / "qemu_stats_record.json"
 
 
+
+def _hostdev(address: str) -> str:
+    """A managed PCI <hostdev> for the GPU at ``address`` (0000:bb:ss.f), as KubeVirt writes one."""
+    bus, rest = address.split(":")[1:]
+    slot, fn = rest.split(".")
+    return (f"<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' "
+            f"bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
+
 def qemu_record(vcpus: int = 4, disks: int = 2) -> dict[str, Any]:
     """A full stats record of a ``vcpus``-vCPU, ``disks``-disk QEMU guest, built from the captured one."""
     captured: dict[str, Any] = json.loads(RECORD.read_text())
@@ -92,12 +100,7 @@ def _start_test_domains(count: int, gpus: list[str], cpus: list[int]) -> Any:
     conn = libvirt.open("test:///default")
     for i in range(count):
         pin = f"<cputune><vcpupin vcpu='0' cpuset='{cpus[2 * i % len(cpus)]}'/></cputune>" if i % 2 else ""
-        hostdev = ""
-        if i < len(gpus):
-            bus, rest = gpus[i].split(":")[1:]
-            slot, fn = rest.split(".")
-            hostdev = (f"<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' "
-                       f"bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
+        hostdev = _hostdev(gpus[i]) if i < len(gpus) else ""
         xml = (f"<domain type='test'><name>tenant-{i % 10}_vm-{i}</name><memory unit='MiB'>4096</memory>"
                f"<vcpu placement='static'>2</vcpu><metadata><kubevirt xmlns='http://kubevirt.io'><uid>{i}</uid>"
                f"</kubevirt></metadata><os><type>hvm</type></os>{pin}<devices>{hostdev}</devices></domain>")
@@ -153,12 +156,7 @@ def qemu_like_source(count: int, gpus: list[str], cpus: list[int]) -> Any:
     domains = []
     for i in range(count):
         pins = "".join(f"<vcpupin vcpu='{v}' cpuset='{cpus[(4 * i + v) % len(cpus)]}'/>" for v in range(4))
-        hostdev = ""
-        if i < len(gpus):
-            bus, rest = gpus[i].split(":")[1:]
-            slot, fn = rest.split(".")
-            hostdev = (f"<hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' "
-                       f"bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>")
+        hostdev = _hostdev(gpus[i]) if i < len(gpus) else ""
         backing = "<memoryBacking><hugepages/></memoryBacking>" if i % 2 == 0 else ""
         xml = (f"<domain type='kvm'><name>tenant-{i % 10}_vm-{i}</name><memory unit='MiB'>4096</memory>"
                f"<vcpu placement='static'>4</vcpu><metadata><kubevirt xmlns='http://kubevirt.io'><uid>{i}</uid>"

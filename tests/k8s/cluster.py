@@ -527,12 +527,20 @@ def lift_not_ready_taint(admin: Admin, node: dict[str, Any],
     kube-controller-manager runs here to lift it."""
     if any(t.get("key") == NOT_READY_TAINT for t in keep or []):
         return node
-    taints = node["spec"].get("taints") or []
-    left = [t for t in taints if t.get("key") != NOT_READY_TAINT]
-    if left == taints:
-        return node
-    body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": left or None}}
-    return admin.patch(f"/api/v1/nodes/{quote(node['metadata']['name'])}", body)
+    path = f"/api/v1/nodes/{quote(node['metadata']['name'])}"
+    for _ in range(10):  # an agent already watching may write the new Node first: re-read, as a controller does
+        taints = node["spec"].get("taints") or []
+        left = [t for t in taints if t.get("key") != NOT_READY_TAINT]
+        if left == taints:
+            return node
+        body = {"metadata": {"resourceVersion": node["metadata"]["resourceVersion"]}, "spec": {"taints": left or None}}
+        try:
+            return admin.patch(path, body)  # type: ignore[no-any-return]
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+            node = admin.get(path)
+    raise KubeError(409, f"{path}: the not-ready taint could not be lifted after 10 conflicts")
 
 
 def _ready_condition(ready: bool) -> dict[str, Any]:

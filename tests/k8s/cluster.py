@@ -307,13 +307,7 @@ class ControlPlane:
                               labelSelector="app.kubernetes.io/name!=nodeagent-test-token")
 
     def crd_installed(self) -> bool:
-        try:
-            self.admin.get(NRT_PATH)
-        except KubeError as error:
-            if error.status == 404:
-                return False
-            raise
-        return True
+        return self._serves(NRT_PATH)
 
     def remove_crd(self) -> None:
         self.admin.delete(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{NRT_CRD}")

@@ -19,6 +19,9 @@ JOURNAL_PATH = "/var/lib/nodeagent/journal.json"
 # arguments nodeagent added are recorded here, so that a later plan knows which ones are its own.
 BOOTARGS_STATE_PATH = "/var/lib/nodeagent/bootargs"
 LOCK_PATH = "/var/lib/nodeagent/apply.lock"
+# The kubelet's state files an apply could not remove while kubelet ran (spec.kubelet changed its CPU or
+# memory manager): removed by the boot unit, or the next apply, before kubelet starts again.
+KUBELET_STATE_PENDING_PATH = "/var/lib/nodeagent/kubelet-state-pending.json"
 
 REGENERATE_HINT = "update-grub (Debian/Ubuntu) or grub2-mkconfig -o /boot/grub2/grub.cfg (RHEL/Fedora/SUSE)"
 _LINE_PREFIX = 'GRUB_CMDLINE_LINUX="${GRUB_CMDLINE_LINUX} '

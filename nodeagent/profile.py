@@ -137,6 +137,42 @@ class KernelSpec:
     realtime_scheduling: bool | None = None
 
 
+#: spec.kubelet: the policy names the kubelet accepts (KubeletConfiguration), and the CPU manager
+#: policy options of the static policy (each "true" or "false").
+CPU_MANAGER_POLICIES = ("none", "static")
+CPU_MANAGER_POLICY_OPTIONS = ("full-pcpus-only", "distribute-cpus-across-numa", "align-by-socket",
+                              "distribute-cpus-across-cores", "strict-cpu-reservation",
+                              "prefer-align-cpus-by-uncorecache")
+TOPOLOGY_MANAGER_POLICIES = ("none", "best-effort", "restricted", "single-numa-node")
+TOPOLOGY_MANAGER_SCOPES = ("container", "pod")
+MEMORY_MANAGER_POLICIES = ("None", "Static")
+
+
+@dataclass(frozen=True)
+class ReservedMemory:
+    """Memory the kubelet's memory manager keeps off pods on one NUMA node (bytes)."""
+
+    numa_node: int
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class KubeletSpec:
+    """spec.kubelet: the kubelet's CPU, topology and memory managers (None: left as the kubelet has it).
+
+    ``manage: false`` turns off what spec.cpu.isolated otherwise implies (the static CPU manager).
+    """
+
+    manage: bool = True
+    cpu_manager_policy: str | None = None
+    cpu_manager_policy_options: dict[str, str] = field(default_factory=dict)
+    reserved_system_cpus: list[int] | None = None
+    topology_manager_policy: str | None = None
+    topology_manager_scope: str | None = None
+    memory_manager_policy: str | None = None
+    reserved_memory: list[ReservedMemory] | None = None  # None: derived from the kubelet's reservations
+
+
 #: Where kured looks for its sentinel by default (``--reboot-sentinel``): on tmpfs, gone after the reboot.
 DEFAULT_REBOOT_SENTINEL = "/var/run/reboot-required"
 REBOOT_STRATEGIES = ("none", "kured")
@@ -154,6 +190,7 @@ class NodeProfile:
     hugepages: HugepagesSpec | None = None
     ksm: KsmSpec | None = None
     kernel: KernelSpec | None = None
+    kubelet: KubeletSpec | None = None
     # spec.rebootStrategy: "none" (the reboot-required label only) or "kured" (also kured's sentinel file)
     reboot_strategy: str = "none"
     reboot_sentinel: str = DEFAULT_REBOOT_SENTINEL
@@ -442,7 +479,7 @@ class _Parser:
             return None
         spec = {} if spec is None else spec
         fields = ("nodeSelector", "cpu", "hugepages", "gpu", "ksm", "kernel", "labels", "taints",
-                  "rebootStrategy", "rebootSentinel")
+                  "rebootStrategy", "rebootSentinel", "kubelet")
         if self.mapping(spec, "spec", fields) is None:
             return None
         profile = NodeProfile(
@@ -455,6 +492,7 @@ class _Parser:
             hugepages=self.hugepages(spec["hugepages"]) if "hugepages" in spec else None,
             ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,
             kernel=self.kernel(spec["kernel"]) if "kernel" in spec else None,
+            kubelet=self.kubelet(spec["kubelet"]) if "kubelet" in spec else None,
             **self.reboot(spec),
         )
         return profile
@@ -689,6 +727,92 @@ class _Parser:
                 continue
             args.append(text)
         return KernelSpec(iommu, args, realtime)
+
+    def kubelet(self, value: Any) -> KubeletSpec | None:
+        """spec.kubelet: policy names exactly as the kubelet spells them, checked against each other."""
+        fields = ("manage", "cpuManagerPolicy", "cpuManagerPolicyOptions", "reservedSystemCPUs",
+                  "topologyManagerPolicy", "topologyManagerScope", "memoryManagerPolicy", "reservedMemory")
+        spec = self.mapping(value, "spec.kubelet", fields)
+        if spec is None:
+            return None
+        manage = self.boolean(spec["manage"], "spec.kubelet.manage") if "manage" in spec else True
+        if manage is False:
+            for key in spec:
+                if key != "manage":
+                    self.error(f"spec.kubelet.{key}", "only meaningful with manage: true (or without manage)")
+            return KubeletSpec(manage=False)
+
+        def choice(key: str, accepted: tuple[str, ...]) -> str | None:
+            if key not in spec:
+                return None
+            if spec[key] not in accepted:
+                self.error(f"spec.kubelet.{key}", f"{_shown(spec[key])} is not one of {', '.join(accepted)}")
+                return None
+            return str(spec[key])
+
+        cpu_policy = choice("cpuManagerPolicy", CPU_MANAGER_POLICIES)
+        options = self.cpu_manager_options(spec["cpuManagerPolicyOptions"]) \
+            if "cpuManagerPolicyOptions" in spec else {}
+        if options and cpu_policy == "none":
+            self.error("spec.kubelet.cpuManagerPolicyOptions", "only meaningful with cpuManagerPolicy: static")
+        reserved = self.cpulist(spec["reservedSystemCPUs"], "spec.kubelet.reservedSystemCPUs") \
+            if "reservedSystemCPUs" in spec else None
+        memory_policy = choice("memoryManagerPolicy", MEMORY_MANAGER_POLICIES)
+        reserved_memory = self.reserved_memory(spec["reservedMemory"]) if "reservedMemory" in spec else None
+        if "reservedMemory" in spec and memory_policy != "Static":
+            self.error("spec.kubelet.reservedMemory", "only meaningful with memoryManagerPolicy: Static")
+        return KubeletSpec(
+            manage=True, cpu_manager_policy=cpu_policy, cpu_manager_policy_options=options,
+            reserved_system_cpus=reserved,
+            topology_manager_policy=choice("topologyManagerPolicy", TOPOLOGY_MANAGER_POLICIES),
+            topology_manager_scope=choice("topologyManagerScope", TOPOLOGY_MANAGER_SCOPES),
+            memory_manager_policy=memory_policy, reserved_memory=reserved_memory,
+        )
+
+    def cpu_manager_options(self, value: Any) -> dict[str, str]:
+        path = "spec.kubelet.cpuManagerPolicyOptions"
+        if not isinstance(value, dict):
+            self.error(path, f"expected a mapping of option names to \"true\" or \"false\", got {_kind(value)}")
+            return {}
+        options: dict[str, str] = {}
+        for name, raw in value.items():
+            if name not in CPU_MANAGER_POLICY_OPTIONS:
+                self.error(f"{path}.{name}", f"unknown option (accepted: {', '.join(CPU_MANAGER_POLICY_OPTIONS)})")
+                continue
+            text = ("true" if raw else "false") if isinstance(raw, bool) else raw
+            if text not in ("true", "false"):
+                self.error(f"{path}.{name}", f"{_shown(raw)} is not \"true\" or \"false\"")
+                continue
+            options[str(name)] = str(text)
+        return options
+
+    def reserved_memory(self, value: Any) -> list[ReservedMemory] | None:
+        path = "spec.kubelet.reservedMemory"
+        if not isinstance(value, list) or not value:
+            self.error(path, f"expected a non-empty list of {{numaNode, memory}}, got {_kind(value)}")
+            return None
+        if self.too_long(value, path):
+            return None
+        entries: list[ReservedMemory] = []
+        seen: set[int] = set()
+        for i, item in enumerate(value):
+            entry = self.mapping(item, f"{path}[{i}]", ("numaNode", "memory"), ("numaNode", "memory"))
+            if entry is None or "numaNode" not in entry or "memory" not in entry:
+                continue
+            node = self.integer(entry["numaNode"], f"{path}[{i}].numaNode", 0, 4095)
+            memory = self.quantity(entry["memory"], f"{path}[{i}].memory")
+            if node is None or memory is None:
+                continue
+            if self.inventory is not None and self.inventory.numa and self.inventory.numa_node(node) is None:
+                ids = ", ".join(str(n.id) for n in self.inventory.numa)
+                self.error(f"{path}[{i}].numaNode", f"NUMA node {node} does not exist on this host (nodes: {ids})")
+                continue
+            if node in seen:
+                self.error(f"{path}[{i}].numaNode", f"NUMA node {node} is given twice; one entry per node")
+                continue
+            seen.add(node)
+            entries.append(ReservedMemory(node, memory))
+        return entries
 
 
 def _host_page_sizes(inventory: Inventory) -> list[str]:

@@ -233,3 +233,9 @@ def _reserved(host: Host, path: str, value: object) -> list[int] | None:
     except ValueError as exc:
         host.warn(path, f"reservedSystemCPUs: {exc}")
         return None
+
+
+def effective_config(host: Host) -> dict[str, Any]:
+    """The merged KubeletConfiguration as the kubelet reads it (file, drop-ins, flags): what prep compares
+    its desired settings with. Empty when no configuration is found."""
+    return dict(_find(host).config)

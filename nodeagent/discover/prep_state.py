@@ -2,10 +2,12 @@
 
 * reboot-required: an argument nodeagent persisted (its grub drop-in, or its record of what it
   added through grubby / kernel-install) is not on ``/proc/cmdline``;
-* kubelet-restart-required: an apply changed hugepages while kubelet ran (the journal records
-  when), and kubelet has not started since. Without kubelet's start time the flag stays set
-  until the next apply clears it (conservative: a label that says "restart" one time too many
-  costs a restart; one that says "fine" too early costs VMs that cannot get their pages).
+* kubelet-restart-required: an apply changed hugepages or the kubelet's configuration while kubelet
+  ran (the journal records when), and kubelet has not started since; or the kubelet's state files
+  still wait for their removal before its next start (nodeagent's pending record). Without
+  kubelet's start time the flag stays set until the next apply clears it (conservative: a label
+  that says "restart" one time too many costs a restart; one that says "fine" too early costs VMs
+  that cannot get their pages).
 """
 
 from __future__ import annotations
@@ -14,7 +16,14 @@ import json
 
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
-from nodeagent.owned import BOOTARGS_STATE_PATH, DROPIN_PATH, JOURNAL_PATH, pending, persisted_args
+from nodeagent.owned import (
+    BOOTARGS_STATE_PATH,
+    DROPIN_PATH,
+    JOURNAL_PATH,
+    KUBELET_STATE_PENDING_PATH,
+    pending,
+    persisted_args,
+)
 
 
 def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | None = None,
@@ -39,6 +48,8 @@ def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | No
     kubelet_restart = restart_since is not None
     if kubelet_restart and kubelet_started_at is not None and kubelet_started_at > (restart_since or 0):
         kubelet_restart = False
+    if host.exists(KUBELET_STATE_PENDING_PATH):
+        kubelet_restart = True  # its stale state files are still there: it has not restarted as it must
     if kubelet_running is False:
         kubelet_restart = False  # a kubelet that is not running reads the pages when it starts
     return PrepState(

@@ -161,7 +161,7 @@ def _run(plan: Plan, ctx: PlanContext, host: Host, state: RunState, result: Appl
             _restore_journal(host, snapshot, result, guard)
         return
     if journal is not None and guard is not None and done:
-        if any(c.subsystem == Subsystem.HUGEPAGES and c.effect is Effect.KUBELET_RESTART for c, _ in done):
+        if any(c.effect is Effect.KUBELET_RESTART for c, _ in done):
             journal.kubelet_restart_required_at = time.time()
         journal.profile = ctx.profile.name
         for entry in journal.entries:
@@ -202,7 +202,7 @@ def _apply_one(change: Change, host: Host, state: RunState, result: ApplyResult,
 
 
 #: Actions that write a whole file, and so may create its directory.
-_FILE_ACTIONS = frozenset({Action.FILE, Action.GRUB_DROPIN})
+_FILE_ACTIONS = frozenset({Action.FILE, Action.GRUB_DROPIN, Action.KUBELET_FILE})
 
 
 def _short_allocation(short: ShortAllocationError, host: Host, state: RunState, result: ApplyResult, *,
@@ -271,10 +271,23 @@ def _finish(plan: Plan, ctx: PlanContext, result: ApplyResult, done: list[tuple[
     if reboot:
         result.messages.append("reboot required for the boot arguments to take effect")
     if kubelet:
-        result.messages.append("restart kubelet: it reads hugepage capacity only at start")
+        result.messages.append(_restart_message(plan, done))
     if any(o.status == "partial" for o in result.outcomes):
         result.messages.append("some hugepage pools are short (--allow-partial); apply again to retry")
     result.exit_code = EXIT_PENDING if (reboot or kubelet) else EXIT_CONVERGED
+
+
+def _restart_message(plan: Plan, done: list[tuple[Change, Any]]) -> str:
+    """Why kubelet must restart: the hugepage capacity it reads at start, and/or its own configuration."""
+    restart = [c for c, _ in done if c.effect is Effect.KUBELET_RESTART]
+    config = any(c.subsystem == Subsystem.KUBELET for c in restart)
+    pages = any(c.subsystem != Subsystem.KUBELET for c in restart)
+    if not config:
+        return ("restart kubelet: it reads hugepage capacity only at start" if pages or not restart else
+                "restart kubelet: settings it reads only at start changed while it ran")
+    why = "restart kubelet: it reads its CPU/topology/memory manager settings only at start"
+    return why + (" (and hugepage capacity)" if pages else "") + \
+        "; drain the node first (its pods are admitted again under the new managers)"
 
 
 def _shown(value: Any) -> str:

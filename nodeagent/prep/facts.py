@@ -15,9 +15,10 @@ from nodeagent.discover.pci import PCI_DEVICES, read_driver_override
 from nodeagent.gpuselect import selected_gpus
 from nodeagent.host import Host
 from nodeagent.inventory import CpufreqPolicy, Inventory
-from nodeagent.owned import DROPIN_PATH, MODPROBE_PATH, PROFILE_PATH
+from nodeagent.owned import DROPIN_PATH, KUBELET_STATE_PENDING_PATH, MODPROBE_PATH, PROFILE_PATH
 from nodeagent.prep.bootfacts import BootloaderFacts, read_bootloader
 from nodeagent.prep.groups import predict_group
+from nodeagent.prep.kubeletconfig import KubeletFacts, gather_kubelet
 from nodeagent.profile import NodeProfile
 
 CPUFREQ = "/sys/devices/system/cpu/cpufreq"
@@ -56,6 +57,7 @@ class PrepFacts:
     # With the IOMMU off: each selected GPU's group as the PCI topology predicts it (None: not predictable)
     predicted_groups: dict[str, list[str] | None] = field(default_factory=dict)
     can_run_commands: bool = False
+    kubelet: KubeletFacts | None = None  # spec.kubelet (or implied by spec.cpu.isolated), or a pending step
     unreadable: dict[str, str] = field(default_factory=dict)  # owned file present but not readable → why
 
 
@@ -82,6 +84,12 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
     if profile.kernel is not None and profile.kernel.realtime_scheduling:
         facts.sched_rt_runtime_us = host.read_int(SCHED_RT_RUNTIME)
         facts.sysctl_dropin = host.read_text(SYSCTL_DROPIN)
+    if profile.kubelet is not None or (profile.cpu is not None and profile.cpu.isolated) or \
+            host.exists(KUBELET_STATE_PENDING_PATH):
+        facts.kubelet = gather_kubelet(host, inventory)
+        if facts.kubelet.path is not None and facts.kubelet.text is None and \
+                (host.exists(facts.kubelet.path) or host.is_denied(facts.kubelet.path)):
+            facts.unreadable[facts.kubelet.path] = "present but cannot be read (permission denied or an I/O error)"
     if profile.reboot_strategy == "kured":
         facts.reboot_sentinel = host.read_text(profile.reboot_sentinel)
     if profile.cpu is not None and profile.cpu.governor:

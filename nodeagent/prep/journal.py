@@ -39,7 +39,7 @@ class JournalError(Exception):
 
 #: Actions whose entry names the host path it restores.
 _PATH_ACTIONS = frozenset({Action.ATTR, Action.KSM_STOP, Action.KSM_RUN, Action.HUGEPAGES, Action.FILE,
-                           Action.GRUB_DROPIN})
+                           Action.GRUB_DROPIN, Action.KUBELET_FILE, Action.KUBELET_STATE})
 
 
 def entry_problem(entry: Any) -> str | None:
@@ -62,7 +62,8 @@ def entry_problem(entry: Any) -> str | None:
         return f"old is {_shown(old)}, not a page count"
     if action in (Action.ATTR, Action.KSM_STOP, Action.KSM_RUN) and not isinstance(old, str):
         return f"old is {_shown(old)}, not the attribute's text"
-    if action in (Action.FILE, Action.GRUB_DROPIN, Action.PCI_BIND) and not (old is None or isinstance(old, str)):
+    if action in (Action.FILE, Action.GRUB_DROPIN, Action.PCI_BIND, Action.KUBELET_FILE,
+                  Action.KUBELET_STATE) and not (old is None or isinstance(old, str)):
         return f"old is {_shown(old)}, not a file's text or null"
     if not isinstance(entry.get("reversible", True), bool):
         return f"reversible is {_shown(entry.get('reversible'))}, not true or false"

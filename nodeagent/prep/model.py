@@ -26,6 +26,7 @@ class Subsystem(enum.StrEnum):
     GOVERNOR = "cpu-governor"
     VFIO = "vfio"
     REALTIME = "realtime"
+    KUBELET = "kubelet"  # spec.kubelet: its CPU, topology and memory managers
     PERSIST = "persist"
     BOOTARGS = "bootargs"
     REBOOT = "reboot"  # kured's sentinel, after everything that may need the reboot
@@ -44,6 +45,8 @@ class Action(enum.StrEnum):
     KERNEL_CMDLINE = "kernel-cmdline"  # /etc/kernel/cmdline, then kernel-install add per kernel
     MODPROBE = "modprobe"
     PCI_BIND = "pci-bind"
+    KUBELET_FILE = "kubelet-file"  # a kubelet config file, written whole (edited or owned), its mode kept
+    KUBELET_STATE = "kubelet-state"  # a kubelet state file removed while kubelet is stopped, put back exactly
 
 
 class Effect(enum.StrEnum):

@@ -1,7 +1,8 @@
 """The registry: every prep subsystem, keyed by :class:`Subsystem`, and every handler, keyed by :class:`Action`.
 
 The order of :data:`SUBSYSTEMS` is the planning order: memory first (hugepages, shrinking before
-growing), then KSM, the governor, the GPU bindings (module load before binds), the installed
+growing), then KSM, the governor, the GPU bindings (module load before binds), the kubelet's
+managers (its configuration, then its state files), the installed
 profile, the boot arguments (a hugepage request that falls short at apply time joins
 them), and kured's reboot sentinel last. The order of the boot-argument contributors is the
 order of the persisted arguments.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nodeagent.prep import governor, hugepages, isolation, ksm, persist, reboot, rtsched, vfio
+from nodeagent.prep import governor, hugepages, isolation, ksm, kubelet, persist, reboot, rtsched, vfio
 from nodeagent.prep.bootargs import BootArgsAssembler
 from nodeagent.prep.bootloaders import Grubby, KernelInstall
 from nodeagent.prep.grub import GrubDropin
@@ -28,7 +29,7 @@ BOOT_ARGS = BootArgsAssembler(
 )
 
 SUBSYSTEMS: dict[Subsystem, SubsystemSpec] = {spec.key: spec for spec in (
-    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, rtsched.SPEC, persist.SPEC, BOOT_ARGS.spec(),
+    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, rtsched.SPEC, kubelet.SPEC, persist.SPEC, BOOT_ARGS.spec(),
     reboot.SPEC,
 )}
 

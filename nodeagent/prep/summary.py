@@ -65,6 +65,12 @@ def _change_key(change: Change) -> Hashable:
             change.reversible, change.note)
 
 
+def _settings(change: Change) -> list[dict[str, str]]:
+    """The per-key rows of a change that writes several settings into one file (the kubelet's)."""
+    rows = change.detail.get("settings")
+    return [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
 def _refusal_key(refusal: Refusal) -> Hashable:
     return refusal.subsystem, refusal.reason, refusal.forceable
 
@@ -94,6 +100,7 @@ def plan_text(plan: Plan) -> str:
                      f"{value(change.desired)}  [{_WHEN[change.effect]}]{flag}")
         if change.note:
             lines.append(f"      {change.note}")
+        lines += [f"      {row['key']}: {row['current']} -> {row['desired']}" for row in _settings(change)]
     if plan.refusals:
         lines.append("refused (unsafe on this node):")
         lines += _refusal_lines(plan.refusals, hint=True)
@@ -106,7 +113,7 @@ def plan_text(plan: Plan) -> str:
     if plan.pending_reboot_args:
         lines.append("pending: reboot for " + " ".join(plan.pending_reboot_args))
     if plan.kubelet_restart_pending:
-        lines.append("pending: kubelet restart (hugepages changed while it ran)")
+        lines.append("pending: kubelet restart (settings it reads only at start changed while it ran)")
     lines += [f"note: {n}" for n in plan.notes]
     return "\n".join(lines)
 

@@ -1,8 +1,8 @@
-"""Host checks in the spirit of ``virt-host-validate``, and workload readiness.
+"""Host checks in the spirit of ``virt-host-validate``, and a workload's readiness as one more check.
 
-Both are pure functions of the Inventory. Each check has a stable ``id`` (the metric label), the
-title virt-host-validate would print, a status, a one-line reason and, unless it passed, the fix.
-Readiness implements the workload table of docs/labels.md: the host half of each KubeVirt VM recipe.
+Checks are pure functions of the Inventory. Each has a stable ``id`` (the metric label), the title
+virt-host-validate would print, a status, a one-line reason and, unless it passed, the fix. Readiness
+itself (the table of workload classes) is :mod:`nodeagent.workloads`.
 """
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from nodeagent.contract import WORKLOADS
 from nodeagent.discover.pci import group_strangers, slot
 from nodeagent.inventory import Gpu, Inventory, Plain
 from nodeagent.parse import format_cpulist
+from nodeagent.workloads import Readiness
+from nodeagent.workloads.kubelet import MANAGERS, policy, unknown_reason
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATUSES = (PASS, WARN, FAIL, SKIP)
-__all__ = ["STATUSES", "CheckResult", "Readiness", "readiness", "readiness_check", "run_checks"]
+__all__ = ["STATUSES", "CheckResult", "readiness_check", "run_checks"]
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,6 @@ class CheckResult(Plain):
     status: str  # PASS | WARN | FAIL | SKIP
     reason: str  # one line: why this status
     fix: str | None = None  # one line: what to do about it (None on PASS)
-
-
-@dataclass(frozen=True)
-class Readiness(Plain):
-    workload: str
-    ready: bool
-    reasons: list[str]  # why not ready (empty when ready)
 
 
 def _cpus(cpus: Iterable[int]) -> str:
@@ -333,10 +327,51 @@ def check_host_files(inv: Inventory) -> list[CheckResult]:
                         "see the warnings in 'nodeagent inspect'")]
 
 
+# What dedicated-CPU VMs need of each manager: the policies, what goes wrong without, the state file to remove.
+_KUBELET_WANTED: dict[str, tuple[tuple[str, ...], str, str | None]] = {
+    "cpuManager": (("static",), "VMs with dedicatedCpuPlacement stay Pending (KubeVirt needs cpumanager=true)",
+                   "cpu_manager_state"),
+    "topologyManager": (("single-numa-node", "restricted"),
+                        "a guest's CPUs, memory and devices may come from different NUMA nodes", None),
+    "memoryManager": (("Static",), "guaranteed memory and hugepages are not kept NUMA-local",
+                      "memory_manager_state"),
+}
+
+
+def check_kubelet_managers(inv: Inventory) -> list[CheckResult]:
+    """One line per kubelet resource manager: the policy it runs, against what dedicated-CPU VMs need."""
+    kubelet = inv.kubelet
+    unknown = unknown_reason(kubelet)
+    results = []
+    for manager in MANAGERS:
+        check_id = "kubelet-" + manager.title.replace(" ", "-").lower()
+        title = f"Checking kubelet {manager.title} policy"
+        if unknown is not None:
+            results.append(CheckResult(check_id, title, SKIP, unknown))
+            continue
+        have = policy(kubelet, manager) or ""
+        wanted, consequence, state = _KUBELET_WANTED[manager.key]
+        if have in wanted:
+            detail = ""
+            if manager.key == "cpuManager" and kubelet.reserved_system_cpus is not None:
+                detail = f", reservedSystemCPUs {_cpus(kubelet.reserved_system_cpus)}"
+            elif manager.key == "topologyManager":
+                detail = f", scope {kubelet.topology_manager_scope or 'container'}"
+            results.append(CheckResult(check_id, title, PASS, have + detail))
+            continue
+        defaulted = " (the kubelet's default)" if have == manager.default else ""
+        restart = (f"remove /var/lib/kubelet/{state}, then restart the kubelet" if state
+                   else "then restart the kubelet")
+        results.append(CheckResult(check_id, title, WARN, f"{have}{defaulted}: {consequence}",
+                                   f"on nodes for dedicated-CPU VMs set {manager.config_key}: "
+                                   f"{' or '.join(wanted)} in the kubelet configuration, {restart}"))
+    return results
+
+
 CHECKS: tuple[Callable[[Inventory], list[CheckResult]], ...] = (
     check_hardware_virtualization, check_kvm_device, check_vhost_and_tun, check_cgroups, check_iommu,
     check_nested, check_1gi_pages, check_isolation, check_numa_balancing, check_swap, check_gpus,
-    check_hugepages, check_host_files,
+    check_hugepages, check_kubelet_managers, check_host_files,
 )
 
 
@@ -344,89 +379,14 @@ def run_checks(inv: Inventory) -> list[CheckResult]:
     return [result for check in CHECKS for result in check(inv)]
 
 
-# --- workload readiness ----------------------------------------------------------------------
-
-
-def _general(inv: Inventory) -> list[str]:
-    return [] if inv.kvm.available else ["KVM is not available (/dev/kvm is missing)"]
-
-
-def _needs_1gi(inv: Inventory) -> list[str]:
-    return [] if inv.hugepages_configured("1Gi") else ["no 1Gi hugepages are configured"]
-
-
-def _high_density(inv: Inventory) -> list[str]:
-    return _general(inv) + ([] if inv.ksm.running else ["KSM is not running"])
-
-
-def _database(inv: Inventory) -> list[str]:
-    ksm = ["KSM is running (database VMs need it off)"] if inv.ksm.running else []
-    return _general(inv) + _needs_1gi(inv) + ksm
-
-
-def _hpc(inv: Inventory) -> list[str]:
-    avx = [] if inv.cpu.has_flag("avx512f") else ["CPU lacks AVX-512F (avx512f)"]
-    return _general(inv) + _needs_1gi(inv) + avx
-
-
-def _ai_training(inv: Inventory) -> list[str]:
-    reasons = _general(inv)
-    if not inv.iommu.enabled:
-        reasons.append("IOMMU is not enabled")
-    if not inv.passthrough_gpus:
-        reasons.append("no passthrough-ready GPU (bound to vfio-pci with its whole IOMMU group)")
-    if not (inv.hugepages_configured("2Mi") or inv.hugepages_configured("1Gi")):
-        reasons.append("no 2Mi or 1Gi hugepages are configured")
-    return reasons
-
-
-def _realtime(inv: Inventory) -> list[str]:
-    cpu = inv.cpu
-    reasons = _general(inv)
-    if not inv.kernel.realtime:
-        reasons.append("kernel is not PREEMPT_RT")
-    isolated = set(cpu.isolated)
-    if not isolated:
-        reasons.append("no isolated CPUs")
-    else:
-        if not isolated <= set(cpu.nohz_full):
-            reasons.append(f"isolated CPUs not covered by nohz_full: {_cpus(isolated - set(cpu.nohz_full))}")
-        rcu_nocbs = set(cpu.cmdline_rcu_nocbs or [])
-        if not isolated <= rcu_nocbs:
-            reasons.append(f"isolated CPUs not covered by rcu_nocbs: {_cpus(isolated - rcu_nocbs)}")
-        if cpu.governors:
-            slow = isolated - set(cpu.governors.get("performance", []))
-            if slow:
-                reasons.append(f"governor is not 'performance' on isolated CPUs {_cpus(slow)}")
-    reasons += _needs_1gi(inv)
-    if not cpu.has_flag("tsc_deadline_timer"):
-        reasons.append("CPU lacks tsc_deadline_timer")
-    return reasons
-
-
-READINESS: dict[str, Callable[[Inventory], list[str]]] = {
-    "general": _general,
-    "high-density": _high_density,
-    "database": _database,
-    "hpc": _hpc,
-    "ai-training": _ai_training,
-    "realtime": _realtime,
-}
-
-
-def readiness(inv: Inventory) -> dict[str, Readiness]:
-    """Every workload of docs/labels.md, ready or not, with the reasons it is not."""
-    result = {}
-    for workload in WORKLOADS:
-        reasons = READINESS[workload](inv)
-        result[workload] = Readiness(workload, not reasons, reasons)
-    return result
+# --- workload readiness as a check ----------------------------------------------------------
 
 
 def readiness_check(ready: Readiness) -> CheckResult:
     """A workload's readiness as a check result (``check --for WORKLOAD``): not ready is a FAIL."""
     title = f"Checking readiness for {ready.workload} VMs"
     if ready.ready:
-        return CheckResult(f"ready-{ready.workload}", title, PASS, "every host requirement is met")
+        notes = "".join(f"; {note}" for note in ready.notes)
+        return CheckResult(f"ready-{ready.workload}", title, PASS, f"every host requirement is met{notes}")
     return CheckResult(f"ready-{ready.workload}", title, FAIL, "; ".join(ready.reasons),
-                       "see the profile example for this workload in the README")
+                       "see the workload class table and the profile example for this workload in the README")

@@ -270,6 +270,7 @@ class KernelInfo(Plain):
     cgroup_controllers: list[str]
     numa_balancing: int | None
     modules: list[str]  # loaded modules among those nodeagent cares about
+    sched_rt_runtime_us: int | None = None  # kernel.sched_rt_runtime_us; -1: RT tasks unthrottled
 
 
 @value

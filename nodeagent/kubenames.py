@@ -52,3 +52,13 @@ def prefix_error(prefix: str) -> str | None:
     if not prefix or len(prefix) > 253 or not DNS_SUBDOMAIN.match(prefix):
         return f"prefix {prefix!r} is not a lower-case DNS subdomain of at most 253 characters"
     return None
+
+
+LABEL_NAME_FORM = "at most 63 characters of [A-Za-z0-9_.-], beginning and ending with a letter or digit"
+
+
+def label_name_error(name: object) -> str | None:
+    """Why ``name`` is not the name part of a label key (after the prefix's '/'), or None when it is."""
+    if not isinstance(name, str) or not name or len(name) > 63 or not _LABEL_NAME.match(name):
+        return f"{name!r} is not a label name ({LABEL_NAME_FORM})"
+    return None

@@ -36,7 +36,7 @@ from nodeagent.inventory import NVIDIA_VENDOR_ID, Inventory, Plain
 from nodeagent.kubenames import TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error, prefix_error
 
 if TYPE_CHECKING:
-    from nodeagent.checks import Readiness
+    from nodeagent.workloads import Readiness
 
 NFD_PREFIX = "feature.node.kubernetes.io"
 DEFAULT_PREFIX = DEFAULT_LABEL_PREFIX
@@ -224,7 +224,7 @@ def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
     """
     config = config or LabelConfig()
     if readiness is None:
-        from nodeagent.checks import readiness as compute_readiness
+        from nodeagent.workloads import readiness as compute_readiness
 
         readiness = compute_readiness(inv)
     warnings: list[str] = []
@@ -244,7 +244,7 @@ def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
 
     taints: list[NodeTaint] = []
     if profile is not None:
-        _add_profile_labels(labels, profile.labels, config, warnings)
+        _add_profile_labels(labels, profile.labels, config, warnings, readiness)
         taints = profile_taints(profile.taints)
     return LabelSet(dict(sorted(labels.items())), taints, warnings)
 
@@ -304,14 +304,16 @@ def _own_labels(inv: Inventory, config: LabelConfig, readiness: Mapping[str, Rea
     }
     if inv.cpu.governor:
         labels[own("cpu-governor")] = inv.cpu.governor
-    for workload in WORKLOADS:
-        ready = readiness.get(workload)
-        labels[own(f"ready-{workload}")] = _flag(ready is not None and ready.ready)
+    for workload, ready in readiness.items():  # every class of the table in force
+        labels[own(f"ready-{workload}")] = _flag(ready.ready)
     return labels
 
 
-def computed_keys(config: LabelConfig) -> frozenset[str]:
-    """Every key nodeagent may compute, present on this node or not: a profile may not set these."""
+def computed_keys(config: LabelConfig, workloads: Iterable[str] = WORKLOADS) -> frozenset[str]:
+    """Every key nodeagent may compute, present on this node or not: a profile may not set these.
+
+    ``workloads``: the workload classes in force (their ``ready-<class>`` labels), the defaults unless given.
+    """
     keys = {f"{NFD_PREFIX}/cpu-cpuid.{name}" for name in CPUID_FLAGS.values()}
     keys |= {f"{NFD_PREFIX}/cpu-cpuid.RTSCHED", f"{NFD_PREFIX}/cpu-hardware_multithreading",
              f"{NFD_PREFIX}/memory-numa", f"{NFD_PREFIX}/numa", "topology.kubernetes.io/numa-nodes", "realtime",
@@ -319,14 +321,14 @@ def computed_keys(config: LabelConfig) -> frozenset[str]:
     own = ("kvm", "kvm-nested", "iommu", "rt-kernel", "ksm", "hugepages-2Mi", "hugepages-1Gi", "isolated-cpus",
            "numa", "numa-nodes", "rt-sched", "realtime",
            "cpu-governor", "gpu-passthrough", "gpu-passthrough-count", "reboot-required", "kubelet-restart-required",
-           *(f"ready-{w}" for w in WORKLOADS))
+           *(f"ready-{w}" for w in (*WORKLOADS, *workloads)))
     keys |= {config.own(name) for name in own}
     return frozenset(keys)
 
 
 def _add_profile_labels(labels: dict[str, str], extra: Mapping[str, str], config: LabelConfig,
-                        warnings: list[str]) -> None:
-    reserved = computed_keys(config)
+                        warnings: list[str], readiness: Mapping[str, Readiness]) -> None:
+    reserved = computed_keys(config, readiness)
     for key, raw in extra.items():
         value = str(raw)
         if error := label_key_error(key):

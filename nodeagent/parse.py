@@ -198,3 +198,34 @@ def isolcpus_cpus(value: str) -> tuple[list[int], list[str]]:
     while parts and parts[0] and not parts[0][0].isdigit():
         flags.append(parts.pop(0))
     return parse_cpulist(",".join(parts)), flags
+
+
+# --- memory quantities ----------------------------------------------------------------------
+
+QUANTITY_FORM = "a memory quantity such as 4Gi, 512Mi, 4G or a number of bytes"
+
+_QUANTITY = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|Ti|K|M|G|T|kB|KB|MB|GB|TB)?$")
+_QUANTITY_FACTORS = {None: 1, "Ki": 1024, "K": 1024, "kB": 1024, "KB": 1024, "Mi": 1024**2, "M": 1024**2,
+                     "MB": 1024**2, "Gi": 1024**3, "G": 1024**3, "GB": 1024**3, "Ti": 1024**4, "T": 1024**4,
+                     "TB": 1024**4}
+
+
+def parse_quantity_bytes(value: object) -> int | None:
+    """A memory quantity (``4Gi``, ``512Mi``, ``4G``, a number of bytes) in bytes; None when it is not one.
+
+    Binary units either way, as hugepage and kubelet reservations are counted in pages of binary sizes.
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else None
+    match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        return None
+    return int(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
+def format_bytes_binary(size: int) -> str:
+    """Bytes in the largest binary unit that divides them exactly: 137438953472 → ``128Gi``."""
+    for unit, factor in (("Ti", 1024**4), ("Gi", 1024**3), ("Mi", 1024**2), ("Ki", 1024)):
+        if size and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

@@ -28,12 +28,14 @@ from nodeagent.kubenames import DNS_SUBDOMAIN, TAINT_EFFECT_FORM, TAINT_EFFECTS,
 from nodeagent.parse import (
     CPULIST_FORM,
     MAX_CPU_ID,
+    QUANTITY_FORM,
     SIZE_FORM,
     CpuIdRangeError,
     format_cpulist,
     page_size_name,
     parse_cpulist,
     parse_page_size_kb,
+    parse_quantity_bytes,
 )
 
 if TYPE_CHECKING:
@@ -63,13 +65,8 @@ _PCI_ADDRESS = re.compile(r"^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-9a-fA-F]
 _GOVERNOR = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 # The drop-in is sourced by a shell (grub-mkconfig): only characters that need no quoting.
 _BOOT_ARG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.,:=/+@%-]*$")
-_QUANTITY = re.compile(r"^(\d+)\s*(Ki|Mi|Gi|Ti|K|M|G|T|kB|KB|MB|GB|TB)?$")
-_QUANTITY_FACTORS = {None: 1, "Ki": 1024, "K": 1024, "kB": 1024, "KB": 1024, "Mi": 1024**2, "M": 1024**2,
-                     "MB": 1024**2, "Gi": 1024**3, "G": 1024**3, "GB": 1024**3, "Ti": 1024**4, "T": 1024**4,
-                     "TB": 1024**4}
 
 NAME_FORM = "a lower-case DNS name such as 'gpu-hpc' (letters, digits, '-', '.')"
-QUANTITY_FORM = "a memory quantity such as 4Gi, 512Mi, 4G or a number of bytes"
 PCI_ID_FORM = "four hex digits such as '10de' (or '0x10de')"
 PCI_ADDRESS_FORM = "a PCI address such as '0000:17:00.0'"
 BOOT_ARG_FORM = "one kernel argument such as 'mitigations=off' (no spaces or quotes; shell-safe characters only)"
@@ -454,13 +451,10 @@ class _Parser:
         return kb
 
     def quantity(self, value: Any, path: str) -> int | None:
-        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-            return value
-        match = _QUANTITY.match(value.strip()) if isinstance(value, str) else None
-        if not match:
+        size = parse_quantity_bytes(value)
+        if size is None:
             self.error(path, f"{_shown(value)} is not {QUANTITY_FORM}")
-            return None
-        return int(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+        return size
 
     # the document
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterable
 
-from nodeagent.checks import CheckResult, Readiness
+from nodeagent.checks import CheckResult
 from nodeagent.discover.pci import is_vfio_driver
 from nodeagent.inventory import CpuInfo, Gpu, HugepagePool, Inventory, Nic
 from nodeagent.labels import LabelConfig, LabelSet
 from nodeagent.parse import format_cpulist
+from nodeagent.workloads import Readiness
 
 WIDTH = 92
 ISOLATED, HOUSEKEEPING = "■", "·"
@@ -205,6 +206,7 @@ def render_checks(results: list[CheckResult], readiness: dict[str, Readiness] | 
         for item in readiness.values():
             state = "ready" if item.ready else "not ready: " + "; ".join(item.reasons)
             lines.append(f"  {item.workload:<13} {state}")
+            lines += [f"  {'':<13} note: {note}" for note in item.notes]
     counts = {s: sum(1 for r in results if r.status == s) for s in ("PASS", "WARN", "FAIL", "SKIP")}
     lines += ["", " · ".join(f"{n} {s}" for s, n in counts.items())]
     return "\n".join(lines) + "\n"

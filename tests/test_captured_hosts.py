@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import tarfile
 
-from nodeagent.checks import readiness, run_checks
+from nodeagent.checks import run_checks
 from nodeagent.discover import discover
 from nodeagent.host import Host
+from nodeagent.workloads import readiness
 from tests.support.hosts import CAPTURES
 
 

@@ -10,8 +10,9 @@ from dataclasses import replace
 
 import pytest
 
-from nodeagent.checks import readiness, readiness_check, run_checks
-from nodeagent.inventory import Inventory, IommuGroupMember
+from nodeagent.checks import readiness_check, run_checks
+from nodeagent.inventory import Inventory, IommuGroupMember, KubeletInfo
+from nodeagent.workloads import readiness
 from tests.support.factories import make_cpu, make_gpu, make_inventory, pool, with_ksm
 
 
@@ -23,8 +24,12 @@ def ready(inv: Inventory, workload: str) -> bool:
     return readiness(inv)[workload].ready
 
 
-HUGE_1G = {"2Mi": pool("2Mi", 0), "1Gi": pool("1Gi", 16)}
-HUGE_2M = {"2Mi": pool("2Mi", 4096), "1Gi": pool("1Gi", 0)}
+HUGE_1G = {"2Mi": pool("2Mi", 0), "1Gi": pool("1Gi", 64)}  # the database recipe's 64Gi
+HUGE_2M = {"2Mi": pool("2Mi", 65536), "1Gi": pool("1Gi", 0)}  # the AI training recipe's 128Gi
+
+STATIC = KubeletInfo(config_present=True, config_path="/var/lib/kubelet/config.yaml", cpu_manager_policy="static",
+                     reserved_system_cpus=[0, 1], topology_manager_policy="single-numa-node",
+                     topology_manager_scope="pod", memory_manager_policy="Static", running=None, started_at=None)
 
 
 def test_general_needs_only_kvm() -> None:
@@ -44,11 +49,14 @@ def test_high_density_needs_ksm_running() -> None:
     assert not ready(with_ksm(inv, 2), "high-density")  # run=2 is "stop and unmerge"
 
 
-def test_database_needs_1gi_pages_and_ksm_off() -> None:
+def test_database_needs_64_1gi_pages_and_ksm_off() -> None:
     inv = make_inventory(hugepages=HUGE_1G)
     assert ready(inv, "database")
     assert not ready(with_ksm(inv, 1), "database")
     assert not ready(make_inventory(hugepages=HUGE_2M), "database")
+    # Sized: 63 pages are one short of the recipe's 64Gi, and the reason says so.
+    short = make_inventory(hugepages={"1Gi": pool("1Gi", 63)})
+    assert readiness(short)["database"].reasons == ["needs 64 1Gi hugepages configured, has 63"]
 
 
 def test_hpc_needs_1gi_and_avx512f() -> None:
@@ -56,18 +64,28 @@ def test_hpc_needs_1gi_and_avx512f() -> None:
     assert ready(make_inventory(cpu=cpu, hugepages=HUGE_1G), "hpc")
     assert not ready(make_inventory(hugepages=HUGE_1G), "hpc")
     assert not ready(make_inventory(cpu=cpu, hugepages=HUGE_2M), "hpc")
+    assert readiness(make_inventory(hugepages=HUGE_1G))["hpc"].reasons == ["CPU lacks avx512f"]
 
 
-def test_ai_training_needs_iommu_a_ready_gpu_and_hugepages() -> None:
-    base = make_inventory(hugepages=HUGE_2M, gpus=[make_gpu()])
-    base = replace(base, iommu=replace(base.iommu, enabled=True, groups=40))
+def _ai_inventory(gpus: int = 2) -> Inventory:
+    base = make_inventory(hugepages=HUGE_2M,
+                          gpus=[make_gpu(f"0000:{0x17 + i:02x}:00.0", iommu_group=27 + i) for i in range(gpus)])
+    return replace(base, iommu=replace(base.iommu, enabled=True, groups=40))
+
+
+def test_ai_training_needs_iommu_two_ready_gpus_and_128gi_of_2mi_pages() -> None:
+    base = _ai_inventory()
     assert ready(base, "ai-training")
     assert not ready(replace(base, iommu=replace(base.iommu, enabled=False, groups=0)), "ai-training")
-    assert not ready(replace(base, gpus=[make_gpu(driver="nvidia", passthrough_ready=False)]), "ai-training")
+    # One GPU (or one of two not on vfio) is short of the recipe's two.
+    assert readiness(_ai_inventory(1))["ai-training"].reasons == ["needs 2 passthrough-ready GPUs, has 1"]
+    one_bound = replace(base, gpus=[base.gpus[0], make_gpu(driver="nvidia", passthrough_ready=False)])
+    assert readiness(one_bound)["ai-training"].reasons == ["needs 2 passthrough-ready GPUs, has 1"]
     no_pages = replace(base, memory=replace(base.memory, hugepages={"2Mi": pool("2Mi", 0)}))
-    assert not ready(no_pages, "ai-training")
-    with_1g = replace(base, memory=replace(base.memory, hugepages=HUGE_1G))
-    assert ready(with_1g, "ai-training")
+    assert readiness(no_pages)["ai-training"].reasons == ["needs 65536 2Mi hugepages (128Gi) configured, has 0"]
+    # The recipe's pages are 2Mi: 1Gi pages, however many, do not stand in for them.
+    with_1g = replace(base, memory=replace(base.memory, hugepages={"2Mi": pool("2Mi", 0), "1Gi": pool("1Gi", 256)}))
+    assert not ready(with_1g, "ai-training")
 
 
 def _rt_inventory(**cpu_changes: object) -> Inventory:
@@ -79,8 +97,8 @@ def _rt_inventory(**cpu_changes: object) -> Inventory:
         flags=["vmx", "tsc_deadline_timer", "pdpe1gb"],
     )
     cpu = replace(cpu, **cpu_changes)
-    inv = make_inventory(cpu=cpu, hugepages=HUGE_1G)
-    return replace(inv, kernel=replace(inv.kernel, realtime=True, preempt_model="PREEMPT_RT"))
+    inv = make_inventory(cpu=cpu, hugepages=HUGE_1G, kubelet=STATIC)
+    return replace(inv, kernel=replace(inv.kernel, realtime=True, preempt_model="PREEMPT_RT", sched_rt_runtime_us=-1))
 
 
 def test_realtime_ready_when_every_requirement_holds() -> None:
@@ -104,10 +122,85 @@ def test_realtime_without_cpufreq_ignores_the_governor() -> None:
     assert ready(_rt_inventory(governors={}, governor=None), "realtime")
 
 
-def test_realtime_needs_an_rt_kernel_and_1gi_pages() -> None:
+def test_realtime_needs_an_rt_kernel_1gi_pages_and_unthrottled_rt_tasks() -> None:
     inv = _rt_inventory()
     assert not ready(replace(inv, kernel=replace(inv.kernel, realtime=False)), "realtime")
     assert not ready(replace(inv, memory=replace(inv.memory, hugepages=HUGE_2M)), "realtime")
+    throttled = replace(inv, kernel=replace(inv.kernel, sched_rt_runtime_us=950000))
+    assert readiness(throttled)["realtime"].reasons == [
+        "kernel.sched_rt_runtime_us is 950000: RT tasks are throttled "
+        "(needs -1, profile spec.kernel.realtimeScheduling)"]
+
+
+# --- the kubelet's managers ----------------------------------------------------------------------
+
+DEDICATED = ("database", "hpc", "realtime")
+
+
+@pytest.mark.parametrize(("change", "blocked", "reason"), [
+    ({"cpu_manager_policy": "none"}, {"database", "hpc", "realtime"},
+     "kubelet CPU manager is none: dedicated CPUs impossible (needs static)"),
+    ({"cpu_manager_policy": None}, {"database", "hpc", "realtime"},  # absent: the kubelet's default, none
+     "kubelet CPU manager is none: dedicated CPUs impossible (needs static)"),
+    ({"topology_manager_policy": "best-effort"}, {"hpc", "realtime"},
+     "kubelet topology manager is best-effort: CPUs, memory and devices not aligned on a NUMA node "
+     "(needs single-numa-node or restricted)"),
+    ({"memory_manager_policy": None}, {"hpc", "realtime"},
+     "kubelet memory manager is None: guaranteed memory and hugepages not NUMA-local (needs Static)"),
+])
+def test_dedicated_cpu_classes_need_the_kubelet_managers(change: dict[str, object], blocked: set[str],
+                                                         reason: str) -> None:
+    cpu = make_cpu(flags=["vmx", "avx512f", "pdpe1gb", "tsc_deadline_timer"])
+    host = replace(_rt_inventory(), cpu=replace(_rt_inventory().cpu, flags=cpu.flags))
+    assert {w for w in DEDICATED if ready(host, w)} == set(DEDICATED)
+    mixed = replace(host, kubelet=replace(STATIC, **change))
+    result = readiness(mixed)
+    assert {w for w in DEDICATED if not result[w].ready} == blocked
+    for workload in blocked:
+        assert result[workload].reasons == [reason]
+    assert result["general"].ready and not result["general"].notes
+
+
+def test_without_a_kubelet_configuration_the_managers_are_a_note_not_a_block() -> None:
+    host = replace(_rt_inventory(), kubelet=replace(STATIC, config_present=False, config_path=None,
+                                                   cpu_manager_policy=None, topology_manager_policy=None,
+                                                   memory_manager_policy=None))
+    result = readiness(host)["realtime"]
+    assert result.ready and result.reasons == []
+    assert result.notes == ["kubelet managers unknown (no kubelet configuration found): not judged; the class "
+                            "needs CPU manager static, topology manager single-numa-node or restricted, "
+                            "memory manager Static"]
+    unreadable = replace(host, kubelet=replace(STATIC, config_readable=False, cpu_manager_policy=None))
+    assert readiness(unreadable)["realtime"].ready
+    assert "not readable by this user" in readiness(unreadable)["realtime"].notes[0]
+    check = readiness_check(result)
+    assert check.status == "PASS" and "kubelet managers unknown" in check.reason
+
+
+def test_kubelet_manager_check_lines() -> None:
+    def lines(kubelet: KubeletInfo) -> dict[str, tuple[str, str]]:
+        return {r.id: (r.status, r.reason) for r in run_checks(make_inventory(kubelet=kubelet))
+                if r.id.startswith("kubelet-")}
+
+    assert lines(STATIC) == {
+        "kubelet-cpu-manager": ("PASS", "static, reservedSystemCPUs 0-1"),
+        "kubelet-topology-manager": ("PASS", "single-numa-node, scope pod"),
+        "kubelet-memory-manager": ("PASS", "Static"),
+    }
+    defaults = replace(STATIC, cpu_manager_policy=None, reserved_system_cpus=None, topology_manager_policy=None,
+                       topology_manager_scope=None, memory_manager_policy=None)
+    warned = lines(defaults)
+    assert {status for status, _ in warned.values()} == {"WARN"}
+    assert warned["kubelet-cpu-manager"][1].startswith("none (the kubelet's default): ")
+    assert warned["kubelet-memory-manager"][1].startswith("None (the kubelet's default): ")
+    fixes = {r.id: r.fix for r in run_checks(make_inventory(kubelet=defaults)) if r.id.startswith("kubelet-")}
+    assert "cpuManagerPolicy: static" in (fixes["kubelet-cpu-manager"] or "")
+    assert "cpu_manager_state" in (fixes["kubelet-cpu-manager"] or "")
+    assert "memory_manager_state" in (fixes["kubelet-memory-manager"] or "")
+    mixed = lines(replace(STATIC, topology_manager_policy="none"))
+    assert [mixed[k][0] for k in sorted(mixed)] == ["PASS", "PASS", "WARN"]  # cpu, memory, topology
+    absent = lines(make_inventory().kubelet)
+    assert absent == {k: ("SKIP", "no kubelet configuration found") for k in warned}
 
 
 def test_hardware_virtualization_three_ways() -> None:

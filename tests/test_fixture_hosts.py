@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from nodeagent.checks import readiness, run_checks
+from nodeagent.checks import run_checks
 from nodeagent.discover import discover
 from nodeagent.inventory import Inventory
+from nodeagent.workloads import readiness
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +96,14 @@ def test_intel_checks_and_readiness(inventories) -> None:
     assert result["gpu-passthrough-0000:02:00.0"] == "WARN"  # the boot VGA
     assert result["gpu-link-0000:cb:00.0"] == "WARN"
     assert result["kvm-api"] == "SKIP"
-    assert ready_set(inv) == {"general", "database", "hpc", "ai-training"}
+    # mixed kubelet: static CPU manager, restricted topology manager, memory manager None
+    assert (result["kubelet-cpu-manager"], result["kubelet-topology-manager"]) == ("PASS", "PASS")
+    assert result["kubelet-memory-manager"] == "WARN"
+    assert ready_set(inv) == {"general", "database"}
+    ready = readiness(inv)
+    assert ready["hpc"].reasons == ["kubelet memory manager is None: guaranteed memory and hugepages not "
+                                    "NUMA-local (needs Static)"]
+    assert ready["ai-training"].reasons == ["needs 65536 2Mi hugepages (128Gi) configured, has 0"]
 
 
 # --- amd-nps4-consumer: NPS4 EPYC with consumer GPUs -------------------------------------------
@@ -131,7 +139,12 @@ def test_amd_readiness(inventories) -> None:
     inv = inventories["amd-nps4-consumer"]
     assert inv.ksm.run == 1 and inv.ksm.pages_sharing == 318806
     assert inv.iommu.firmware_table == "IVRS"
-    assert ready_set(inv) == {"general", "high-density", "ai-training"}
+    assert ready_set(inv) == {"general", "high-density"}
+    assert readiness(inv)["ai-training"].reasons == ["needs 65536 2Mi hugepages (128Gi) configured, has 8192",
+                                                     "needs 2 passthrough-ready GPUs, has 1"]
+    # no kubelet yet: its managers are a note on the classes that need them, and SKIPped checks
+    assert all(readiness(inv)[w].notes for w in ("database", "hpc", "realtime"))
+    assert statuses(inv)["kubelet-cpu-manager"] == "SKIP"
 
 
 # --- rt-isolated: PREEMPT_RT with isolated CPUs ------------------------------------------------
@@ -154,7 +167,9 @@ def test_rt_checks_and_readiness(inventories) -> None:
     assert result["cpu-isolation"] == "PASS"
     assert result["numa-balancing"] == "PASS"
     assert readiness(inv)["realtime"].reasons == []
-    assert ready_set(inv) == {"general", "database", "hpc", "realtime"}
+    assert {result[f"kubelet-{m}-manager"] for m in ("cpu", "topology", "memory")} == {"PASS"}
+    assert ready_set(inv) == {"general", "hpc", "realtime"}
+    assert readiness(inv)["database"].reasons == ["needs 64 1Gi hugepages configured, has 16"]
 
 
 # --- desktop-no-iommu: no VT-x, no VT-d --------------------------------------------------------

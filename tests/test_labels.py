@@ -6,7 +6,6 @@ from dataclasses import dataclass, field, replace
 
 import pytest
 
-from nodeagent.checks import Readiness
 from nodeagent.kubenames import label_key_error, label_value_error
 from nodeagent.labels import (
     CPUID_FLAGS,
@@ -16,6 +15,7 @@ from nodeagent.labels import (
     compute_labels,
     computed_keys,
 )
+from nodeagent.workloads import Readiness
 from tests.support.factories import make_cpu, make_gpu, make_inventory, pool
 
 NFD = "feature.node.kubernetes.io"
@@ -345,7 +345,7 @@ def test_label_key_rule(key: str, ok: bool) -> None:
 
 def test_readiness_defaults_to_checks_readiness() -> None:
     """Without an explicit readiness, labels use nodeagent.checks.readiness (never a copy of its rules)."""
-    from nodeagent.checks import readiness
+    from nodeagent.workloads import readiness
 
     inv = make_inventory()
     assert compute_labels(inv).labels == compute_labels(inv, readiness=readiness(inv)).labels

@@ -38,9 +38,10 @@ NOTHING_PENDING = own(reboot_required="false", kubelet_restart_required="false")
 EXPECTED: dict[str, dict[str, str]] = {
     # Sapphire Rapids: every named flag but SVM (Intel); 2 sockets x 56 cores x 2 threads, 2 NUMA nodes;
     # 64+64 1Gi pages, no 2Mi; KSM off; 4 H100 on vfio-pci, each alone in its group behind the PEX
-    # switch → 4 passthrough-ready; governor performance; kvm_intel nested=Y.
-    # Ready: general (KVM), database (1Gi, KSM off), hpc (1Gi, AVX512F), ai-training (IOMMU, GPUs, 1Gi);
-    # not high-density (KSM off) nor realtime (not PREEMPT_RT).
+    # switch → 4 passthrough-ready; governor performance; kvm_intel nested=Y; kubelet: static CPU manager,
+    # restricted topology manager, memory manager None.
+    # Ready: general (KVM), database (128 ≥ 64 × 1Gi, KSM off, static CPU manager); not high-density (KSM
+    # off), hpc (memory manager None), ai-training (no 2Mi pages: 128Gi of them needed) nor realtime.
     "intel-2s-8gpu": {
         **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
                 "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX"),
@@ -52,13 +53,14 @@ EXPECTED: dict[str, dict[str, str]] = {
         **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="false",
               isolated_cpus="0", cpu_governor="performance", gpu_passthrough="true", gpu_passthrough_count="4"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
-        **ready("general", "database", "hpc", "ai-training"),
+        **ready("general", "database"),
         **NOTHING_PENDING,
     },
     # Genoa: AVX-512 incl. BF16/VNNI, no AMX, SVM not VMX; NPS4 → 4 NUMA nodes; 2Mi pages on nodes 0-1;
     # KSM running; governors performance + schedutil → mixed; RTX 4090 + its audio both on vfio-pci →
     # 1 passthrough-ready GPU (the Radeon shares its group with USB on host drivers).
-    # Ready: general, high-density (KSM on), ai-training (IOMMU, GPU, 2Mi); no 1Gi → no database/hpc.
+    # Ready: general, high-density (KSM on); not ai-training (1 GPU of 2, 16Gi of 2Mi pages of 128Gi);
+    # no 1Gi → no database/hpc. No kubelet: its managers are unknown, which blocks nothing.
     "amd-nps4-consumer": {
         **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
                 "FMA3", "SHA", "AESNI", "SVM"),
@@ -70,12 +72,13 @@ EXPECTED: dict[str, dict[str, str]] = {
         **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="true",
               isolated_cpus="0", cpu_governor="mixed", gpu_passthrough="true", gpu_passthrough_count="1"),
         f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
-        **ready("general", "high-density", "ai-training"),
+        **ready("general", "high-density"),
         **NOTHING_PENDING,
     },
     # Ice Lake-SP: AVX-512 with VNNI, no BF16, no AMX; PREEMPT_RT → RTSCHED, rt-kernel; one NUMA node;
     # CPUs 2-11,14-23 isolated (20) and covered by nohz_full and rcu_nocbs, governor performance,
-    # 16 x 1Gi, tsc_deadline_timer → ready for realtime, hence `realtime: "true"`; also database, hpc.
+    # 16 x 1Gi, tsc_deadline_timer, sched_rt_runtime_us -1, kubelet static / single-numa-node / Static →
+    # ready for realtime, hence `realtime: "true"`; also hpc; not database (16 of 64 1Gi pages).
     "rt-isolated": {
         **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
                 "FMA3", "SHA", "AESNI", "VMX", "RTSCHED"),
@@ -88,7 +91,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         **own(kvm="true", kvm_nested="false", iommu="true", rt_kernel="true", ksm="false",
               isolated_cpus="20", cpu_governor="performance", gpu_passthrough="false", gpu_passthrough_count="0"),
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
-        **ready("general", "database", "hpc", "realtime"),
+        **ready("general", "hpc", "realtime"),
         **NOTHING_PENDING,
     },
     # Kaby Lake desktop with VT-x off: no vmx flag (and no KVM), AVX2/FMA/AES only; no IOMMU; no cpufreq

@@ -32,9 +32,11 @@ LAYERS: list[tuple[str, ...]] = [
     # Reading facts: the Inventory from sysfs/procfs, live sources (libvirt, NVML, /proc/<pid>), and the
     # capture of a host's files into a replayable tree (it runs discovery to know what to capture).
     ("nodeagent.discover", "nodeagent.sources", "nodeagent.capture"),
-    # Judging facts against rules: checks and readiness, labels, the profile schema and its GPU selection, and
+    # Judging facts against rules: checks, workload readiness (the table of workload classes), labels, the
+    # profile schema and its GPU selection, and
     # the terminal views of an Inventory with its checks and labels (``inspect``/``check``/``labels``).
-    ("nodeagent.checks", "nodeagent.labels", "nodeagent.profile", "nodeagent.gpuselect", "nodeagent.terminal"),
+    ("nodeagent.checks", "nodeagent.workloads", "nodeagent.labels", "nodeagent.profile", "nodeagent.gpuselect",
+     "nodeagent.terminal"),
     # Acting on a judgement, each on its own: changing the host (prep), exporting (metrics), publishing (k8s).
     ("nodeagent.prep", "nodeagent.metrics", "nodeagent.k8s"),
     # The long-running agent that drives the three above.

@@ -5,25 +5,30 @@ from __future__ import annotations
 import click
 
 from nodeagent.commands.common import CliContext, dump_json, output_option
-from nodeagent.contract import WORKLOADS
 
 
 @click.command()
 @output_option("text", "json")
-@click.option("--for", "workload", type=click.Choice(WORKLOADS), default=None,
-              help="Also require readiness for this workload: not ready counts as a FAIL.")
+@click.option("--for", "workload", default=None, metavar="CLASS",
+              help="Also require readiness for this workload class (general, high-density, database, hpc, "
+                   "ai-training, realtime, or one the workload classes in force add): not ready counts as a FAIL.")
 @click.pass_obj
 def check(obj: CliContext, output: str, workload: str | None) -> None:
     """Run the host checks (PASS/WARN/FAIL/SKIP, each with a reason and a fix).
 
-    Exits 0 when nothing FAILed, 1 otherwise.
+    Exits 0 when nothing FAILed, 1 otherwise; 2 when --for names no workload class.
     """
-    from nodeagent.checks import FAIL, readiness, readiness_check, run_checks
+    from nodeagent.checks import FAIL, readiness_check, run_checks
     from nodeagent.discover import discover
+    from nodeagent.workloads import default_table
 
+    table = default_table()
+    if workload is not None and workload not in table:
+        raise click.BadParameter(f"{workload!r} is not a workload class (classes: {', '.join(table.names)})",
+                                 param_hint="'--for'")
     inventory = discover(obj.host())
     results = run_checks(inventory)
-    ready = readiness(inventory)
+    ready = table.readiness(inventory)
     if workload:
         results.append(readiness_check(ready[workload]))
         ready = {workload: ready[workload]}

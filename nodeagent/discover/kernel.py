@@ -46,6 +46,7 @@ def discover_kernel(host: Host) -> KernelInfo:
         cgroup_controllers=_cgroup_controllers(host),
         numa_balancing=host.read_int("/proc/sys/kernel/numa_balancing"),
         modules=_loaded_modules(host),
+        sched_rt_runtime_us=host.read_int("/proc/sys/kernel/sched_rt_runtime_us"),
     )
 
 

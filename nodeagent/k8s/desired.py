@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodeagent.contract import WORKLOADS
 from nodeagent.inventory import Inventory
 from nodeagent.k8s.topology import build_topology
 from nodeagent.k8s.usage import TopologyUsage
@@ -31,7 +30,7 @@ class DesiredState:
     @property
     def readiness_keys(self) -> dict[str, str]:
         """Label key → workload, for the ``ready-<workload>`` labels."""
-        return {self.label_config.own(f"ready-{w}"): w for w in WORKLOADS}
+        return {self.label_config.own(f"ready-{w}"): w for w in self.readiness}
 
 
 def desired_state(inv: Inventory, profile: ProfileLike | None = None, *, node_name: str,
@@ -43,7 +42,7 @@ def desired_state(inv: Inventory, profile: ProfileLike | None = None, *, node_na
     ``label_set``: labels already computed for the same inputs (the CLI prints them first).
     ``usage``: what running VMs/pods hold, for the topology's ``available`` (:func:`gather_usage`).
     """
-    from nodeagent.checks import readiness as compute_readiness
+    from nodeagent.workloads import readiness as compute_readiness
 
     label_config = label_config or LabelConfig()
     ready = compute_readiness(inv)

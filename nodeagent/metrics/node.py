@@ -11,9 +11,10 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from nodeagent import __version__
-from nodeagent.checks import STATUSES, readiness, run_checks
+from nodeagent.checks import STATUSES, run_checks
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector
+from nodeagent.workloads import readiness
 
 # When one check id shows up twice, the worse status wins (the exposition needs unique series).
 _SEVERITY = {"FAIL": 3, "WARN": 2, "PASS": 1, "SKIP": 0}

@@ -55,7 +55,7 @@ def test_converges_then_zero_writes_over_many_resync_periods(apiserver: ApiServe
     loop = started(make_loop, gpu_node_inventory())
     assert apiserver.count(writes=True) == 2  # one Node PATCH, one NodeResourceTopology POST
     labels = apiserver.node(NODE)["metadata"]["labels"]
-    assert labels["nodeagent.io/ready-ai-training"] == "true" and labels["team"] == "infra"
+    assert labels["nodeagent.io/ready-general"] == "true" and labels["team"] == "infra"
 
     mark = apiserver.mark()
     reconciles = loop.stats.reconciles

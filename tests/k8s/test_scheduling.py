@@ -112,6 +112,9 @@ def fleet(apiserver: ApiServer, host_trees: Callable[[str], Path], tmp_path: Pat
 
     repo = Path(__file__).resolve().parents[2]
     inventories = {host: discover(Host(str(host_trees(host)))) for host, _, _ in FLEET.values()}
+    # gpu-1 is the HGX host once its ai-training profile is applied: the recipe's 128Gi of 2Mi pages.
+    node_inventories = {node: inventories[host] for node, (host, _, _) in FLEET.items()}
+    node_inventories["gpu-1"] = with_2mi_pages(inventories["intel-2s-8gpu"], 65536)
     apis = {}
     for node, (host, _profile, pool) in FLEET.items():
         labels = {"kubernetes.io/hostname": node, "kubevirt.io/schedulable": "true"}  # virt-handler's label
@@ -126,14 +129,25 @@ def fleet(apiserver: ApiServer, host_trees: Callable[[str], Path], tmp_path: Pat
         name = default_profile if profile == "default" else profile
         loaded = load_file(f"{name}.yaml", str(repo / "daemonset" / "profiles" / f"{name}.yaml")).profile \
             if name else None
-        publish_once(apis[node], node, desired_state(inventory or inventories[host], loaded, node_name=node))
+        publish_once(apis[node], node, desired_state(inventory or node_inventories[node], loaded, node_name=node))
 
-    publish.inventories = inventories  # type: ignore[attr-defined]
+    publish.inventories = node_inventories  # type: ignore[attr-defined]
     for node in FLEET:
         publish(node)
     yield publish
     for api in apis.values():
         api.close()
+
+
+def with_2mi_pages(inventory: Any, count: int) -> Any:
+    """The inventory with ``count`` 2Mi pages configured, spread evenly over its NUMA nodes."""
+    from nodeagent.inventory import HugepagePool
+
+    share = count // len(inventory.numa)
+    numa = [replace(node, hugepages={**node.hugepages, "2Mi": HugepagePool("2Mi", 2048, share, share, 0)})
+            for node in inventory.numa]
+    pools = {**inventory.memory.hugepages, "2Mi": HugepagePool("2Mi", 2048, count, count, 0, 0)}
+    return replace(inventory, numa=numa, memory=replace(inventory.memory, hugepages=pools))
 
 
 def ready_nodes(apiserver: ApiServer, workload: str) -> set[str]:
@@ -179,8 +193,7 @@ def test_a_node_that_loses_readiness_stops_receiving_new_ones(fleet: Any, apiser
     delete_pods(apiserver, "ai-training")
 
     # The GPUs are unbound from vfio-pci (back on the nvidia driver): not ready for AI training.
-    host = FLEET["gpu-1"][0]
-    inventory = fleet.inventories[host]
+    inventory = fleet.inventories["gpu-1"]
     unbound = [replace(g, driver="nvidia", driver_override=None, passthrough_ready=False,
                        passthrough_blockers=["bound to nvidia"]) for g in inventory.gpus]
     fleet("gpu-1", replace(inventory, gpus=unbound))

@@ -148,9 +148,10 @@ def test_checks_and_readiness_of_the_hgx_host(intel: Exposition) -> None:
         assert sorted(values) == [0, 0, 0, 1], check  # exactly one current status of PASS/WARN/FAIL/SKIP
     # the degraded link of cb:00.0 is a WARN
     assert intel.value("nodeagent_check_status", check="gpu-link-0000:cb:00.0", status="WARN") == 1
-    # Contract §4 applied to the spec: KVM; IOMMU on with four vfio GPUs; 1Gi pages; AVX-512F; KSM off; not RT.
+    # The class table applied to the spec: KVM; IOMMU on with four vfio GPUs but no 2Mi pages (128Gi needed);
+    # 128 1Gi pages (64 needed); AVX-512F; KSM off; not RT; kubelet static CPU manager, memory manager None.
     ready = {s.labels["workload"]: s.value for s in intel.get("nodeagent_workload_ready")}
-    assert ready == {"general": 1, "high-density": 0, "database": 1, "hpc": 1, "ai-training": 1, "realtime": 0}
+    assert ready == {"general": 1, "high-density": 0, "database": 1, "hpc": 0, "ai-training": 0, "realtime": 0}
 
 
 def test_amd_nps4_per_node_2mi_pools(fixture_inventory: Callable[[str], Inventory],

@@ -125,7 +125,7 @@ def fleet(apiserver: ApiServer, host_trees: Callable[[str], Path], tmp_path: Pat
         apis[node] = connect(apiserver.plane.agent_kubeconfig(tmp_path / f"{node}.kubeconfig", node))
 
     def publish(node: str, inventory: Any = None, profile: str | None = "default") -> None:
-        host, default_profile, _ = FLEET[node]
+        _, default_profile, _ = FLEET[node]
         name = default_profile if profile == "default" else profile
         loaded = load_file(f"{name}.yaml", str(repo / "daemonset" / "profiles" / f"{name}.yaml")).profile \
             if name else None

@@ -190,6 +190,47 @@ class Gpu(Plain):
     link: PcieLink
     aer: dict[str, int]  # severity (correctable|nonfatal|fatal) → TOTAL_ERR_* counter
     power_state: str | None
+    # What the ids say (discover/gpuproducts.py): the product as KubeVirt's GPU device plugin names its
+    # resource, the SKU's nominal memory (None: not in the table), and the NVLink fabric it shares
+    # with other GPUs of this host through NVSwitches (None: none the host can see; discover/nvlink.py).
+    product: str | None = None
+    memory_mib: int | None = None
+    nvlink_fabric: str | None = None
+
+
+@value
+class NvSwitch(Plain):
+    """An NVSwitch's PCI function (HGX A100/H100 baseboards): what its binding and IOMMU group say."""
+
+    address: str
+    device_id: str
+    name: str
+    generation: int | None  # 2 (A100), 3 (H100); None: an id nodeagent does not know
+    driver: str | None
+    iommu_group: int | None
+    numa_node: int | None
+    group_members: list[IommuGroupMember]
+    passthrough_ready: bool  # the GPU rule: on vfio with every non-bridge member of its group, IOMMU on
+    passthrough_blockers: list[str]
+    power_state: str | None
+
+
+@value
+class NvlinkFabric(Plain):
+    """GPUs that share NVLink through this host's NVSwitches (one per NVSwitch generation present).
+
+    ``mode``: who drives the NVSwitches — ``host`` (all on a host driver: Fabric Manager on the host,
+    the shared-NVSwitch model or bare metal), ``passthrough`` (all passthrough-ready: the full
+    passthrough model, the NVSwitches go to the VM with the GPUs), ``mixed`` (neither: some on
+    vfio, some not, or unbound — no VM gets a working fabric).
+    """
+
+    id: str  # "nvswitch-gen3"
+    generation: int
+    nvswitches: list[str]
+    gpus: list[str]
+    passthrough_gpus: list[str]
+    mode: str  # host | passthrough | mixed
 
 
 @value
@@ -324,6 +365,8 @@ class Inventory(Plain):
     skipped: dict[str, str] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)  # present, but not readable by this user
     privileged: bool | None = None  # discovery ran as root (None: not known)
+    nvswitch_devices: list[NvSwitch] = field(default_factory=list)  # the NVSwitches of ``nvswitches``, read
+    nvlink_fabrics: list[NvlinkFabric] = field(default_factory=list)
 
     def numa_node(self, node_id: int) -> NumaNode | None:
         return next((n for n in self.numa if n.id == node_id), None)

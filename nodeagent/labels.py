@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
 from nodeagent.contract import DEFAULT_LABEL_PREFIX, WORKLOADS
+from nodeagent.gpulabels import FIXED_NAMES as FIXED_GPU_NAMES
+from nodeagent.gpulabels import gpu_labels, is_gpu_label_name
 from nodeagent.gpuselect import SelectorLike, selected_gpus
 from nodeagent.inventory import NVIDIA_VENDOR_ID, Inventory, Plain
 from nodeagent.kubenames import TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error, prefix_error
@@ -304,6 +306,7 @@ def _own_labels(inv: Inventory, config: LabelConfig, readiness: Mapping[str, Rea
     }
     if inv.cpu.governor:
         labels[own("cpu-governor")] = inv.cpu.governor
+    labels.update(gpu_labels(inv, own))
     for workload, ready in readiness.items():  # every class of the table in force
         labels[own(f"ready-{workload}")] = _flag(ready.ready)
     return labels
@@ -321,14 +324,20 @@ def computed_keys(config: LabelConfig, workloads: Iterable[str] = WORKLOADS) -> 
     own = ("kvm", "kvm-nested", "iommu", "rt-kernel", "ksm", "hugepages-2Mi", "hugepages-1Gi", "isolated-cpus",
            "numa", "numa-nodes", "rt-sched", "realtime",
            "cpu-governor", "gpu-passthrough", "gpu-passthrough-count", "reboot-required", "kubelet-restart-required",
+           *FIXED_GPU_NAMES,
            *(f"ready-{w}" for w in (*WORKLOADS, *workloads)))
     keys |= {config.own(name) for name in own}
     return frozenset(keys)
 
 
+def is_computed_key(key: str, config: LabelConfig, workloads: Iterable[str] = WORKLOADS) -> bool:
+    """A key nodeagent may compute: one of :func:`computed_keys`, or a per-product GPU count."""
+    prefix, _, name = key.rpartition("/")
+    return key in computed_keys(config, workloads) or (prefix == config.prefix and is_gpu_label_name(name))
+
+
 def _add_profile_labels(labels: dict[str, str], extra: Mapping[str, str], config: LabelConfig,
                         warnings: list[str], readiness: Mapping[str, Readiness]) -> None:
-    reserved = computed_keys(config, readiness)
     for key, raw in extra.items():
         value = str(raw)
         if error := label_key_error(key):
@@ -340,7 +349,7 @@ def _add_profile_labels(labels: dict[str, str], extra: Mapping[str, str], config
                 warnings.append(f"spec.labels[{key!r}]={value!r} ignored: nodeagent computes {key} "
                                 f"({labels[key]!r} on this node)")
             continue
-        if key in reserved:
+        if is_computed_key(key, config, readiness):
             warnings.append(f"spec.labels[{key!r}] ignored: nodeagent computes {key} itself "
                             "(and leaves it off this node)")
             continue

@@ -33,6 +33,18 @@ def ready(*workloads: str) -> dict[str, str]:
     return {f"{NA}/ready-{w}": "true" if w in workloads else "false" for w in every}
 
 
+def gpu_product(product: str, count: int, *, nvlink_gpus: str, memory_mib: str | None = None,
+                nvlink_mode: str | None = None) -> dict[str, str]:
+    """The passthrough GPUs' product, per-product count, memory and NVLink labels of one-product hosts."""
+    labels = {f"{NA}/gpu-passthrough.product": product, f"{NA}/gpu-passthrough-count.{product}": str(count),
+              f"{NA}/gpu-passthrough.nvlink-gpus": nvlink_gpus}
+    if memory_mib is not None:
+        labels[f"{NA}/gpu-passthrough.memory-mib"] = memory_mib
+    if nvlink_mode is not None:
+        labels[f"{NA}/gpu-passthrough.nvlink-mode"] = nvlink_mode
+    return labels
+
+
 NOTHING_PENDING = own(reboot_required="false", kubelet_restart_required="false")
 
 EXPECTED: dict[str, dict[str, str]] = {
@@ -55,6 +67,9 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
         **ready("general", "database"),
         **NOTHING_PENDING,
+        # The 4 passthrough-ready GPUs are 10de:2330, pci.ids "GH100 [H100 SXM5 80GB]" (80 GiB nominal); all
+        # 8 H100 SXM5 sit with the 4 gen-3 NVSwitches (10de:22a3, all on nvidia: the host drives the fabric).
+        **gpu_product("GH100_H100_SXM5_80GB", 4, memory_mib="81920", nvlink_gpus="4", nvlink_mode="host"),
     },
     # Genoa: AVX-512 incl. BF16/VNNI, no AMX, SVM not VMX; NPS4 → 4 NUMA nodes; 2Mi pages on nodes 0-1;
     # KSM running; governors performance + schedutil → mixed; RTX 4090 + its audio both on vfio-pci →
@@ -74,6 +89,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
         **ready("general", "high-density"),
         **NOTHING_PENDING,
+        # RTX 4090 (10de:2684, "AD102 [GeForce RTX 4090]"): not a datacenter SKU, so no memory label; no NVSwitch.
+        **gpu_product("AD102_GEFORCE_RTX_4090", 1, nvlink_gpus="0"),
     },
     # Ice Lake-SP: AVX-512 with VNNI, no BF16, no AMX; PREEMPT_RT → RTSCHED, rt-kernel; one NUMA node;
     # CPUs 2-11,14-23 isolated (20) and covered by nohz_full and rcu_nocbs, governor performance,

@@ -13,6 +13,7 @@ from nodeagent.discover.kvm import discover_kvm
 from nodeagent.discover.memory import discover_memory
 from nodeagent.discover.net import discover_nics
 from nodeagent.discover.numa import discover_numa
+from nodeagent.discover.nvlink import derive_fabrics
 from nodeagent.discover.pci import discover_pci
 from nodeagent.discover.prep_state import discover_prep_state
 from nodeagent.host import Host, HostRecord
@@ -39,6 +40,7 @@ def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
     memory = discover_memory(host)
     iommu = discover_iommu(host, kernel.cmdline, cpu.vendor)
     gpus, nvswitches, pci_devices = discover_pci(host, iommu.enabled)
+    gpus, fabrics = derive_fabrics(gpus, nvswitches)
     kubelet = discover_kubelet(host)
     return Inventory(
         hostname=host.read_str("/proc/sys/kernel/hostname"),
@@ -47,7 +49,7 @@ def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
         numa=discover_numa(host, cpu, memory),
         memory=memory,
         gpus=gpus,
-        nvswitches=nvswitches,
+        nvswitches=[s.address for s in nvswitches],
         nics=discover_nics(host, netlink=netlink),
         kvm=discover_kvm(host),
         iommu=iommu,
@@ -61,4 +63,6 @@ def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
         skipped=dict(run.skipped),
         unreadable=sorted(run.denied),
         privileged=os.geteuid() == 0,
+        nvswitch_devices=nvswitches,
+        nvlink_fabrics=fabrics,
     )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 
+from nodeagent.discover.gpuproducts import memory_mib, nvswitch_generation, product_name
 from nodeagent.discover.pciids import PciIds
 from nodeagent.host import Host
-from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, IommuGroupMember, PcieLink
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, IommuGroupMember, NvSwitch, PcieLink
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 GPU_CLASS_PREFIXES = ("0x0300", "0x0302", "0x0380")  # VGA, 3D controller, other display
@@ -129,7 +130,7 @@ def group_members(host: Host, group: int) -> list[IommuGroupMember]:
 
 def passthrough_blockers(driver: str | None, iommu_enabled: bool, group: int | None,
                          members: list[IommuGroupMember], address: str) -> list[str]:
-    """Why a GPU is not passthrough-ready (docs/inventory.md); empty when it is."""
+    """Why a GPU (or NVSwitch) is not passthrough-ready (docs/inventory.md); empty when it is."""
     blockers: list[str] = []
     if not iommu_enabled:
         blockers.append("IOMMU is not enabled")
@@ -155,26 +156,51 @@ def _optional_int(host: Host, path: str) -> int | None:
     return None if value is None or value < 0 else value
 
 
-def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[str], int]:
-    """(GPUs, NVSwitch addresses, number of PCI functions)."""
+def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[NvSwitch], int]:
+    """(GPUs, NVSwitches, number of PCI functions)."""
     addresses = host.listdir(PCI_DEVICES)
     gpus_at: list[tuple[str, str]] = []
-    nvswitches: list[str] = []
+    nvswitches_at: list[str] = []
     for address in addresses:
         class_code = host.read_str(f"{PCI_DEVICES}/{address}/class") or ""
         if class_code.startswith(GPU_CLASS_PREFIXES):
             gpus_at.append((address, class_code))
         elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA_VENDOR_ID:
-            nvswitches.append(address)
-    names = PciIds.from_host(host) if gpus_at else PciIds(None)
+            nvswitches_at.append(address)
+    names = PciIds.from_host(host) if gpus_at or nvswitches_at else PciIds(None)
     gpus = [_read_gpu(host, address, class_code, names, iommu_enabled) for address, class_code in gpus_at]
+    nvswitches = [_read_nvswitch(host, address, names, iommu_enabled) for address in nvswitches_at]
     return gpus, nvswitches, len(addresses)
+
+
+def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool) -> NvSwitch:
+    device = f"{PCI_DEVICES}/{address}"
+    device_id = _hex_id(host, f"{device}/device") or "unknown"
+    driver = host.link_name(f"{device}/driver")
+    group = iommu_group_of(host, device)
+    members = group_members(host, group) if group is not None else []
+    blockers = passthrough_blockers(driver, iommu_enabled, group, members, address)
+    return NvSwitch(
+        address=address,
+        device_id=device_id,
+        name=names.lookup(NVIDIA_VENDOR_ID, device_id).device or f"{NVIDIA_VENDOR_ID}:{device_id}",
+        generation=nvswitch_generation(NVIDIA_VENDOR_ID, device_id),
+        driver=driver,
+        iommu_group=group,
+        numa_node=_optional_int(host, f"{device}/numa_node"),
+        group_members=members,
+        passthrough_ready=not blockers,
+        passthrough_blockers=blockers,
+        power_state=host.read_str(f"{device}/power_state"),
+    )
 
 
 def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_enabled: bool) -> Gpu:
     device = f"{PCI_DEVICES}/{address}"
     vendor = _hex_id(host, f"{device}/vendor") or "unknown"
     device_id = _hex_id(host, f"{device}/device") or "unknown"
+    subsystem_vendor = _hex_id(host, f"{device}/subsystem_vendor")
+    subsystem_device = _hex_id(host, f"{device}/subsystem_device")
     name = names.lookup(vendor, device_id)
     driver = host.link_name(f"{device}/driver")
     group = iommu_group_of(host, device)
@@ -184,8 +210,8 @@ def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_en
         address=address,
         vendor_id=vendor,
         device_id=device_id,
-        subsystem_vendor_id=_hex_id(host, f"{device}/subsystem_vendor"),
-        subsystem_device_id=_hex_id(host, f"{device}/subsystem_device"),
+        subsystem_vendor_id=subsystem_vendor,
+        subsystem_device_id=subsystem_device,
         class_code=class_code,
         name=name.device or f"{vendor}:{device_id}",
         vendor_name=name.vendor,
@@ -202,4 +228,6 @@ def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_en
         link=read_link(host, device),
         aer=read_aer(host, device),
         power_state=host.read_str(f"{device}/power_state"),
+        product=product_name(name.device, device_id),
+        memory_mib=memory_mib(vendor, device_id, subsystem_vendor, subsystem_device),
     )

@@ -27,6 +27,7 @@ from nodeagent.sources.nvml_source import NvmlSource
 
 NVML_DRIVERS = frozenset({"nvidia"})  # host drivers NVML can read
 GT = 1e9  # transfers per second in a GT/s
+MIB = 2**20
 GPU = ["pci_address", "pci_bus_id"]  # how every GPU series names its GPU
 NVML_GPU = [*GPU, "uuid"]  # NVML knows the GPU's UUID as well (GPU-…; dcgm-exporter's UUID label)
 
@@ -84,6 +85,50 @@ class GpuSysfsCollector(InventoryCollector):
                 power.add_metric([*ids, gpu.power_state], 1.0)
             ready.add_metric(ids, 1.0 if gpu.passthrough_ready else 0.0)
         yield from (info, speed, speed_base, width, max_speed, max_speed_base, max_width, degraded, aer, power, ready)
+        yield from product_families(inv)
+        yield from nvswitch_families(inv)
+
+
+def product_families(inv: Inventory) -> Iterator[Metric]:
+    """What each GPU's PCI ids say (discover/gpuproducts.py) and which NVLink fabric it is on."""
+    product = GaugeMetricFamily("nodeagent_gpu_product_info",
+                                "The GPU's product, named from the host's pci.ids as KubeVirt's GPU device plugin "
+                                "names its resource.", labels=[*GPU, "product"])
+    memory = GaugeMetricFamily("nodeagent_gpu_memory_nominal_bytes",
+                               "The GPU model's nominal memory, from nodeagent's table of datacenter SKUs (absent "
+                               "when unknown); nodeagent_gpu_memory_total_bytes is NVML's reading.", labels=GPU)
+    fabric = GaugeMetricFamily("nodeagent_gpu_nvlink_fabric_info",
+                               "The NVLink fabric (NVSwitches of one generation) the GPU is on, and who drives its "
+                               "NVSwitches (host, passthrough, mixed).", labels=[*GPU, "fabric", "mode"])
+    modes = {f.id: f.mode for f in inv.nvlink_fabrics}
+    for gpu in inv.gpus:
+        ids = [gpu.address, pci_bus_id(gpu.address)]
+        product.add_metric([*ids, gpu.product or gpu.device_id], 1.0)
+        if gpu.memory_mib is not None:
+            memory.add_metric(ids, gpu.memory_mib * MIB)
+        if gpu.nvlink_fabric is not None:
+            fabric.add_metric([*ids, gpu.nvlink_fabric, modes.get(gpu.nvlink_fabric, "")], 1.0)
+    yield from (product, memory, fabric)
+
+
+def nvswitch_families(inv: Inventory) -> Iterator[Metric]:
+    """NVSwitch PCI functions (HGX baseboards): binding, IOMMU group, power state."""
+    info = GaugeMetricFamily("nodeagent_nvswitch_info", "An NVSwitch on the PCI bus, whichever driver holds it.",
+                             labels=[*GPU, "device_id", "generation", "driver", "numa_node", "iommu_group"])
+    ready = GaugeMetricFamily("nodeagent_nvswitch_passthrough_ready",
+                              "1 when the NVSwitch and its whole IOMMU group are bound to vfio and the IOMMU is on.",
+                              labels=GPU)
+    power = GaugeMetricFamily("nodeagent_nvswitch_power_state",
+                              "PCI power state of the NVSwitch (D0, D3hot, D3cold…): 1 for the current one.",
+                              labels=[*GPU, "state"])
+    for switch in inv.nvswitch_devices:
+        ids = [switch.address, pci_bus_id(switch.address)]
+        info.add_metric([*ids, switch.device_id, optional_label(switch.generation), driver_label(switch.driver),
+                         numa_label(switch.numa_node), optional_label(switch.iommu_group)], 1.0)
+        ready.add_metric(ids, 1.0 if switch.passthrough_ready else 0.0)
+        if switch.power_state:
+            power.add_metric([*ids, switch.power_state], 1.0)
+    yield from (info, ready, power)
 
 
 class NvmlCollector:

@@ -53,10 +53,11 @@ def derive_fabrics(gpus: list[Gpu], nvswitches: list[NvSwitch]) -> tuple[list[Gp
     placed: list[Gpu] = []
     for gpu in gpus:
         generation = gpu_nvswitch_generation(gpu.vendor_id, gpu.device_id)
-        if generation in members:
-            members[generation].append(gpu)  # type: ignore[index]
-            gpu = replace(gpu, nvlink_fabric=fabric_id(generation))  # type: ignore[arg-type]
-        placed.append(gpu)
+        if generation is not None and generation in members:
+            members[generation].append(gpu)
+            placed.append(replace(gpu, nvlink_fabric=fabric_id(generation)))
+        else:
+            placed.append(gpu)
     fabrics = [
         NvlinkFabric(
             id=fabric_id(generation),

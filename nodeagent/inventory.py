@@ -214,6 +214,15 @@ class NvSwitch(Plain):
     passthrough_blockers: list[str]
     power_state: str | None
 
+    @property
+    def vendor_id(self) -> str:
+        return NVIDIA_VENDOR_ID
+
+    @property
+    def boot_vga(self) -> bool:
+        """Never: a bridge-class function drives no display (prep asks every device it moves)."""
+        return False
+
 
 @value
 class NvlinkFabric(Plain):

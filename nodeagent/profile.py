@@ -173,6 +173,9 @@ class KubeletSpec:
 #: Where kured looks for its sentinel by default (``--reboot-sentinel``): on tmpfs, gone after the reboot.
 DEFAULT_REBOOT_SENTINEL = "/var/run/reboot-required"
 REBOOT_STRATEGIES = ("none", "kured")
+GPU_FIELDS = ("passthrough", "nvswitch")
+NVSWITCH_MODES = ("host", "passthrough")
+NVSWITCH_FORM = "one of host (Fabric Manager on the host keeps them), passthrough (to vfio-pci, for a VM)"
 _ABSOLUTE_PATH = re.compile(r"^/(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/+-]{1,255}$")
 
 
@@ -183,6 +186,10 @@ class NodeProfile:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Taint] = field(default_factory=list)
     gpu_passthrough: list[GpuSelector] = field(default_factory=list)
+    # spec.gpu.nvswitch: "host" (the shared-NVSwitch model: NVSwitches stay on the host driver for
+    # Fabric Manager, never touched) or "passthrough" (the full-passthrough model: every NVSwitch to
+    # vfio-pci, with the GPUs' whole-IOMMU-group interlocks)
+    gpu_nvswitch: str = "host"
     cpu: CpuSpec | None = None
     hugepages: HugepagesSpec | None = None
     ksm: KsmSpec | None = None
@@ -198,7 +205,12 @@ class NodeProfile:
         """IOMMU on the boot line: asked for explicitly, or implied by GPU passthrough."""
         if self.kernel is not None and self.kernel.iommu is not None:
             return self.kernel.iommu
-        return bool(self.gpu_passthrough)
+        return bool(self.gpu_passthrough) or self.nvswitch_passthrough
+
+    @property
+    def nvswitch_passthrough(self) -> bool:
+        """spec.gpu.nvswitch: passthrough — the NVSwitches go to vfio-pci with the GPUs."""
+        return self.gpu_nvswitch == "passthrough"
 
 
 # --- loading ---------------------------------------------------------------------------------
@@ -482,6 +494,7 @@ class _Parser:
             labels=self.label_map(spec["labels"], "spec.labels") if "labels" in spec else {},
             taints=self.taints(spec["taints"]) if "taints" in spec else [],
             gpu_passthrough=self.gpu(spec["gpu"]) if "gpu" in spec else [],
+            gpu_nvswitch=self.nvswitch(spec["gpu"]) if "gpu" in spec else "host",
             cpu=self.cpu(spec["cpu"]) if "cpu" in spec else None,
             hugepages=self.hugepages(spec["hugepages"]) if "hugepages" in spec else None,
             ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,
@@ -546,8 +559,18 @@ class _Parser:
                 taints.append(Taint(key, val, effect))
         return taints
 
+    def nvswitch(self, value: Any) -> str:
+        """spec.gpu.nvswitch: host | passthrough (the gpu mapping itself is checked by :meth:`gpu`)."""
+        if not isinstance(value, dict) or "nvswitch" not in value:
+            return "host"
+        mode = self.string(value["nvswitch"], "spec.gpu.nvswitch", NVSWITCH_FORM)
+        if mode is not None and mode not in NVSWITCH_MODES:
+            self.error("spec.gpu.nvswitch", f"{_shown(mode)} is not {NVSWITCH_FORM}")
+            return "host"
+        return mode or "host"
+
     def gpu(self, value: Any) -> list[GpuSelector]:
-        gpu = self.mapping(value, "spec.gpu", ("passthrough",))
+        gpu = self.mapping(value, "spec.gpu", GPU_FIELDS)
         if not gpu or "passthrough" not in gpu:
             return []
         items = gpu["passthrough"]

@@ -25,6 +25,8 @@ CPUFREQ = "/sys/devices/system/cpu/cpufreq"
 
 _NVIDIA_MINOR = re.compile(r"^Device Minor:\s*(\d+)", re.MULTILINE)
 _NVIDIA_DEV = re.compile(r"^/dev/nvidia(\d+)$")
+# The NVSwitch driver's device files (per switch, and the control node): Fabric Manager holds them.
+_NVSWITCH_DEV = re.compile(r"^/dev/nvidia-nvswitch(\d+|ctl)$")
 
 
 @dataclass(frozen=True)
@@ -94,9 +96,10 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
         facts.reboot_sentinel = host.read_text(profile.reboot_sentinel)
     if profile.cpu is not None and profile.cpu.governor:
         facts.cpufreq_present, facts.policies = read_policies(inventory)
-    if profile.gpu_passthrough:
+    if profile.gpu_passthrough or profile.nvswitch_passthrough:
         moving: list[str] = []
-        for gpu in selected_gpus(profile, inventory):
+        switches = inventory.nvswitch_devices if profile.nvswitch_passthrough else []
+        for gpu in [*selected_gpus(profile, inventory), *switches]:
             for member in gpu.group_members or []:
                 facts.driver_overrides[member.address] = read_driver_override(host, member.address)
                 if member.driver and "vfio" not in member.driver:
@@ -110,7 +113,8 @@ def gather(host: Host, inventory: Inventory, profile: NodeProfile) -> PrepFacts:
                     if driver and "vfio" not in driver:
                         moving.append(address)
         if moving:
-            facts.device_use = device_use(host, sorted(set(moving)))
+            facts.device_use = device_use(host, sorted(set(moving)),
+                                          nvswitches={s.address for s in inventory.nvswitch_devices})
             facts.vfio_manager_pid = vfio_manager_pid(host)
     return facts
 
@@ -147,14 +151,19 @@ def grub_command(host: Host) -> list[str] | None:
     return None
 
 
-def device_use(host: Host, addresses: list[str]) -> dict[str, DeviceUse]:
+def device_use(host: Host, addresses: list[str], nvswitches: set[str] | None = None) -> dict[str, DeviceUse]:
     """Who holds each device through its host driver: open device files, a bound framebuffer.
 
     Unbinding a driver whose device is open either blocks (the NVIDIA driver waits for every
-    handle) or yanks the device from under a process; a bound framebuffer is the console.
+    handle) or yanks the device from under a process; a bound framebuffer is the console. An
+    NVSwitch (``nvswitches``) on the nvidia driver is held by whoever has an NVSwitch device file
+    open (``/dev/nvidia-nvswitchN``, ``/dev/nvidia-nvswitchctl``: Fabric Manager): which file is
+    which switch is not in sysfs, so any of them counts for every NVSwitch that would move.
     """
     wanted: dict[str, str] = {}  # device file → address
     nvidia_unknown: list[str] = []
+    switches_held = [a for a in addresses if a in (nvswitches or set())
+                     and host.link_name(f"{PCI_DEVICES}/{a}/driver") == "nvidia"]
     uses: dict[str, list[str]] = {a: [] for a in addresses}
     for address in addresses:
         device = f"{PCI_DEVICES}/{address}"
@@ -164,6 +173,8 @@ def device_use(host: Host, addresses: list[str]) -> dict[str, DeviceUse]:
         for card in host.listdir(f"{device}/drm"):
             if card.startswith(("card", "renderD")):
                 wanted[f"/dev/dri/{card}"] = address
+        if address in switches_held:
+            continue
         info = host.read_text(f"/proc/driver/nvidia/gpus/{address}/information")
         if info is not None:
             match = _NVIDIA_MINOR.search(info)
@@ -173,7 +184,7 @@ def device_use(host: Host, addresses: list[str]) -> dict[str, DeviceUse]:
                 nvidia_unknown.append(address)
         elif host.link_name(f"{device}/driver") == "nvidia":
             nvidia_unknown.append(address)
-    if not wanted and not nvidia_unknown:
+    if not wanted and not nvidia_unknown and not switches_held:
         return {a: DeviceUse(a, u) for a, u in uses.items()}
     for pid in host.listdir("/proc"):
         if not pid.isdigit():
@@ -189,11 +200,14 @@ def device_use(host: Host, addresses: list[str]) -> dict[str, DeviceUse]:
             holder_of = wanted.get(target)
             if holder_of is None and nvidia_unknown and _NVIDIA_DEV.match(target):
                 holder_of = "*nvidia"
+            if holder_of is None and switches_held and _NVSWITCH_DEV.match(target):
+                holder_of = "*nvswitch"
             if holder_of is None:
                 continue
             comm = comm or host.read_str(f"/proc/{pid}/comm") or "?"
             note = f"{target} is open by pid {pid} ({comm})"
-            for address in ([holder_of] if holder_of != "*nvidia" else nvidia_unknown):
+            shared = {"*nvidia": nvidia_unknown, "*nvswitch": switches_held}
+            for address in shared.get(holder_of, [holder_of]):
                 if note not in uses[address]:
                     uses[address].append(note)
     return {a: DeviceUse(a, u) for a, u in uses.items()}

@@ -1,4 +1,4 @@
-"""GPUs to vfio-pci, with every non-bridge function of their IOMMU group.
+"""GPUs (and, when the profile asks, NVSwitches) to vfio-pci, with every non-bridge function of their IOMMU group.
 
 A VM can only be given a whole IOMMU group, so the GPU's companions (its HDMI audio, USB-C
 controller, UCSI serial bus: other functions of the same PCI device) move with it. A group that
@@ -14,18 +14,23 @@ acceptable on a server whose console is serial or BMC). Never: an IOMMU that is 
 unrelated devices, or a host driver in use (unbinding under open handles hangs or crashes their
 owners).
 
+NVSwitches (``spec.gpu.nvswitch: passthrough``, the full-passthrough model of an HGX board) move
+under exactly the GPUs' rules: their whole IOMMU group, the same refusals. Their host driver is in
+use while Fabric Manager runs (it holds ``/dev/nvidia-nvswitch*``): that refusal is the usual one.
+The default (``host``) never touches them: the shared-NVSwitch model keeps them on the host driver.
+
 Boot arguments: the IOMMU (``intel_iommu=on``/``amd_iommu=on`` and ``iommu=pt``) when the profile
 wants it (``spec.kernel.iommu``, or implied by GPU passthrough), left out when already in force.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from nodeagent.discover.pci import PCI_DEVICES, group_strangers, is_vfio_driver, read_driver_override, slot
 from nodeagent.gpuselect import describe_selector, selected_gpus, unmatched_selectors
 from nodeagent.host import Host
-from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, Inventory
+from nodeagent.inventory import NVIDIA_VENDOR_ID, Gpu, Inventory, IommuGroupMember, NvSwitch
 from nodeagent.owned import MODPROBE_PATH
 from nodeagent.prep.context import PlanContext
 from nodeagent.prep.handlers import FILE, Handler, RunState, VerifyError, no_restore, nothing_before
@@ -40,6 +45,25 @@ VFIO = "vfio-pci"
 HOST_DRIVERS = {NVIDIA_VENDOR_ID: ("nouveau", "nvidia"), "1002": ("amdgpu", "radeon"), "8086": ("i915", "xe")}
 
 
+class Passthrough(Protocol):
+    """A PCI function prep hands to vfio-pci with its IOMMU group: a GPU or an NVSwitch."""
+
+    @property
+    def address(self) -> str: ...
+    @property
+    def vendor_id(self) -> str: ...
+    @property
+    def device_id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def iommu_group(self) -> int | None: ...
+    @property
+    def group_members(self) -> list[IommuGroupMember]: ...
+    @property
+    def boot_vga(self) -> bool: ...
+
+
 def gpu_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu], list[Skip]]:
     """The GPUs to move, and a skip for each selector that picks nothing on this node."""
     skips = [Skip(Subsystem.VFIO, describe_selector(s), "no GPU on this node matches")
@@ -47,57 +71,75 @@ def gpu_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[Gpu]
     return selected_gpus(profile, inventory), skips
 
 
+def nvswitch_selection(profile: NodeProfile, inventory: Inventory) -> tuple[list[NvSwitch], list[Skip]]:
+    """Every NVSwitch when the profile passes them through (``spec.gpu.nvswitch: passthrough``)."""
+    if not profile.nvswitch_passthrough:
+        return [], []
+    if not inventory.nvswitch_devices:
+        return [], [Skip(Subsystem.VFIO, "spec.gpu.nvswitch", "no NVSwitch on this node")]
+    return sorted(inventory.nvswitch_devices, key=lambda s: s.address), []
+
+
+def _role(device: Passthrough, member: IommuGroupMember) -> str:
+    if member.address != device.address:
+        return f"{member.kind} companion of {device.address}"
+    what = "NVSwitch" if isinstance(device, NvSwitch) else "GPU"
+    return f"{what} {device.name or device.device_id}, IOMMU group {device.iommu_group}"
+
+
 def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
     profile, inventory, facts = ctx.profile, ctx.inventory, ctx.facts
-    if not profile.gpu_passthrough:
+    if not profile.gpu_passthrough and not profile.nvswitch_passthrough:
         _plan_modprobe(ctx, plan, [])
         return
     gpus, skips = gpu_selection(profile, inventory)
-    plan.skipped.extend(skips)
-    if gpus and not inventory.iommu.enabled:
+    switches, switch_skips = nvswitch_selection(profile, inventory)
+    plan.skipped.extend(skips + switch_skips)
+    devices: list[Passthrough] = [*gpus, *switches]
+    if devices and not inventory.iommu.enabled:
         if profile.iommu_wanted and inventory.iommu.enable_argument:
-            selected_slots = {slot(g.address) for g in gpus}
-            for gpu in gpus:
-                if not _allowed_before_reboot(ctx, plan, gpu, selected_slots):
+            selected_slots = {slot(d.address) for d in devices}
+            for device in devices:
+                if not _allowed_before_reboot(ctx, plan, device, selected_slots):
                     continue
-                predicted = facts.predicted_groups.get(gpu.address)
-                plan.skipped.append(Skip(Subsystem.VFIO, gpu.address,
-                                         "the IOMMU is off: the boot arguments turn it on; the GPU is bound "
-                                         "after the reboot (the boot unit applies the profile again)"
+                predicted = facts.predicted_groups.get(device.address)
+                plan.skipped.append(Skip(Subsystem.VFIO, device.address,
+                                         f"the IOMMU is off: the boot arguments turn it on; the "
+                                         f"{_what(device)} is bound after the reboot (the boot unit applies the "
+                                         "profile again)"
                                          + ("" if predicted is not None else "; its IOMMU group is checked then "
                                             "(ACS is not readable here to predict it)")))
         else:
-            for gpu in gpus:
-                plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the IOMMU is off on this host: vfio-pci "
-                                             "cannot isolate the device (set spec.kernel.iommu: true, reboot)"))
-        _plan_modprobe(ctx, plan, gpus)
+            for device in devices:
+                plan.refusals.append(Refusal(Subsystem.VFIO, device.address, "the IOMMU is off on this host: "
+                                             "vfio-pci cannot isolate the device (set spec.kernel.iommu: true, "
+                                             "reboot)"))
+        _plan_modprobe(ctx, plan, devices)
         return
-    selected_slots = {slot(g.address) for g in gpus}
+    selected_slots = {slot(d.address) for d in devices}
     moves: dict[str, Change] = {}
-    for gpu in gpus:
-        if not _gpu_allowed(ctx, plan, gpu, selected_slots):
+    for device in devices:
+        if not _gpu_allowed(ctx, plan, device, selected_slots):
             continue
-        for member in gpu.group_members:
+        for member in device.group_members:
             if member.is_bridge or is_vfio_driver(member.driver) or member.address in moves:
                 continue
-            role = (f"GPU {gpu.name or gpu.device_id}, IOMMU group {gpu.iommu_group}" if member.address == gpu.address
-                    else f"{member.kind} companion of {gpu.address}")
             moves[member.address] = Change(
                 subsystem=Subsystem.VFIO, target=member.address, current=member.driver, desired=VFIO,
                 effect=Effect.NOW, reversible=True, action=Action.PCI_BIND, path=f"{PCI_DEVICES}/{member.address}",
-                note=role,
-                detail={"gpu": gpu.address, "group": gpu.iommu_group, "kind": member.kind,
+                note=_role(device, member),
+                detail={"gpu": device.address, "group": device.iommu_group, "kind": member.kind,
                         "driver": member.driver, "override": facts.driver_overrides.get(member.address)},
             )
     if moves and facts.vfio_manager_pid is not None:
         # Either GPU Operator's sandbox vfio-manager binds GPUs on this node, or nodeagent: never both.
-        for gpu in gpus:
+        for device in devices:
             plan.refusals.append(Refusal(
-                Subsystem.VFIO, gpu.address,
+                Subsystem.VFIO, device.address,
                 f"GPU Operator's vfio-manager runs on this node (pid {facts.vfio_manager_pid}) and binds GPUs "
                 "itself: use either it or spec.gpuPassthrough, not both (label the node "
                 "nvidia.com/gpu.deploy.vfio-manager=false, or drop spec.gpuPassthrough)"))
-        _plan_modprobe(ctx, plan, gpus)
+        _plan_modprobe(ctx, plan, devices)
         return
     if moves and not facts.vfio_pci_loaded:
         plan.changes.append(Change(Subsystem.VFIO, "vfio-pci module", "not loaded", "loaded", Effect.NOW, False,
@@ -105,10 +147,14 @@ def plan_vfio(ctx: PlanContext, plan: Plan) -> None:
                                    note="modprobe vfio-pci (left loaded on revert: harmless without devices)",
                                    detail={"argv": ["modprobe", VFIO]}))
     plan.changes.extend(moves[a] for a in sorted(moves))
-    _plan_modprobe(ctx, plan, gpus)
+    _plan_modprobe(ctx, plan, devices)
 
 
-def _refuse_boot_vga(ctx: PlanContext, plan: Plan, gpu: Gpu) -> bool:
+def _what(device: Passthrough) -> str:
+    return "NVSwitch" if isinstance(device, NvSwitch) else "GPU"
+
+
+def _refuse_boot_vga(ctx: PlanContext, plan: Plan, gpu: Passthrough) -> bool:
     """The boot-VGA interlock (``--force`` overrides it); True when the GPU may still move."""
     if not gpu.boot_vga:
         return True
@@ -122,7 +168,7 @@ def _refuse_boot_vga(ctx: PlanContext, plan: Plan, gpu: Gpu) -> bool:
     return False
 
 
-def _allowed_before_reboot(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str]) -> bool:
+def _allowed_before_reboot(ctx: PlanContext, plan: Plan, gpu: Passthrough, selected_slots: set[str]) -> bool:
     """The interlocks decidable while the IOMMU is still off, refused now rather than after the reboot:
     boot VGA, a host driver in use, and a group the PCI topology already shows not viable."""
     ok = _refuse_boot_vga(ctx, plan, gpu)
@@ -132,7 +178,7 @@ def _allowed_before_reboot(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slot
             plan.refusals.append(Refusal(
                 Subsystem.VFIO, gpu.address,
                 f"once the IOMMU is on, {address} will share its IOMMU group (no ACS isolation between them in "
-                "the PCI topology) and is neither selected nor a function of a selected GPU: the group will not be "
+                "the PCI topology) and is neither selected nor a function of a selected device: the group will not be "
                 "viable for passthrough"))
             ok = False
             continue
@@ -144,8 +190,8 @@ def _allowed_before_reboot(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slot
     return ok
 
 
-def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str]) -> bool:
-    """Every refusal for one GPU; True when it may move."""
+def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Passthrough, selected_slots: set[str]) -> bool:
+    """Every refusal for one GPU (or NVSwitch); True when it may move."""
     ok = True
     if gpu.iommu_group is None:
         plan.refusals.append(Refusal(Subsystem.VFIO, gpu.address, "the device has no IOMMU group"))
@@ -157,7 +203,7 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
         plan.refusals.append(Refusal(
             Subsystem.VFIO, gpu.address,
             f"IOMMU group {gpu.iommu_group} also holds {member.address} ({member.kind}, driver "
-            f"{member.driver or 'none'}), which is neither selected nor a function of a selected GPU: "
+            f"{member.driver or 'none'}), which is neither selected nor a function of a selected device: "
             "the group is not viable for passthrough"))
         ok = False
     for member in gpu.group_members:
@@ -171,7 +217,7 @@ def _gpu_allowed(ctx: PlanContext, plan: Plan, gpu: Gpu, selected_slots: set[str
     return ok
 
 
-def _plan_modprobe(ctx: PlanContext, plan: Plan, gpus: list[Gpu]) -> None:
+def _plan_modprobe(ctx: PlanContext, plan: Plan, gpus: list[Passthrough]) -> None:
     """``/etc/modprobe.d/90-nodeagent-vfio.conf``: vfio-pci loads before the GPU host drivers."""
     content = modprobe_conf(ctx.profile.name, gpus, ctx.inventory)
     current = ctx.facts.modprobe_conf
@@ -189,7 +235,7 @@ def _summary(content: str | None) -> str | None:
     return "; ".join(lines)
 
 
-def modprobe_conf(profile_name: str, gpus: list[Gpu], inventory: Inventory) -> str | None:
+def modprobe_conf(profile_name: str, gpus: list[Passthrough], inventory: Inventory) -> str | None:
     if not gpus:
         return None
     drivers = sorted({d for g in gpus for d in HOST_DRIVERS.get(g.vendor_id.lower(), ())})
@@ -203,11 +249,11 @@ def modprobe_conf(profile_name: str, gpus: list[Gpu], inventory: Inventory) -> s
     return "\n".join(lines) + "\n"
 
 
-def _safe_ids(gpus: list[Gpu], inventory: Inventory) -> list[str]:
+def _safe_ids(gpus: list[Passthrough], inventory: Inventory) -> list[str]:
     """vendor:device ids vfio-pci may claim at boot: only when no device with that id stays on the host."""
     moving = {m.address for g in gpus for m in g.group_members if not m.is_bridge}
     ids: dict[str, set[str]] = {}
-    for gpu in inventory.gpus:
+    for gpu in [*inventory.gpus, *inventory.nvswitch_devices]:
         for member in gpu.group_members:
             if member.is_bridge or not member.vendor_id or not member.device_id:
                 continue

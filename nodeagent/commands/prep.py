@@ -73,7 +73,9 @@ def _prepare(ctx: click.Context, profile_path: str, *, dry_run: bool, force: boo
 _profile_option = profile_option(required=True, help="The NodeProfile YAML (docs/profile.md).")
 _force_option = click.option("--force", is_flag=True,
                              help="Override the refusals that are safe to override: the boot VGA GPU, "
-                                  "isolating every CPU, a NUMA node without housekeeping CPU.")
+                                  "isolating every CPU, a NUMA node without housekeeping CPU; the kubelet's "
+                                  "reserved CPUs isolated, a NUMA node without reserved CPU under "
+                                  "single-numa-node, reservedMemory not summing to its reservations.")
 _lock_option = click.option(
     "--lock-timeout", type=click.FloatRange(0, 3600), default=60.0, show_default=True, metavar="SECONDS",
     help="How long to wait for another apply or revert on this host to finish before giving up.")

@@ -198,6 +198,13 @@ def _plan_settings(ctx: PlanContext, plan: Plan, facts: KubeletFacts, settings: 
             for key, value in settings.items() if not _same(key, effective.get(key), value)]
     if not rows:
         return set()
+    if facts.mechanism != "rancher-args":
+        for row in rows:
+            if row["key"] in facts.flagged:
+                plan.refusals.append(Refusal(
+                    Subsystem.KUBELET, row["key"],
+                    f"set by a kubelet flag in {facts.flagged[row['key']]}, which overrides the config file and "
+                    f"its drop-ins: remove the flag there (nodeagent then writes {row['key']})"))
     changed = {row["key"] for row in rows}
     content, note = _content(ctx, facts, settings, changed)
     stopped = kubelet_stopped(ctx)

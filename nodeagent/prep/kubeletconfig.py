@@ -69,6 +69,7 @@ class KubeletFacts:
     mode: int = 0o644  # its mode, kept by the write and by revert
     why: str = ""
     state_files: dict[str, tuple[str, int]] = field(default_factory=dict)  # present state file → (text, mode)
+    flagged: dict[str, str] = field(default_factory=dict)  # key set by a kubelet flag → where (flags win)
     pending: list[str] | None = None  # state files an earlier apply left for "before kubelet starts"
     pending_text: str | None = None
     memory_total_bytes: int | None = None
@@ -93,6 +94,7 @@ def gather_kubelet(host: Host, inventory: Inventory) -> KubeletFacts:
         return facts
     facts.effective = effective_config(host)
     _choose(host, facts, info.config_path)
+    facts.flagged = flagged_keys(host, facts.flavour)
     if facts.path is not None:
         facts.text = host.read_text(facts.path)
         facts.mode = _mode(host, facts.path, 0o600 if facts.mechanism == "rancher-args" else 0o644)
@@ -160,6 +162,26 @@ def config_dir_flag(host: Host, flavour: str | None) -> tuple[str, str] | None:
             if match:
                 return match.group(1).rstrip("/"), f"on the running kubelet's command line (pid {pid})"
     return None
+
+
+def flagged_keys(host: Host, flavour: str | None) -> dict[str, str]:
+    """The settings a kubelet flag sets, and where: a flag overrides the config file and every drop-in,
+    so writing those keys there would change nothing."""
+    patterns = {key: re.compile(rf"""(?:^|[\s"'])(?:--)?{flag}(?:=|\s)""") for key, flag in FLAGS.items()}
+    sources = [p for p in FLAG_FILES if not p.endswith(".service")]
+    if flavour in ("k3s", "rke2"):
+        etc = f"/etc/rancher/{flavour}"
+        sources += [f"{etc}/config.yaml"] + [f"{etc}/config.yaml.d/{n}" for n in sorted(host.listdir(
+            f"{etc}/config.yaml.d")) if n.endswith((".yaml", ".yml")) and n != RANCHER_ARGS_NAME]
+    found: dict[str, str] = {}
+    for path in sources:
+        for line in (host.read_text(path) or "").splitlines():
+            if line.lstrip().startswith("#"):
+                continue
+            for key, pattern in patterns.items():
+                if key not in found and pattern.search(line):
+                    found[key] = path
+    return found
 
 
 def _mode(host: Host, path: str, default: int) -> int:

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from nodeagent.cli import main
 from nodeagent.discover import discover
+from nodeagent.host import Host
 from nodeagent.owned import KUBELET_STATE_PENDING_PATH
 from nodeagent.prep.apply import revert
 from nodeagent.prep.model import Action, Effect, Subsystem
@@ -404,3 +405,48 @@ def test_cli_bad_input_exits_2_and_interlocks_exit_1_writing_nothing(make_host, 
     assert changes[0]["detail"]["settings"][1] == {"key": "reservedSystemCPUs", "current": "(unset)",
                                                    "desired": "0-1"}
     assert journal(root) is None
+
+
+def test_a_setting_a_kubelet_flag_holds_is_refused_not_written_where_it_would_not_count(make_host) -> None:  # type: ignore[no-untyped-def]
+    host, _, root = make_host(TreeSpec(cpus=8, nodes=2))
+    put_file(root, "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d/00-k3s-defaults.conf",
+             "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n")
+    put_file(root, "/etc/rancher/k3s/config.yaml", 'kubelet-arg:\n  - "reserved-cpus=0-1"\n'
+             '  - "cpu-manager-policy-options=full-pcpus-only=true"\n')
+    _, plan = planned(host, ISOLATING)
+    (refusal,) = plan.refusals
+    assert refusal.target == "reservedSystemCPUs" and "/etc/rancher/k3s/config.yaml" in refusal.reason
+    assert not refusal.forceable
+
+
+def test_fixture_host_kubeadm_kubelet_single_numa_node_and_memory_manager(fresh_host_tree) -> None:  # type: ignore[no-untyped-def]
+    """intel-2s-8gpu (fixtures/specs): kubeadm's config.yaml as hostgen writes it (static CPU manager,
+    reserved 0-1,112-113 all on NUMA node 0, topology restricted, memory manager None)."""
+    root = fresh_host_tree("intel-2s-8gpu")
+    put_file(root, "/var/lib/kubelet/cpu_manager_state", CPU_STATE)
+    put_file(root, "/var/lib/kubelet/memory_manager_state", MEMORY_STATE)
+    host = Host(str(root))
+    before = snapshot(root)
+    spec: dict[str, Any] = {"kubelet": {"topologyManagerPolicy": "single-numa-node", "memoryManagerPolicy": "Static"}}
+    _, plan = planned(host, spec)
+    (refusal,) = plan.refusals  # node 1 has no reserved CPU: refused under single-numa-node
+    assert refusal.target == "node1" and refusal.forceable
+    spec["kubelet"]["reservedSystemCPUs"] = "0,56"
+    _, plan = planned(host, spec)
+    assert not plan.refusals
+    config = kubelet_changes(plan)[0]
+    assert config.path == "/var/lib/kubelet/config.yaml" and config.detail["mechanism"] == "edit"
+    assert {r["key"]: (r["current"], r["desired"]) for r in config.detail["settings"]} == {
+        "reservedSystemCPUs": ("0-1,112-113", "0,56"),
+        "topologyManagerPolicy": ("restricted", "single-numa-node"),
+        "memoryManagerPolicy": ("None", "Static"),
+        "reservedMemory": ("(unset)", "node0 memory=100Mi")}  # evictionHard memory.available only
+    assert [c.path for c in kubelet_changes(plan)[1:]] == ["/var/lib/kubelet/cpu_manager_state",
+                                                           "/var/lib/kubelet/memory_manager_state"]
+    result = applied(host, spec)
+    assert not result.failure
+    info = discover(host).kubelet
+    assert (info.reserved_system_cpus, info.topology_manager_policy, info.memory_manager_policy) == (
+        [0, 56], "single-numa-node", "Static")
+    assert revert(host).exit_code == 0
+    assert snapshot(root) == before

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -450,3 +451,28 @@ def test_fixture_host_kubeadm_kubelet_single_numa_node_and_memory_manager(fresh_
         [0, 56], "single-numa-node", "Static")
     assert revert(host).exit_code == 0
     assert snapshot(root) == before
+
+
+def test_boot_unit_removes_the_state_files_before_kubelet_an_operator_apply_does_not(make_host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Through the CLI, on a tree without a process table (whether kubelet runs is unknown): `apply` defers
+    the state-file step, `apply --boot` (nodeagent-prep.service, ordered before kubelet) performs it."""
+    _, _, root = make_host(TreeSpec(cpus=8, nodes=2))
+    kubeadm(root, config_dir=True)
+    shutil.rmtree(root / "proc/1")
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(profile_doc({"cpu": {"reserved": "0,4"},
+                                                   "kubelet": {"cpuManagerPolicy": "static"}})))
+    runner = CliRunner()
+    plan = runner.invoke(main, ["--root", str(root), "plan", "-f", str(profile)])
+    assert plan.exit_code == 0
+    assert "kubelet state files: /var/lib/kubelet/cpu_manager_state -> removed before kubelet starts" in plan.output
+    result = runner.invoke(main, ["--root", str(root), "apply", "-f", str(profile), "--yes"])
+    assert result.exit_code == 3 and "drain the node first" in result.output
+    assert (root / "var/lib/kubelet/cpu_manager_state").exists()
+    boot = runner.invoke(main, ["--root", str(root), "apply", "--boot", "-f", str(profile)])
+    assert boot.exit_code == 0, boot.output
+    assert not (root / "var/lib/kubelet/cpu_manager_state").exists()
+    assert not (root / KUBELET_STATE_PENDING_PATH.lstrip("/")).exists()
+    assert runner.invoke(main, ["--root", str(root), "revert", "--yes"]).exit_code == 0
+    assert (root / "var/lib/kubelet/cpu_manager_state").read_text() == CPU_STATE
+    assert not (root / "etc/kubernetes/kubelet.conf.d/90-nodeagent.conf").exists()

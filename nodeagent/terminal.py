@@ -174,7 +174,9 @@ def render_summary(inv: Inventory) -> list[str]:
         ("IOMMU", iommu_text),
         ("KSM", ksm_text),
         ("GPUs", f"{len(inv.gpus)} ({len(inv.passthrough_gpus)} passthrough-ready)"
-                 + (f" · {len(inv.nvswitches)} NVSwitches" if inv.nvswitches else "")),
+                 + (f" · {len(inv.nvswitches)} NVSwitches" if inv.nvswitches else "")
+                 + "".join(f" · NVLink {f.id}: {len(f.gpus)} GPUs ({len(f.passthrough_gpus)} passthrough-ready), "
+                           f"NVSwitches {f.mode}" for f in inv.nvlink_fabrics)),
         ("Kernel", f"{inv.kernel.release or 'unknown'} · {'PREEMPT_RT' if inv.kernel.realtime else 'not realtime'} · "
                    f"cgroup v{inv.kernel.cgroup_version or '?'} · numa_balancing {inv.kernel.numa_balancing}"),
         ("Kubelet", kubelet_text),

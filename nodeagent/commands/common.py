@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +62,10 @@ def output_option(*choices: str) -> Any:
 
 
 def dump_json(data: Any) -> str:
-    return json.dumps(data, indent=2, sort_keys=False)
+    """``json.dumps(data, indent=2)``, byte for byte (nodeagent.jsontext: a fraction of the cost)."""
+    from nodeagent.jsontext import dumps_indented
+
+    return dumps_indented(data)
 
 
 def dump_yaml(data: Any) -> str:

@@ -1,0 +1,112 @@
+"""``json.dumps(data, indent=2)``, byte for byte, at a fraction of the cost.
+
+With an indent the standard library falls back to its pure-Python encoder, a generator that yields
+every separator and value on its own. A 1024-CPU host's inventory is ~0.5 MB of JSON made mostly of
+long lists of CPU numbers: that encoder alone was a sixth of ``inspect -o json`` (bench/inspect).
+This one appends to one list and writes a list of scalars in one ``join``. It takes what
+:func:`nodeagent.inventory.to_plain` produces (dicts with string keys, lists, strings, numbers,
+booleans, None); anything else is handed to :mod:`json` whole, so the output never differs.
+"""
+
+from __future__ import annotations
+
+import json
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+_INDENT = "  "
+_SCALAR_TYPES = (str, int, bool, type(None))  # float is left to json (NaN, Infinity, its repr)
+
+
+class _UnsupportedError(Exception):
+    pass
+
+
+def dumps_indented(data: Any) -> str:
+    """``json.dumps(data, indent=2)`` (``ensure_ascii``, no key sorting), identical output."""
+    out: list[str] = []
+    try:
+        _encode(data, out, "\n")
+    except _UnsupportedError:
+        return json.dumps(data, indent=2)
+    return "".join(out)
+
+
+def _scalar(value: Any) -> str:
+    cls = value.__class__
+    if cls is str:
+        return encode_basestring_ascii(value)  # type: ignore[no-any-return]
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if cls is int:
+        return int.__repr__(value)
+    if cls is float:
+        return json.dumps(value)
+    raise _UnsupportedError
+
+
+def _encode(value: Any, out: list[str], newline: str) -> None:
+    """Append ``value`` at the nesting whose line break (with its indent) is ``newline``."""
+    cls = value.__class__
+    if cls is dict:
+        if not value:
+            out.append("{}")
+            return
+        inner = newline + _INDENT
+        prefixes = _key_prefixes(inner)
+        opening = "{"
+        for key, item in value.items():
+            prefix = prefixes.get(key)
+            if prefix is None:
+                if key.__class__ is not str:
+                    raise _UnsupportedError
+                prefix = prefixes[key] = "," + inner + encode_basestring_ascii(key) + ": "
+            if opening:
+                prefix = opening + prefix[1:]
+                opening = ""
+            kind = item.__class__
+            if kind is str:
+                out.append(prefix + encode_basestring_ascii(item))
+            elif kind is dict or kind is list:
+                out.append(prefix)
+                _encode(item, out, inner)
+            else:
+                out.append(prefix + _scalar(item))
+        out.append(newline + "}")
+    elif cls is list:
+        if not value:
+            out.append("[]")
+            return
+        inner = newline + _INDENT
+        if all(v.__class__ is int for v in value):
+            out.append("[" + inner + ("," + inner).join(map(int.__repr__, value)) + newline + "]")
+            return
+        if all(v.__class__ is str for v in value):
+            out.append("[" + inner + ("," + inner).join(map(encode_basestring_ascii, value)) + newline + "]")
+            return
+        separator = "[" + inner
+        for item in value:
+            out.append(separator)
+            separator = "," + inner
+            if item.__class__ is dict or item.__class__ is list:
+                _encode(item, out, inner)
+            else:
+                out.append(_scalar(item))
+        out.append(newline + "]")
+    else:
+        out.append(_scalar(value))
+
+
+_PREFIXES: dict[str, dict[str, str]] = {}
+
+
+def _key_prefixes(inner: str) -> dict[str, str]:
+    """Key → ``,<newline><indent>"key": `` for one nesting: an inventory repeats a few keys thousands of times."""
+    prefixes = _PREFIXES.get(inner)
+    if prefixes is None:
+        prefixes = _PREFIXES[inner] = {}
+    return prefixes

@@ -37,6 +37,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from nodeagent.inroot import InRootOpener, in_root_opener
 from nodeagent.parse import parse_cpulist
 from nodeagent.value import Value, value
 
@@ -189,6 +190,7 @@ class Host:
     command_runner: CommandRunner | None = None
     _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)  # host path → root-relative
     _real_dirs: dict[str, str] = field(default_factory=dict, repr=False)  # host dir → real dir + "/"
+    _in_root: InRootOpener | bool | None = field(default=None, repr=False)  # None: not asked yet; False: none
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
@@ -408,7 +410,12 @@ class Host:
             return os.open(path, _READ_FLAGS)
         cut = path.rfind("/")
         real_dir = self._real_dirs.get(path[:cut]) if cut >= 0 else None  # keys are "" or absolute
-        if real_dir is not None and "//" not in path and "/." not in path:
+        plain = "//" not in path and "/." not in path
+        if real_dir is None and cut > 0:
+            head = self._dir_cache.get(path[:cut])  # a directory the walk resolved (a probe, a listing)
+            if head is not None:
+                real_dir = self._real_dirs[path[:cut]] = self._real(head) + "/"
+        if real_dir is not None and plain:
             try:
                 # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed
                 # outside the root; only then is it resolved, the chroot way.
@@ -416,7 +423,29 @@ class Host:
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
+        elif plain and path[:1] == "/" and path[-1:] != "/":
+            fd = self._open_in_root(path, _READ_FLAGS)
+            if fd is not None:
+                return fd
         return self._open_read_slow(path)
+
+    def _open_in_root(self, path: str, flags: int) -> int | None:
+        """``path`` (absolute and clean) opened by the kernel inside the root (nodeagent.inroot).
+
+        None when that is not possible here, or when the kernel refused for a reason the walk must
+        judge (a loop, a magic link, a permission): the caller then walks. A missing file is final.
+        """
+        opener = self._in_root
+        if opener is None:
+            opener = self._in_root = in_root_opener(self.root, self) or False
+        if opener is False:
+            return None
+        try:
+            return opener(path, flags)  # type: ignore[operator]
+        except OSError as exc:
+            if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+                raise
+        return None
 
     def _open_read_slow(self, path: str) -> int:
         if not path.startswith("/"):
@@ -550,12 +579,23 @@ class Host:
         """Sorted entries of a directory; empty when it is absent."""
         self._count_read()
         try:
-            entries = sorted(os.listdir(self.fs_path(path)))
+            entries = sorted(self._list(path))
         except OSError as exc:
             self._note_denied(path, exc)
             return []
         self._traced("dir", path, entries)
         return entries
+
+    def _list(self, path: str) -> list[str]:
+        if self.root != "/" and path[:1] == "/" and "//" not in path and "/." not in path \
+                and (path == "/" or path[-1] != "/"):
+            fd = self._open_in_root(path, os.O_RDONLY | os.O_DIRECTORY)
+            if fd is not None:
+                try:
+                    return os.listdir(fd)
+                finally:
+                    os.close(fd)
+        return os.listdir(self.fs_path(path))
 
     def readlink(self, path: str) -> str | None:
         """The raw target of a symlink, or None when ``path`` is not one."""
@@ -568,13 +608,16 @@ class Host:
     def realpath(self, path: str) -> str | None:
         """The host path ``path`` resolves to, inside the root; None when it does not exist."""
         self._traced("probe", path)
-        try:
+        if self.root == "/":
             real = self.fs_path(path)
+            return self.host_path(os.path.realpath(real)) if os.path.lexists(real) else None
+        if not path.startswith("/"):
+            raise HostError(f"host paths are absolute, got {path!r}")
+        try:
+            resolved = self._dir(_clean(path), [_MAX_SYMLINKS])  # already the host path fs_path would give
         except OSError:
             return None
-        if not os.path.lexists(real):
-            return None
-        return self.host_path(os.path.realpath(real) if self.root == "/" else real)
+        return resolved if os.path.lexists(self._real(resolved)) else None
 
     def link_name(self, path: str) -> str | None:
         """The last component of a symlink's target (a ``driver`` link → ``vfio-pci``)."""

@@ -43,7 +43,7 @@ def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
     sockets = max(len(packages), 1)
     threads_per_core = max((len(group) for group in siblings), default=1)
     cores = len(siblings) or len(online)
-    per_package = {pkg: sum(1 for g in siblings if g[0] in set(cpus)) for pkg, cpus in packages.items()}
+    per_package = _cores_per_package(packages, siblings)
     policies = read_cpufreq_policies(host, online)
     governors = _governors(policies)
     params = cmdline_params(cmdline)
@@ -85,6 +85,19 @@ def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
 
 def _cpu_dirs(host: Host) -> list[int]:
     return [int(e[3:]) for e in host.listdir(CPU_DIR) if e.startswith("cpu") and e[3:].isdigit()]
+
+
+def _cores_per_package(packages: dict[int, list[int]], siblings: list[list[int]]) -> dict[int, int]:
+    """Package → the thread-sibling groups whose first CPU it holds (each CPU looked up once)."""
+    holders: dict[int, list[int]] = {}
+    for pkg, cpus in packages.items():
+        for cpu in set(cpus):
+            holders.setdefault(cpu, []).append(pkg)
+    counts = dict.fromkeys(packages, 0)
+    for group in siblings:
+        for pkg in holders.get(group[0], ()):
+            counts[pkg] += 1
+    return counts
 
 
 def _cores_per_socket(sockets: int, cores: int, threads: int, cpus: int, per_package: dict[int, int]) -> int | None:

@@ -18,9 +18,8 @@ NET_DIR = "/sys/class/net"
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 
 
-def _pci_address(host: Host, device: str) -> str | None:
+def _pci_address(real: str | None) -> str | None:
     """The PCI function a NIC sits on: the nearest PCI address in its device path (virtio too)."""
-    real = host.realpath(device)
     for part in reversed((real or "").split("/")):
         if _PCI_ADDRESS.match(part):
             return part
@@ -57,11 +56,12 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
     for name in host.listdir(NET_DIR):
         base = f"{NET_DIR}/{name}"
         device = f"{base}/device"
-        if not host.exists(device):
+        real = host.realpath(device)
+        if real is None and not host.exists(device):
             continue  # lo, bridges, veths, bonds: no hardware behind them
         if links is None:
             links = _link_states(host) if netlink else {}
-        address = _pci_address(host, device)
+        address = _pci_address(real)
         pci = f"/sys/bus/pci/devices/{address}" if address else device
         vfs = [host.link_name(f"{pci}/{e}") or "" for e in host.listdir(pci) if e.startswith("virtfn")]
         numa = host.read_int(f"{pci}/numa_node")

@@ -76,12 +76,17 @@ def _below(head: str, relative: str) -> str:
     parts = [p for p in relative.split("/") if p and p != "."]
     skip = 0
     while skip < len(parts) and parts[skip] == "..":
-        head = os.path.dirname(head)
+        head = _parent(head)
         skip += 1
     rest = "/".join(parts[skip:])
     if not rest:
         return head
     return f"{head}/{rest}" if head != "/" else f"/{rest}"
+
+
+def _parent(head: str) -> str:
+    """``os.path.dirname`` of a clean absolute path, without its generality ("/" stays "/")."""
+    return head[:head.rfind("/")] or "/"
 
 
 def _is_regular(fd: int) -> bool:
@@ -319,7 +324,7 @@ class Host:
     def _step(self, head: str, name: str, follow: bool, budget: list[int]) -> str:
         """One component below the resolved directory ``head``."""
         if name == "..":
-            return os.path.dirname(head)
+            return _parent(head)
         candidate = f"{head}/{name}" if head != "/" else f"/{name}"
         real = self.root + candidate
         if not follow or not os.path.islink(real):

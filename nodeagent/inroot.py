@@ -49,6 +49,7 @@ def in_root_opener(root: str, owner: object) -> InRootOpener | None:
         _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
     hows: dict[int, Any] = {}
+    messages: dict[int, str] = {}
     size = ctypes.sizeof(OpenHow)
     get_errno = ctypes.get_errno
     root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -60,7 +61,10 @@ def in_root_opener(root: str, owner: object) -> InRootOpener | None:
         fd: int = syscall(_SYS_OPENAT2, root_fd, path.encode(), how, size)
         if fd < 0:
             err = get_errno()
-            raise OSError(err, os.strerror(err), path)
+            message = messages.get(err)
+            if message is None:
+                message = messages[err] = os.strerror(err)  # slow (locale), and ENOENT is common
+            raise OSError(err, message, path)
         return fd
 
     try:

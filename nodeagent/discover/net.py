@@ -63,7 +63,11 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
             links = _link_states(host) if netlink else {}
         address = _pci_address(real)
         pci = f"/sys/bus/pci/devices/{address}" if address else device
-        vfs = [host.link_name(f"{pci}/{e}") or "" for e in host.listdir(pci) if e.startswith("virtfn")]
+        total_vfs = host.read_int(f"{pci}/sriov_totalvfs")
+        # virtfnN links sit beside sriov_totalvfs: both exist only on an SR-IOV physical function
+        # (drivers/pci/iov.c), so a VF or a plain NIC is not listed (a 1024-CPU host has 372 VFs).
+        vfs = [] if total_vfs is None else [
+            host.link_name(f"{pci}/{e}") or "" for e in host.listdir(pci) if e.startswith("virtfn")]
         numa = host.read_int(f"{pci}/numa_node")
         speed = host.read_int(f"{base}/speed")
         operstate = host.read_str(f"{base}/operstate")
@@ -76,7 +80,7 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
             operstate=operstate,
             speed_mbps=None if speed is None or speed < 0 else speed,
             mtu=host.read_int(f"{base}/mtu"),
-            sriov_totalvfs=host.read_int(f"{pci}/sriov_totalvfs"),
+            sriov_totalvfs=total_vfs,
             sriov_numvfs=host.read_int(f"{pci}/sriov_numvfs"),
             vfs=sorted(v for v in vfs if v),
             physfn=host.link_name(f"{pci}/physfn"),

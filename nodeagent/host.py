@@ -618,11 +618,45 @@ class Host:
             return self.host_path(os.path.realpath(real)) if os.path.lexists(real) else None
         if not path.startswith("/"):
             raise HostError(f"host paths are absolute, got {path!r}")
+        clean = _clean(path)
+        resolved = self._dir_cache.get(clean)
+        if resolved is None:
+            try:
+                resolved = self._resolved_by_kernel(clean)
+            except OSError:
+                return None  # absent (a dangling link included)
+        if resolved is None:
+            try:
+                resolved = self._dir(clean, [_MAX_SYMLINKS])  # already the host path fs_path would give
+            except OSError:
+                return None
+        return resolved if os.path.lexists(self._real(resolved)) else None
+
+    def _resolved_by_kernel(self, clean: str) -> str | None:
+        """Where ``clean`` leads inside the root, as the kernel resolves it (nodeagent.inroot), cached.
+
+        ``O_PATH`` open and the descriptor's ``/proc/self/fd`` link: three system calls whatever
+        the depth, where the walk takes an ``lstat`` for each new component and a ``readlink`` for
+        each link (a NIC's ``device`` is two links and five directories deep). None when the
+        kernel cannot say (no openat2, no /proc, a path it names outside the root): walk then.
+        """
+        fd = self._open_in_root(clean, os.O_PATH)
+        if fd is None:
+            return None
         try:
-            resolved = self._dir(_clean(path), [_MAX_SYMLINKS])  # already the host path fs_path would give
+            real = os.readlink(f"/proc/self/fd/{fd}")
         except OSError:
             return None
-        return resolved if os.path.lexists(self._real(resolved)) else None
+        finally:
+            os.close(fd)
+        if real == self.root:
+            resolved = "/"
+        elif real.startswith(self.root + "/") and not real.endswith(" (deleted)"):
+            resolved = real[len(self.root):]
+        else:
+            return None
+        self._dir_cache[clean] = resolved
+        return resolved
 
     def link_name(self, path: str) -> str | None:
         """The last component of a symlink's target (a ``driver`` link → ``vfio-pci``)."""

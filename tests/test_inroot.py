@@ -86,6 +86,9 @@ def test_reads_and_listings_agree_with_the_walk(tree: Path) -> None:
         assert (got, a.warnings, a.denied) == (want, b.warnings, b.denied), path
     for path in DIRS:
         assert fast.listdir(path) == walk.listdir(path), path
+    for path in PATHS + DIRS + ["/", "/sys/bus/pci/devices/0000:00:01.0/..", "/sys/escape-up"]:
+        assert fast.realpath(path) == walk.realpath(path), path
+    assert fast.realpath("/sys/escape-up/sys/abs-dir") == "/sys/devices/pci0000:00"
     assert fast._in_root is not False or not _kernel_has_openat2()
     assert fast.read_text("/sys/escape-abs/secret") is None
     assert fast.read_str("/sys/escape-up/etc/hostname") == "fixture"

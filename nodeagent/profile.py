@@ -18,7 +18,6 @@ Accepted forms (see ``grub/README.md`` and the project README's profile referenc
 from __future__ import annotations
 
 import dataclasses
-import functools
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from nodeagent.parse import (
     parse_page_size_kb,
     parse_quantity_bytes,
 )
+from nodeagent.yamldoc import YamlDocumentError, load_documents
 
 if TYPE_CHECKING:
     from nodeagent.inventory import Inventory
@@ -195,6 +195,8 @@ class NodeProfile:
     ksm: KsmSpec | None = None
     kernel: KernelSpec | None = None
     kubelet: KubeletSpec | None = None
+    # spec.workloadClasses: classes laid over the table in force (nodeagent.workloads), as written; validated
+    workload_classes: dict[str, Any] | None = None
     # spec.rebootStrategy: "none" (the reboot-required label only) or "kured" (also kured's sentinel file)
     reboot_strategy: str = "none"
     reboot_sentinel: str = DEFAULT_REBOOT_SENTINEL
@@ -257,62 +259,17 @@ def parse_profile_bytes(raw: bytes, inventory: Inventory | None = None, *,
 
 
 def parse_profile_text(text: str, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
-    import yaml
-
     check_profile_size(text, source=source)
     try:
-        documents = [d for d in yaml.load_all(text, Loader=_unique_key_loader()) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ProfileError([f"not valid YAML{where}: {problem}"], source=source) from exc
-    except RecursionError as exc:
-        raise ProfileError(["not a NodeProfile: nested too deeply"], source=source) from exc
-    except (ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
-        # PyYAML's constructors raise plain built-in errors for some malformed scalars
-        # ("2001-13-45", "!!int 'x'", an empty "!!int", an integer of more than 4300 digits).
-        raise ProfileError([f"not valid YAML: a value cannot be read ({str(exc)[:120]})"], source=source) from exc
+        documents = load_documents(text)
+    except YamlDocumentError as exc:
+        message = "not a NodeProfile: nested too deeply" if exc.message == "nested too deeply" else exc.message
+        raise ProfileError([message], source=source) from exc
     if len(documents) != 1:
         raise ProfileError([f"expected exactly one YAML document (a NodeProfile), found {len(documents)}"],
                            source=source)
     profile = parse_profile(documents[0], inventory, source=source)
     return dataclasses.replace(profile, source_text=text)
-
-
-@functools.cache
-def _unique_key_loader() -> type:
-    """A safe YAML loader that refuses a mapping with the same key twice.
-
-    YAML 1.2 says keys are unique, but PyYAML keeps the last one silently: ``count: 4`` followed
-    later by ``count: 400`` would apply 400 with no word. Merge keys (``<<``) keep their meaning:
-    an explicit key may override a merged one. Built lazily, as the yaml import is.
-    """
-    import yaml
-    from yaml.constructor import ConstructorError
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-
-    class UniqueKeyLoader(base):  # type: ignore[misc, valid-type]
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if isinstance(node, yaml.MappingNode):
-                seen: dict[Any, Any] = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        first = seen.setdefault(key, key_node)
-                    except TypeError:
-                        continue  # an unhashable key: the base constructor reports it
-                    if first is not key_node:
-                        raise ConstructorError(
-                            "while constructing a mapping", node.start_mark,
-                            f"duplicate key {_shown(key)} (first given at line {first.start_mark.line + 1})",
-                            key_node.start_mark)
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
 
 
 def parse_profile(data: Any, inventory: Inventory | None = None, *, source: str | None = None) -> NodeProfile:
@@ -485,7 +442,7 @@ class _Parser:
             return None
         spec = {} if spec is None else spec
         fields = ("nodeSelector", "cpu", "hugepages", "gpu", "ksm", "kernel", "labels", "taints",
-                  "rebootStrategy", "rebootSentinel", "kubelet")
+                  "rebootStrategy", "rebootSentinel", "kubelet", "workloadClasses")
         if self.mapping(spec, "spec", fields) is None:
             return None
         profile = NodeProfile(
@@ -500,6 +457,7 @@ class _Parser:
             ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,
             kernel=self.kernel(spec["kernel"]) if "kernel" in spec else None,
             kubelet=self.kubelet(spec["kubelet"]) if "kubelet" in spec else None,
+            workload_classes=self.workload_classes(spec["workloadClasses"]) if "workloadClasses" in spec else None,
             **self.reboot(spec),
         )
         return profile
@@ -744,6 +702,17 @@ class _Parser:
                 continue
             args.append(text)
         return KernelSpec(iommu, args, realtime)
+
+    def workload_classes(self, value: Any) -> dict[str, Any] | None:
+        """spec.workloadClasses: validated against the default classes (its own may extend them or each other)."""
+        from nodeagent.workloads import WorkloadClassesError, default_table
+
+        try:
+            default_table().overlay(value, "spec.workloadClasses", source="profile")
+        except WorkloadClassesError as exc:
+            self.errors += exc.errors
+            return None
+        return dict(value)
 
     def kubelet(self, value: Any) -> KubeletSpec | None:
         """spec.kubelet: policy names exactly as the kubelet spells them, checked against each other."""

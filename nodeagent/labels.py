@@ -38,7 +38,7 @@ from nodeagent.inventory import NVIDIA_VENDOR_ID, Inventory, Plain
 from nodeagent.kubenames import TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error, prefix_error
 
 if TYPE_CHECKING:
-    from nodeagent.workloads import Readiness
+    from nodeagent.workloads import Readiness, WorkloadTable
 
 NFD_PREFIX = "feature.node.kubernetes.io"
 DEFAULT_PREFIX = DEFAULT_LABEL_PREFIX
@@ -216,19 +216,23 @@ def _flag(value: bool) -> str:
 
 def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
                    config: LabelConfig | None = None,
-                   readiness: Mapping[str, Readiness] | None = None) -> LabelSet:
+                   readiness: Mapping[str, Readiness] | None = None,
+                   workloads: WorkloadTable | None = None) -> LabelSet:
     """The labels and taints of docs/labels.md for this node.
 
-    ``readiness`` defaults to :func:`nodeagent.checks.readiness` of ``inv`` (the one definition of
-    workload readiness); pass it only to label a readiness computed elsewhere.
+    ``readiness`` defaults to the readiness of ``inv`` for the workload classes in force (the one
+    definition of it, :mod:`nodeagent.workloads`); pass it only to label a readiness computed elsewhere.
+    ``workloads``: the classes in force (:func:`nodeagent.workloads.table_for`); None: the default classes
+    with the profile's ``spec.workloadClasses`` over them.
 
-    Raises :class:`LabelError` when the profile carries a label or taint Kubernetes would reject.
+    Raises :class:`LabelError` when the profile carries a label or taint Kubernetes would reject, and
+    :class:`~nodeagent.workloads.WorkloadClassesError` when its classes cannot be laid over the defaults.
     """
     config = config or LabelConfig()
     if readiness is None:
-        from nodeagent.workloads import readiness as compute_readiness
+        from nodeagent.workloads import table_for
 
-        readiness = compute_readiness(inv)
+        readiness = (table_for(None, profile) if workloads is None else workloads).readiness(inv)
     warnings: list[str] = []
     labels = _compatible_labels(inv, config, readiness)
     labels.update(_own_labels(inv, config, readiness))

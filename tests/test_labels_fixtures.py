@@ -111,6 +111,22 @@ EXPECTED: dict[str, dict[str, str]] = {
         **ready("general", "hpc", "realtime"),
         **NOTHING_PENDING,
     },
+    # rt-isolated's Ice Lake-SP on a stock PREEMPT_DYNAMIC kernel: same flags but no RTSCHED; no isolated
+    # CPUs; 64 x 1Gi pages and KSM off, as the database recipe wants, but kubeadm's kubelet config sets no
+    # manager policy, so the CPU manager is the kubelet's default none → not ready for database (nor hpc).
+    "db-kubelet-defaults": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
+                "FMA3", "SHA", "AESNI", "VMX"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/numa": "false",
+        "topology.kubernetes.io/numa-nodes": "1",
+        f"{NA}/numa": "false", f"{NA}/numa-nodes": "1",  # the recipe keys' mirrors
+        **own(kvm="true", kvm_nested="false", iommu="true", rt_kernel="false", ksm="false",
+              isolated_cpus="0", cpu_governor="performance", gpu_passthrough="false", gpu_passthrough_count="0"),
+        f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
+        **ready("general"),
+        **NOTHING_PENDING,
+    },
     # Kaby Lake desktop with VT-x off: no vmx flag (and no KVM), AVX2/FMA/AES only; no IOMMU; no cpufreq
     # → no governor label; GTX 1060 on nouveau → not passthrough-ready. Nothing is ready.
     "desktop-no-iommu": {
@@ -172,7 +188,8 @@ def selects(labels: dict[str, str], selector: dict[str, str]) -> bool:
     # realtime / NFV and HPC
     ({"realtime": "true"}, {"rt-isolated"}),
     # HPC: AVX-512 (the minimal guest has it too: it is a CPU flag, not readiness)
-    ({f"{NFD}/cpu-cpuid.AVX512F": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "minimal"}),
+    ({f"{NFD}/cpu-cpuid.AVX512F": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "minimal",
+                                            "db-kubelet-defaults"}),
     # realtime / NFV
     ({f"{NFD}/cpu-cpuid.RTSCHED": "true"}, {"rt-isolated"}),
     # the HPC recipe's selectors together: no fixture host is both realtime and 2-socket

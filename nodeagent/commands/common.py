@@ -105,3 +105,29 @@ def nfd_label_options(command: Any) -> Any:
 def nfd_mode(nfd_labels: str, no_nfd_labels: bool) -> str:
     """The mode the two NFD options say together."""
     return "off" if no_nfd_labels else nfd_labels
+
+
+def workload_classes_option(command: Any) -> Any:
+    """``--workload-classes FILE``: a WorkloadClasses document laid over the default workload classes."""
+    return click.option(
+        "--workload-classes", "workload_classes", metavar="FILE", envvar="NODEAGENT_WORKLOAD_CLASSES",
+        type=click.Path(dir_okay=False),
+        help="A WorkloadClasses document (kind: WorkloadClasses) that overrides or adds workload classes: "
+             "readiness, its ready-<class> labels, metrics and check --for follow it (a profile's "
+             "spec.workloadClasses go on top). Env: NODEAGENT_WORKLOAD_CLASSES.")(command)
+
+
+def workload_table(path: str | None, profile: Any = None, *, base: Any = None) -> Any:
+    """The workload classes in force: the defaults (or ``base``), the ``--workload-classes`` file, the profile's.
+
+    An invalid document is refused with every problem named, exit 2, before anything is read or written.
+    """
+    from nodeagent.workloads import WorkloadClassesError, load_workload_classes, table_for
+
+    try:
+        if path:
+            base = load_workload_classes(path, base)
+        return table_for(base, profile)
+    except WorkloadClassesError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(2) from exc

@@ -14,6 +14,8 @@ from nodeagent.commands.common import (
     nfd_mode,
     output_option,
     profile_option,
+    workload_classes_option,
+    workload_table,
 )
 from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
@@ -45,10 +47,11 @@ def _fail(code: int, message: str) -> NoReturn:
 @click.option("--topology/--no-topology", envvar="NODEAGENT_TOPOLOGY", default=True, show_default=True,
               help="With --publish: also write the NodeResourceTopology (off where nfd-topology-updater runs). "
                    "Env: NODEAGENT_TOPOLOGY.")
+@workload_classes_option
 @click.pass_obj
 def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: str, nfd_labels: str,
            no_nfd_labels: bool, recipe_labels: bool, publish: bool, publish_timeout: float, node_name: str | None,
-           kubeconfig: str | None, topology: bool) -> None:
+           kubeconfig: str | None, topology: bool, workload_classes: str | None) -> None:
     """Show the labels (and taints) this node would carry; --publish writes them to its Node."""
     from nodeagent.discover import discover
     from nodeagent.labels import LabelError, compute_labels, label_config_for
@@ -62,23 +65,30 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
             profile = load_profile(profile_path, inventory)
         except ProfileError as exc:
             _fail(2, str(exc))
+    base = workload_table(workload_classes)  # the file's classes, before the profile's
+    table = workload_table(None, profile, base=base)
     try:
         config = label_config_for(nfd_mode(nfd_labels, no_nfd_labels), prefix=prefix,
                                   recipe_compatible=recipe_labels)
-        label_set = compute_labels(inventory, profile, config=config)
+        ready = table.readiness(inventory)
+        label_set = compute_labels(inventory, profile, config=config, readiness=ready)
     except LabelError as exc:
         _fail(2, str(exc))
 
     published = None
     if publish:
         published, label_set = _publish(inventory, profile, label_set, config, node_name=node_name,
-                                        kubeconfig=kubeconfig, topology=topology, timeout=publish_timeout)
+                                        kubeconfig=kubeconfig, topology=topology, timeout=publish_timeout,
+                                        workloads=table, base=base)
     if output == "json":
         data: dict[str, Any] = {
             "labels": label_set.labels,
             "taints": [t.to_api() for t in label_set.taints],
             "annotations": label_set.owned_annotations(config),
             "warnings": label_set.warnings,
+            # why each ready-<class> label is what it is: reasons (not ready) and notes (not judged, not blocking)
+            "readiness": {name: {"ready": r.ready, "reasons": r.reasons, "notes": r.notes}
+                          for name, r in ready.items()},
         }
         if published is not None:
             data["published"] = published
@@ -96,7 +106,8 @@ def labels(obj: CliContext, *, profile_path: str | None, output: str, prefix: st
 
 
 def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelConfig, *, node_name: str | None,
-             kubeconfig: str | None, topology: bool, timeout: float) -> tuple[dict[str, Any], LabelSet]:
+             kubeconfig: str | None, topology: bool, timeout: float,
+             workloads: Any, base: Any) -> tuple[dict[str, Any], LabelSet]:
     """Publish once; returns the result and the label set actually published."""
     from nodeagent.k8s import ApiError, K8sConfigError, connect, desired_state, publish_once, resolve_node_name
     from nodeagent.k8s.nodediff import NodeView, unmatched_selector
@@ -116,7 +127,8 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
             missing = unmatched_selector(node, profile.node_selector, config)
             if missing:
                 wanted = ", ".join(f"{k}={v}" for k, v in missing.items())
-                label_set = compute_labels(inventory, None, config=config)
+                workloads = base  # without the profile, without its classes
+                label_set = compute_labels(inventory, None, config=config, workloads=base)
                 label_set.warnings.append(f"node {name} does not match the profile's nodeSelector ({wanted}); "
                                           "published without the profile's labels and taints")
                 profile = None
@@ -126,7 +138,7 @@ def _publish(inventory: Any, profile: Any, label_set: LabelSet, config: LabelCon
 
             usage = live_usage(inventory)
         desired = desired_state(inventory, profile, node_name=name, label_config=config, topology=topology,
-                                label_set=label_set, usage=usage)
+                                label_set=label_set, usage=usage, workloads=workloads)
         result = publish_once(api, name, desired, deadline=timeout)
     except ApiError as exc:
         _fail(1, f"publishing to node {name}: {exc}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from nodeagent.commands.common import CliContext
+from nodeagent.commands.common import CliContext, workload_classes_option, workload_table
 
 
 @click.command()
@@ -26,9 +26,10 @@ from nodeagent.commands.common import CliContext
               help="complement: leave out the per-VM series KubeVirt's virt-handler already exports for its VMs "
                    "(CPU/vCPU time and wait, memory, storage, network); keep what only nodeagent has.")
 @click.option("--openmetrics", is_flag=True, help="Print the OpenMetrics format instead of the Prometheus text format.")
+@workload_classes_option
 @click.pass_obj
 def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, use_libvirt: bool, nvml: bool,
-            vm_metrics: str, openmetrics: bool) -> None:
+            vm_metrics: str, openmetrics: bool, workload_classes: str | None) -> None:
     """Print one Prometheus exposition of every collector and exit.
 
     Live sources (libvirt, NVML, /proc of QEMU processes) are read only on the live host: --root /,
@@ -37,10 +38,11 @@ def metrics(obj: CliContext, *, libvirt_uris: tuple[str, ...], kubevirt: bool, u
     from nodeagent.discover import discover
     from nodeagent.metrics import MetricsOptions, build_metrics
 
+    table = workload_table(workload_classes)
     host = obj.host()
     inventory = discover(host)
     options = MetricsOptions(libvirt=use_libvirt, libvirt_uris=list(libvirt_uris) or None, kubevirt=kubevirt,
-                             nvml=nvml, vm_metrics=vm_metrics)
+                             nvml=nvml, vm_metrics=vm_metrics, workloads=lambda: table)
     node_metrics = build_metrics(lambda: inventory, host, options)
     try:
         accept = "application/openmetrics-text; version=1.0.0" if openmetrics else ""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import click
 
-from nodeagent.commands.common import CliContext, nfd_label_options, nfd_mode
+from nodeagent.commands.common import CliContext, nfd_label_options, nfd_mode, workload_classes_option
 from nodeagent.contract import DEFAULT_LABEL_PREFIX as DEFAULT_PREFIX
 
 
@@ -83,6 +83,7 @@ def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
               envvar="NODEAGENT_VM_METRICS",
               help="complement: leave out the per-VM series KubeVirt's virt-handler already exports for its VMs "
                    "(CPU/vCPU time and wait, memory, storage, network); keep what only nodeagent has.")
+@workload_classes_option
 @click.option("--log-format", type=click.Choice(["json", "text"]), default="json", show_default=True,
               envvar="NODEAGENT_LOG_FORMAT", help="json: one object per line (default); text: for a terminal.")
 @click.pass_context
@@ -91,7 +92,8 @@ def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles
           label_prefix: str, nfd_labels: str, no_nfd_labels: bool, recipe_labels: bool, topology: bool,
           api_backoff_max_s: float, node_labels: dict[str, str],
           uevents: str, netlink: bool, libvirt_uris: tuple[str, ...],
-          use_libvirt: bool, kubevirt: bool, nvml: bool, vm_metrics: str, log_format: str) -> None:
+          use_libvirt: bool, kubevirt: bool, nvml: bool, vm_metrics: str, workload_classes: str | None,
+          log_format: str) -> None:
     """Run the daemon: /metrics, /healthz, /readyz, periodic and event-driven reconcile, label publishing.
 
     SIGTERM finishes the current step and exits; SIGHUP reloads the profiles. Logs are JSON on
@@ -114,7 +116,8 @@ def serve(ctx: click.Context, *, listen: str, profiles_dir: str | None, profiles
             label_prefix=label_prefix, nfd_labels=nfd_mode(nfd_labels, no_nfd_labels), recipe_labels=recipe_labels,
             topology=topology, api_backoff_max_s=api_backoff_max_s,
             node_labels=node_labels, uevents=uevents, netlink=netlink,
-            libvirt=use_libvirt, libvirt_uris=libvirt_uris, kubevirt=kubevirt, nvml=nvml, vm_metrics=vm_metrics)
+            libvirt=use_libvirt, libvirt_uris=libvirt_uris, kubevirt=kubevirt, nvml=nvml, vm_metrics=vm_metrics,
+            workload_classes=workload_classes)
     except OptionsError as exc:
         raise click.UsageError(str(exc)) from exc
     cli: CliContext = ctx.obj

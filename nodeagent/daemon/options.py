@@ -24,6 +24,7 @@ class ServeOptions:
     listen: str = DEFAULT_LISTEN
     profiles_dir: str | None = None  # None: observe only
     profiles_poll_s: float = 10.0  # how often the directory is checked for a changed ConfigMap; 0: SIGHUP only
+    workload_classes: str | None = None  # a WorkloadClasses file (ConfigMap mount); None: the default classes
     interval_s: float = DEFAULT_INTERVAL_S
     jitter: float = 0.1  # each period is interval × [1 - jitter, 1 + jitter]
     debounce_s: float = 1.0  # quiet time after the last uevent before re-inventorying

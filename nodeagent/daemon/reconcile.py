@@ -28,6 +28,7 @@ from nodeagent.discover import discover
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
 from nodeagent.labels import LabelConfig, LabelError, parse_owned
+from nodeagent.workloads import WorkloadClassesError, WorkloadTable, default_table, table_for
 
 if TYPE_CHECKING:
     from nodeagent.k8s.loop import PublisherLoop
@@ -43,7 +44,8 @@ SelectionKey = tuple[tuple[str, str], ...]
 class Reconciler:
     def __init__(self, host: Host, options: ServeOptions, *, store: ProfileStore, status: DaemonStatus,
                  stop: threading.Event, label_config: LabelConfig, publisher: PublisherLoop | None = None,
-                 prep: PrepRunner | None = None, notify: Callable[[str, str], None] | None = None) -> None:
+                 prep: PrepRunner | None = None, notify: Callable[[str, str], None] | None = None,
+                 workloads_base: WorkloadTable | None = None) -> None:
         self.host = host
         self.options = options
         self.store = store
@@ -57,6 +59,10 @@ class Reconciler:
         self.last_selection_key: SelectionKey | None = None
         self._reported_conflict: tuple[str, ...] = ()
         self._label_error: str | None = None
+        # the --workload-classes file's table; the classes in force add the selected profile's
+        self.workloads_base = workloads_base or default_table()
+        self.workloads = self.workloads_base
+        self._classes_error: str | None = None
 
     # --- inventory ---------------------------------------------------------------------------
 
@@ -71,6 +77,24 @@ class Reconciler:
         if inventory is None:
             raise RuntimeError("no inventory yet")
         return inventory
+
+    def current_workloads(self) -> WorkloadTable:
+        """For the metrics collectors: the workload classes in force (the file's, then the profile's)."""
+        return self.workloads
+
+    def _select_workloads(self, loaded: LoadedProfile | None) -> WorkloadTable:
+        """The file's classes with the profile's over them; the file's alone when the profile's cannot be."""
+        try:
+            table = table_for(self.workloads_base, loaded.profile if loaded is not None else None)
+        except WorkloadClassesError as exc:
+            message = f"{exc}; the profile's workload classes are not used"
+            if message != self._classes_error:
+                self._classes_error = message
+                log.error("%s", message)
+                self.notify("WorkloadClassesInvalid", message)
+            return self.workloads_base
+        self._classes_error = None
+        return table
 
     # --- the Node ----------------------------------------------------------------------------
 
@@ -122,6 +146,7 @@ class Reconciler:
         selection = self.store.select(self._matcher(node))
         self._note_selection(selection)
         loaded = selection.profile
+        self.workloads = self._select_workloads(loaded)
         outcome = self._prep(loaded, inventory, node)
         if outcome.wrote and not self.stop.is_set():
             inventory = self.discover()
@@ -148,7 +173,7 @@ class Reconciler:
     def _publish(self, inventory: Inventory, loaded: LoadedProfile | None) -> None:
         assert self.publisher is not None
         try:
-            self.publisher.update(inventory, loaded.profile if loaded is not None else None)
+            self.publisher.update(inventory, loaded.profile if loaded is not None else None, self.workloads)
         except LabelError as exc:
             message = f"profile {loaded.name if loaded else '-'}: {exc}; the previous labels stay published"
             if message != self._label_error:

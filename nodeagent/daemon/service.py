@@ -33,6 +33,7 @@ from nodeagent.daemon.profiles import ProfileStore
 from nodeagent.daemon.reconcile import Reconciler
 from nodeagent.daemon.status import DaemonStatus, PrepStatus
 from nodeagent.daemon.uevents import Debouncer, EventSource, SpoolSource, UdevSource, UEvent
+from nodeagent.daemon.workloads import WorkloadClassesFile
 from nodeagent.host import Host
 from nodeagent.labels import label_config_for
 
@@ -57,13 +58,14 @@ class Daemon:
         self.label_config = label_config_for(options.nfd_labels, prefix=options.label_prefix,
                                          recipe_compatible=options.recipe_labels)
         self.store = ProfileStore(options.profiles_dir)
+        self.classes = WorkloadClassesFile(options.workload_classes)  # a bad file: OptionsError, exit 2
         self.publisher = publisher
         self.prep: PrepRunner | None = None
         if not options.read_only:
             self.prep = PrepRunner(host, self._report_prep, stop=self.stop_event, retry_base_s=options.interval_s)
         self.reconciler = Reconciler(host, options, store=self.store, status=self.status, stop=self.stop_event,
                                      label_config=self.label_config, publisher=publisher, prep=self.prep,
-                                     notify=self._notify)
+                                     notify=self._notify, workloads_base=self.classes.base)
         self.metrics: NodeMetrics | None = None
         self.server: MetricsServer | None = None
         self.sources: list[EventSource] = []
@@ -113,7 +115,7 @@ class Daemon:
 
         options = MetricsOptions(libvirt=self.options.libvirt, libvirt_uris=list(self.options.libvirt_uris) or None,
                                  kubevirt=self.options.kubevirt, nvml=self.options.nvml,
-                                 vm_metrics=self.options.vm_metrics)
+                                 vm_metrics=self.options.vm_metrics, workloads=self.reconciler.current_workloads)
         self.metrics = build_metrics(self.reconciler.current_inventory, self.host, options,
                                      extra=[DaemonCollector(self.status, self.ready)])
         self.server = MetricsServer(self.metrics.exposition, self.options.listen)
@@ -253,7 +255,7 @@ class Daemon:
                     return "node-labels"
                 if self.options.profiles_poll_s > 0 and now >= self._next_profile_poll:
                     self._next_profile_poll = now + self.options.profiles_poll_s
-                    if self.store.changed():
+                    if self.store.changed() or self.classes.changed():
                         return "profiles-changed"
                 wake = min(self._due, self._debouncer.deadline or math.inf, now + TICK_S)
                 self._cond.wait(max(0.0, wake - now))
@@ -292,6 +294,11 @@ class Daemon:
     def _reload(self, *, explicit: bool) -> None:
         result = self.store.reload()
         self._note_profile_errors(result.errors)
+        error = self.classes.reload()
+        if error is not None:
+            log.error("%s", error, extra={"file": self.options.workload_classes})
+            self._notify("WorkloadClassesInvalid", error)
+        self.reconciler.workloads_base = self.classes.base
         if explicit and self.prep is not None:
             self.prep.reset_backoff()
         log.info("profiles reloaded (%s): %s", "SIGHUP" if explicit else "directory changed",

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodeagent.inventory import Inventory
 from nodeagent.k8s.topology import build_topology
 from nodeagent.k8s.usage import TopologyUsage
 from nodeagent.labels import LabelConfig, LabelSet, NodeTaint, ProfileLike, compute_labels
+
+if TYPE_CHECKING:
+    from nodeagent.workloads import WorkloadTable
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,19 @@ class DesiredState:
 def desired_state(inv: Inventory, profile: ProfileLike | None = None, *, node_name: str,
                   label_config: LabelConfig | None = None, topology: bool = True,
                   extra_gpu_resources: Mapping[str, str] | None = None,
-                  label_set: LabelSet | None = None, usage: TopologyUsage | None = None) -> DesiredState:
+                  label_set: LabelSet | None = None, usage: TopologyUsage | None = None,
+                  workloads: WorkloadTable | None = None) -> DesiredState:
     """Compute the desired state from an Inventory (and a profile) — the daemon calls this per discovery.
 
     ``label_set``: labels already computed for the same inputs (the CLI prints them first).
     ``usage``: what running VMs/pods hold, for the topology's ``available`` (:func:`gather_usage`).
+    ``workloads``: the workload classes in force (:func:`nodeagent.workloads.table_for`); None: the
+    defaults with the profile's ``spec.workloadClasses`` over them.
     """
-    from nodeagent.workloads import readiness as compute_readiness
+    from nodeagent.workloads import table_for
 
     label_config = label_config or LabelConfig()
-    ready = compute_readiness(inv)
+    ready = (table_for(None, profile) if workloads is None else workloads).readiness(inv)
     if label_set is None:
         label_set = compute_labels(inv, profile, config=label_config, readiness=ready)
     return DesiredState(

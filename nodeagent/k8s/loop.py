@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nodeagent.backoff import Backoff, jittered
 from nodeagent.inventory import Inventory
@@ -33,6 +34,9 @@ from nodeagent.k8s.nodediff import NodeView
 from nodeagent.k8s.publisher import Publisher
 from nodeagent.k8s.usage import TopologyUsage
 from nodeagent.labels import LabelConfig, ProfileLike
+
+if TYPE_CHECKING:
+    from nodeagent.workloads import WorkloadTable
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +123,9 @@ class PublisherLoop:
 
     # --- the desired state -------------------------------------------------------------------
 
-    def update(self, inventory: Inventory, profile: ProfileLike | None = None) -> None:
-        """Recompute the desired state from a fresh Inventory (and the node's profile).
+    def update(self, inventory: Inventory, profile: ProfileLike | None = None,
+               workloads: WorkloadTable | None = None) -> None:
+        """Recompute the desired state from a fresh Inventory (and the node's profile and workload classes).
 
         Raises :class:`~nodeagent.labels.LabelError` for a profile Kubernetes would reject; the
         previous desired state stays in force.
@@ -128,7 +133,7 @@ class PublisherLoop:
         usage = self.usage_source(inventory) if self.topology and self.usage_source is not None else None
         self.set_desired(desired_state(inventory, profile, node_name=self.node_name, label_config=self.label_config,
                                        topology=self.topology, extra_gpu_resources=self.extra_gpu_resources,
-                                       usage=usage))
+                                       usage=usage, workloads=workloads))
 
     def set_desired(self, desired: DesiredState) -> None:
         with self._cond:

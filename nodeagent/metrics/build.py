@@ -16,7 +16,7 @@ from nodeagent.metrics.capacity import CapacityCollector
 from nodeagent.metrics.exposition import CONTENT_TYPE as TEXT_CONTENT_TYPE
 from nodeagent.metrics.exposition import TextRenderer
 from nodeagent.metrics.gpu import GpuSysfsCollector, NvmlCollector
-from nodeagent.metrics.node import ChecksCollector, NodeFactsCollector
+from nodeagent.metrics.node import ChecksCollector, NodeFactsCollector, WorkloadsProvider
 from nodeagent.metrics.placement import PlacementReader
 from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import LibvirtPool, LibvirtSource
@@ -43,6 +43,7 @@ class MetricsOptions:
     placement_refresh_s: float = 30.0  # how often /proc/<qemu>/numa_maps and vCPU affinity are re-read
     max_remote_ratio: float = 0.05  # share of a VM's memory allowed off its vCPUs' NUMA nodes
     vm_metrics: str = "full"  # complement: leave out what virt-handler exports for KubeVirt's VMs
+    workloads: WorkloadsProvider | None = None  # the workload classes in force (None: the defaults)
 
 
 @dataclass
@@ -110,7 +111,7 @@ def build_metrics(inventory: InventoryProvider, host: Host, options: MetricsOpti
         live_nvml = live_libvirt = options.live
     closers: list[object] = []
     collectors: list[NodeCollector] = [
-        CapacityCollector(inventory), NodeFactsCollector(inventory), ChecksCollector(inventory),
+        CapacityCollector(inventory), NodeFactsCollector(inventory), ChecksCollector(inventory, options.workloads),
         GpuSysfsCollector(inventory),
     ]
     if nvml is None and options.nvml and live_nvml:

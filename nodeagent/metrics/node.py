@@ -6,15 +6,18 @@ Two collectors, so that a bug in a check (the checks grow with every release) ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
 from nodeagent import __version__
 from nodeagent.checks import STATUSES, run_checks
 from nodeagent.inventory import Inventory
-from nodeagent.metrics.base import InventoryCollector
-from nodeagent.workloads import readiness
+from nodeagent.metrics.base import InventoryCollector, InventoryProvider
+from nodeagent.workloads import WorkloadTable, default_table
+
+WorkloadsProvider = Callable[[], WorkloadTable]
+"""Returns the workload classes in force; the daemon changes them with the node's profile."""
 
 # When one check id shows up twice, the worse status wins (the exposition needs unique series).
 _SEVERITY = {"FAIL": 3, "WARN": 2, "PASS": 1, "SKIP": 0}
@@ -62,12 +65,28 @@ class NodeFactsCollector(InventoryCollector):
 
 
 class ChecksCollector(InventoryCollector):
-    """``nodeagent_check_status`` and ``nodeagent_workload_ready``, computed once per Inventory."""
+    """``nodeagent_check_status`` and ``nodeagent_workload_ready``, computed once per Inventory and table.
+
+    ``workloads`` returns the workload classes in force (the daemon's change with the node's profile);
+    None: the default classes.
+    """
 
     name = "checks"
 
+    def __init__(self, inventory: InventoryProvider, workloads: WorkloadsProvider | None = None) -> None:
+        super().__init__(inventory)
+        self._workloads = workloads or default_table
+        self._table = self._workloads()
+
+    def collect(self) -> list[Metric]:
+        table = self._workloads()
+        if table is not self._table:
+            with self._build_lock:
+                self._table, self._built_for = table, None  # rebuilt for the new classes
+        return super().collect()
+
     def families(self, inv: Inventory) -> Iterator[Metric]:
-        results, ready = run_checks(inv), readiness(inv)
+        results, ready = run_checks(inv), self._table.readiness(inv)
         worst: dict[str, str] = {}
         for result in results:
             if _SEVERITY.get(result.status, 0) >= _SEVERITY.get(worst.get(result.id, "SKIP"), 0):

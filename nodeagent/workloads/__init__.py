@@ -29,15 +29,31 @@ from __future__ import annotations
 
 from nodeagent.inventory import Inventory
 from nodeagent.workloads.defaults import DEFAULT_CLASSES, default_table
+from nodeagent.workloads.document import load_workload_classes, parse_workload_classes_text
 from nodeagent.workloads.model import Readiness, Requirement, RequirementError, RequirementKind, WorkloadClass
 from nodeagent.workloads.table import WorkloadClassesError, WorkloadTable
 
 __all__ = [
     "DEFAULT_CLASSES", "Readiness", "Requirement", "RequirementError", "RequirementKind", "WorkloadClass",
-    "WorkloadClassesError", "WorkloadTable", "default_table", "readiness",
+    "WorkloadClassesError", "WorkloadTable", "default_table", "load_workload_classes", "parse_workload_classes_text",
+    "readiness", "table_for",
 ]
 
 
 def readiness(inv: Inventory, table: WorkloadTable | None = None) -> dict[str, Readiness]:
     """Every class of ``table`` (the defaults when None), ready or not, with the reasons it is not."""
     return (default_table() if table is None else table).readiness(inv)
+
+
+def table_for(base: WorkloadTable | None, profile: object | None) -> WorkloadTable:
+    """The classes in force on a node: ``base`` (a WorkloadClasses file's table, else the defaults) with the
+    node's profile's ``spec.workloadClasses`` laid over it. Raises :class:`WorkloadClassesError`."""
+    table = default_table() if base is None else base
+    classes = getattr(profile, "workload_classes", None)
+    if not classes:
+        return table
+    name = getattr(profile, "name", "") or "-"
+    try:
+        return table.overlay(classes, "spec.workloadClasses", source=f"profile {name}")
+    except WorkloadClassesError as exc:
+        raise WorkloadClassesError(exc.errors, source=f"profile {name}") from exc

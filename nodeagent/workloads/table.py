@@ -150,7 +150,8 @@ class _ClassBuilder:
             if key not in CLASS_FIELDS:
                 self.error(f"{path}.{key}", f"unknown field (allowed here: {', '.join(CLASS_FIELDS)})")
         base = self.base(name, body, path)
-        description = self.description(body, path, base.description if base is not None else "")
+        inherited = base.description if base is not None and "extends" not in body else ""
+        description = self.description(body, path, inherited)
         requirements = self.requirements(body, path, base)
         if len(self.errors) > count or requirements is None or description is None:
             return

@@ -93,3 +93,20 @@ def test_microk8s_args_file(root: Path) -> None:
 def test_no_kubelet_is_no_config(root: Path) -> None:
     info = kubelet(root)
     assert not info.config_present and info.flavour is None and info.config_readable
+
+
+def test_k3s_appended_kubelet_args_and_map_valued_flags(root: Path) -> None:
+    # config.yaml.d's "kubelet-arg+" appends to config.yaml's list (k3s' multiple config files); the
+    # kubelet takes a flag's last value, --reserved-memory once per NUMA node.
+    write(root, "/etc/rancher/k3s/config.yaml", "kubelet-arg:\n  - cpu-manager-policy=none\n")
+    write(root, "/etc/rancher/k3s/config.yaml.d/90-nodeagent.yaml",
+          "kubelet-arg+:\n  - cpu-manager-policy=static\n  - cpu-manager-policy-options=full-pcpus-only=true\n"
+          "  - reserved-memory=0:memory=1Gi\n  - reserved-memory=1:memory=512Mi,hugepages-1Gi=1Gi\n")
+    info = kubelet(root)
+    assert info.cpu_manager_policy == "static"
+    from nodeagent.discover.kubelet import effective_config
+
+    config = effective_config(Host(str(root)))
+    assert config["cpuManagerPolicyOptions"] == {"full-pcpus-only": "true"}
+    assert config["reservedMemory"] == [{"numaNode": 0, "limits": {"memory": "1Gi"}},
+                                        {"numaNode": 1, "limits": {"memory": "512Mi", "hugepages-1Gi": "1Gi"}}]

@@ -132,12 +132,15 @@ def _merge_dropins(host: Host, directory: str, found: _Found) -> None:
 def _merge_flags(host: Host, path: str, args: list[str], found: _Found) -> None:
     """Kubelet flags (``--cpu-manager-policy=static`` or ``cpu-manager-policy=static``) over the config."""
     values: dict[str, str] = {}
+    reserved_memory: list[str] = []  # the one flag given several times (once per NUMA node)
     words = iter(args)
     for word in words:
         name, sep, value = word.lstrip("-").partition("=")
         if not sep:
             value = next(words, "")
         values[name] = value.strip("\"'")
+        if name == "reserved-memory":
+            reserved_memory += [v for v in values[name].split(";") if v.strip()]
     if values.get("config"):
         _merge_file(host, values["config"], found)
     for flag, key in FLAG_FIELDS.items():
@@ -145,6 +148,20 @@ def _merge_flags(host: Host, path: str, args: list[str], found: _Found) -> None:
             found.config[key] = values[flag]
             found.present = True
             found.path = found.path or path
+    if "cpu-manager-policy-options" in values:
+        found.config["cpuManagerPolicyOptions"] = _pairs(values["cpu-manager-policy-options"])
+    if reserved_memory:
+        found.config["reservedMemory"] = [{"numaNode": _node(node), "limits": _pairs(limits)}
+                                          for node, _, limits in (e.partition(":") for e in reserved_memory)]
+
+
+def _pairs(text: str) -> dict[str, str]:
+    """``a=1,b=2`` as a mapping (the kubelet's map-valued flags)."""
+    return {k.strip(): v.strip() for k, _, v in (p.partition("=") for p in text.split(",")) if k.strip()}
+
+
+def _node(text: str) -> int | str:
+    return int(text) if text.strip().isdigit() else text.strip()
 
 
 def _openshift(host: Host) -> _Found:
@@ -167,8 +184,10 @@ def _rancher(host: Host) -> _Found:
             text = _read(host, path, found)
             if text is None:
                 continue
-            args = _yaml(host, path, text).get("kubelet-arg") or []
-            _merge_flags(host, path, [str(a) for a in (args if isinstance(args, list) else [args])], found)
+            data = _yaml(host, path, text)
+            for key in ("kubelet-arg", "kubelet-arg+"):  # "+": appended to the earlier files' list
+                args = data.get(key) or []
+                _merge_flags(host, path, [str(a) for a in (args if isinstance(args, list) else [args])], found)
         if found.present:
             return found
     return _Found()

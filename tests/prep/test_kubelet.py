@@ -279,6 +279,10 @@ def test_older_k3s_gets_appended_kubelet_args(make_host) -> None:  # type: ignor
     assert args == ["cpu-manager-policy=static", "reserved-cpus=0,4", "memory-manager-policy=Static",
                     "reserved-memory=0:memory=100Mi"]  # evictionHard's default 100Mi: no reservations here
     assert (root / "etc/rancher/k3s/config.yaml.d/90-nodeagent.yaml").stat().st_mode & 0o777 == 0o600
+    info = discover(host).kubelet  # the appended flags win over config.yaml's cpu-manager-policy=none
+    assert (info.cpu_manager_policy, info.memory_manager_policy) == ("static", "Static")
+    _, again = planned(host, spec)
+    assert kubelet_changes(again) == []  # converged
     assert revert(host).exit_code == 0
     assert snapshot(root) == before  # config.yaml.d, which apply created, is gone again
 

@@ -63,7 +63,7 @@ def test_extends_null_and_a_new_class() -> None:
     ("  ai-training:\n    requires: {gpus: {passthrough: two}}\n",
      "classes.ai-training.requires.gpus.passthrough: 'two' is not a number of GPUs from 1 to 1024"),
     ("  ai-training:\n    requires: {gpus: {passthru: 2}}\n",
-     "classes.ai-training.requires.gpus.passthru: unknown field (allowed here: passthrough)"),
+     "classes.ai-training.requires.gpus.passthru: unknown field (allowed here: passthrough"),
     ("  ai-training:\n    requires: {gpu: {passthrough: 2}}\n",
      "classes.ai-training.requires.gpu: unknown requirement (kinds: kvm, iommu, realtimeKernel"),
     ("  database:\n    requires: {hugepages: [{size: huge, count: 64}]}\n",

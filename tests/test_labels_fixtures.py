@@ -92,6 +92,24 @@ EXPECTED: dict[str, dict[str, str]] = {
         # RTX 4090 (10de:2684, "AD102 [GeForce RTX 4090]"): not a datacenter SKU, so no memory label; no NVSwitch.
         **gpu_product("AD102_GEFORCE_RTX_4090", 1, nvlink_gpus="0"),
     },
+    # The same Sapphire Rapids pair as intel-2s-8gpu (same flags, 2 NUMA nodes, performance), before prep: all 8
+    # H100 SXM5 and the 4 NVSwitches on nvidia → no passthrough-ready GPU, so no product labels; 65536 2Mi
+    # pages (32768 per node), no 1Gi; KSM off; no kubelet (managers unknown: not blocking).
+    # Ready: general only (ai-training lacks its 2 passthrough-ready GPUs; database/hpc lack 1Gi pages).
+    "hgx-h100-nvswitch": {
+        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
+                "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX"),
+        f"{NFD}/cpu-hardware_multithreading": "true",
+        f"{NFD}/memory-numa": "true",
+        f"{NFD}/numa": "true",
+        "topology.kubernetes.io/numa-nodes": "2",
+        f"{NA}/numa": "true", f"{NA}/numa-nodes": "2",  # the recipe keys' mirrors
+        **own(kvm="true", kvm_nested="true", iommu="true", rt_kernel="false", ksm="false",
+              isolated_cpus="0", cpu_governor="performance", gpu_passthrough="false", gpu_passthrough_count="0"),
+        f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
+        **ready("general"),
+        **NOTHING_PENDING,
+    },
     # Ice Lake-SP: AVX-512 with VNNI, no BF16, no AMX; PREEMPT_RT → RTSCHED, rt-kernel; one NUMA node;
     # CPUs 2-11,14-23 isolated (20) and covered by nohz_full and rcu_nocbs, governor performance,
     # 16 x 1Gi, tsc_deadline_timer, sched_rt_runtime_us -1, kubelet static / single-numa-node / Static →
@@ -182,14 +200,14 @@ def selects(labels: dict[str, str], selector: dict[str, str]) -> bool:
 
 @pytest.mark.parametrize(("selector", "hosts"), [
     # ultra-perf (pinning + hugepages + NUMA)
-    ({f"{NFD}/numa": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer"}),
+    ({f"{NFD}/numa": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer", "hgx-h100-nvswitch"}),
     # HPC / MPI: 2 NUMA nodes
-    ({"topology.kubernetes.io/numa-nodes": "2"}, {"intel-2s-8gpu"}),
+    ({"topology.kubernetes.io/numa-nodes": "2"}, {"intel-2s-8gpu", "hgx-h100-nvswitch"}),
     # realtime / NFV and HPC
     ({"realtime": "true"}, {"rt-isolated"}),
     # HPC: AVX-512 (the minimal guest has it too: it is a CPU flag, not readiness)
     ({f"{NFD}/cpu-cpuid.AVX512F": "true"}, {"intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "minimal",
-                                            "db-kubelet-defaults"}),
+                                            "db-kubelet-defaults", "hgx-h100-nvswitch"}),
     # realtime / NFV
     ({f"{NFD}/cpu-cpuid.RTSCHED": "true"}, {"rt-isolated"}),
     # the HPC recipe's selectors together: no fixture host is both realtime and 2-socket

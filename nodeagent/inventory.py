@@ -277,6 +277,77 @@ class Nic(Plain):
     link_up: bool | None  # from netlink on the live host; None elsewhere
 
 
+# --- vGPU: mediated devices and NVIDIA's SR-IOV vGPU ------------------------------------------
+
+
+@value
+class MdevType(Plain):
+    """One ``mdev_supported_types/<type_id>`` of a parent (Documentation/driver-api/vfio-mediated-device.rst)."""
+
+    type_id: str  # the directory: "<driver>-<vendor's type>", e.g. "nvidia-696", "i915-GVTg_V5_4"
+    name: str | None  # the human name ("GRID A100D-20C"); KubeVirt's mdevNameSelector matches it
+    device_api: str | None  # "vfio-pci", "vfio-ccw", …
+    available_instances: int | None  # how many more the kernel says can be created now
+    description: str | None
+    instances: list[str]  # UUIDs of the existing instances of this type on this parent
+
+
+@value
+class MdevParent(Plain):
+    """A device registered with the mediated-device framework (``/sys/class/mdev_bus/<address>``)."""
+
+    address: str  # its name under mdev_bus: a PCI address, or another bus's id (ccw, ap)
+    driver: str | None
+    gpu: str | None  # the physical GPU it belongs to: itself, or for a VF its PF; None: not a GPU
+    vf: bool  # an SR-IOV virtual function (Ampere/Ada vGPU: one vGPU per VF)
+    types: list[MdevType]
+
+
+@value
+class MdevInstance(Plain):
+    """An existing mediated device (``/sys/bus/mdev/devices/<uuid>``), whoever created it."""
+
+    uuid: str
+    parent: str | None  # the parent's name (the directory the instance lives in)
+    type_id: str | None  # from its ``mdev_type`` link
+    iommu_group: int | None
+
+
+@value
+class VgpuTypeId(Plain):
+    """One line of a VF's ``nvidia/creatable_vgpu_types`` (``<id> : <name>``)."""
+
+    id: int
+    name: str
+
+
+@value
+class VgpuVf(Plain):
+    """An SR-IOV VF of an NVIDIA GPU under the vGPU 17+ host driver (``<vf>/nvidia/``; no mdev)."""
+
+    address: str
+    gpu: str  # its PF, the physical GPU
+    index: int  # N of the PF's virtfnN
+    driver: str | None
+    current_type: int | None  # nvidia/current_vgpu_type: 0 none; None unreadable
+    current_name: str | None  # the type's name when some VF of the GPU lists it
+    creatable: list[VgpuTypeId]  # what can be created on this VF now
+
+
+@value
+class VgpuInfo(Plain):
+    """Every vGPU-capable device of the node and the instances that exist (inventory key ``vgpu``)."""
+
+    mdev_parents: list[MdevParent] = field(default_factory=list)
+    mdevs: list[MdevInstance] = field(default_factory=list)
+    sriov_vfs: list[VgpuVf] = field(default_factory=list)
+
+    @property
+    def capable(self) -> bool:
+        """A GPU here can host vGPUs (an mdev parent that is a GPU, or a vGPU VF)."""
+        return any(p.gpu for p in self.mdev_parents) or bool(self.sriov_vfs)
+
+
 # --- virtualization --------------------------------------------------------------------------
 
 
@@ -394,6 +465,7 @@ class Inventory(Plain):
     privileged: bool | None = None  # discovery ran as root (None: not known)
     nvswitch_devices: list[NvSwitch] = field(default_factory=list)  # the NVSwitches of ``nvswitches``, read
     nvlink_fabrics: list[NvlinkFabric] = field(default_factory=list)
+    vgpu: VgpuInfo = field(default_factory=VgpuInfo)  # mediated devices and SR-IOV vGPU VFs
 
     def numa_node(self, node_id: int) -> NumaNode | None:
         return next((n for n in self.numa if n.id == node_id), None)

@@ -36,6 +36,7 @@ from nodeagent.gpulabels import gpu_labels, is_gpu_label_name
 from nodeagent.gpuselect import SelectorLike, selected_gpus
 from nodeagent.inventory import NVIDIA_VENDOR_ID, Inventory, Plain
 from nodeagent.kubenames import TAINT_EFFECT_FORM, TAINT_EFFECTS, label_key_error, label_value_error, prefix_error
+from nodeagent.vgpupool import is_vgpu_type_label, vgpu_labels
 
 if TYPE_CHECKING:
     from nodeagent.workloads import Readiness, WorkloadTable
@@ -236,6 +237,9 @@ def compute_labels(inv: Inventory, profile: ProfileLike | None = None, *,
     warnings: list[str] = []
     labels = _compatible_labels(inv, config, readiness)
     labels.update(_own_labels(inv, config, readiness))
+    vgpu, vgpu_warnings = vgpu_labels(inv, config.own)
+    labels.update(vgpu)
+    warnings.extend(vgpu_warnings)
     # GPU Operator's switch to its VM-passthrough stack: set only where an NVIDIA GPU the profile
     # passes through (prep's selection) is present here and actually on a vfio driver — not because
     # the selector names vendor 10de, nor before the GPU is bound.
@@ -329,15 +333,17 @@ def computed_keys(config: LabelConfig, workloads: Iterable[str] = WORKLOADS) -> 
            "numa", "numa-nodes", "rt-sched", "realtime",
            "cpu-governor", "gpu-passthrough", "gpu-passthrough-count", "reboot-required", "kubelet-restart-required",
            *FIXED_GPU_NAMES,
+           "vgpu", "vgpu-gpus", "vgpu-instances", "vgpu-available",
            *(f"ready-{w}" for w in (*WORKLOADS, *workloads)))
     keys |= {config.own(name) for name in own}
     return frozenset(keys)
 
 
 def is_computed_key(key: str, config: LabelConfig, workloads: Iterable[str] = WORKLOADS) -> bool:
-    """A key nodeagent may compute: one of :func:`computed_keys`, or a per-product GPU count."""
+    """A key nodeagent may compute: one of :func:`computed_keys`, a per-product GPU count, a per-type vGPU count."""
     prefix, _, name = key.rpartition("/")
-    return key in computed_keys(config, workloads) or (prefix == config.prefix and is_gpu_label_name(name))
+    return (key in computed_keys(config, workloads) or (prefix == config.prefix and is_gpu_label_name(name))
+            or is_vgpu_type_label(key, config.own))
 
 
 def _add_profile_labels(labels: dict[str, str], extra: Mapping[str, str], config: LabelConfig,

@@ -74,6 +74,7 @@ def test_plain_kvm_host_exact_set() -> None:
         "nodeagent.io/isolated-cpus": "0",
         "nodeagent.io/gpu-passthrough": "false",
         "nodeagent.io/gpu-passthrough-count": "0",
+        "nodeagent.io/vgpu": "false",  # no vGPU-capable GPU: the counts are left off
         "nodeagent.io/ready-general": "true",
         "nodeagent.io/ready-high-density": "false",
         "nodeagent.io/ready-database": "false",

@@ -46,6 +46,9 @@ def gpu_product(product: str, count: int, *, nvlink_gpus: str, memory_mib: str |
 
 
 NOTHING_PENDING = own(reboot_required="false", kubelet_restart_required="false")
+# No GPU with mdev types or vGPU VFs on these hosts (the H100s of intel-2s-8gpu have no VFs enabled):
+# only the flag, none of the vGPU counts (tests/test_vgpu.py has the vGPU hosts).
+NO_VGPU = own(vgpu="false")
 
 EXPECTED: dict[str, dict[str, str]] = {
     # Sapphire Rapids: every named flag but SVM (Intel); 2 sockets x 56 cores x 2 threads, 2 NUMA nodes;
@@ -70,6 +73,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         # The 4 passthrough-ready GPUs are 10de:2330, pci.ids "GH100 [H100 SXM5 80GB]" (80 GiB nominal); all
         # 8 H100 SXM5 sit with the 4 gen-3 NVSwitches (10de:22a3, all on nvidia: the host drives the fabric).
         **gpu_product("GH100_H100_SXM5_80GB", 4, memory_mib="81920", nvlink_gpus="4", nvlink_mode="host"),
+        **NO_VGPU,
     },
     # Genoa: AVX-512 incl. BF16/VNNI, no AMX, SVM not VMX; NPS4 → 4 NUMA nodes; 2Mi pages on nodes 0-1;
     # KSM running; governors performance + schedutil → mixed; RTX 4090 + its audio both on vfio-pci →
@@ -91,6 +95,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         **NOTHING_PENDING,
         # RTX 4090 (10de:2684, "AD102 [GeForce RTX 4090]"): not a datacenter SKU, so no memory label; no NVSwitch.
         **gpu_product("AD102_GEFORCE_RTX_4090", 1, nvlink_gpus="0"),
+        **NO_VGPU,
     },
     # The same Sapphire Rapids pair as intel-2s-8gpu (same flags, 2 NUMA nodes, performance), before prep: all 8
     # H100 SXM5 and the 4 NVSwitches on nvidia → no passthrough-ready GPU, so no product labels; 65536 2Mi
@@ -128,6 +133,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
         **ready("general", "hpc", "realtime"),
         **NOTHING_PENDING,
+        **NO_VGPU,
     },
     # rt-isolated's Ice Lake-SP on a stock PREEMPT_DYNAMIC kernel: same flags but no RTSCHED; no isolated
     # CPUs; 64 x 1Gi pages and KSM off, as the database recipe wants, but kubeadm's kubelet config sets no
@@ -158,6 +164,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",
         **ready(),
         **NOTHING_PENDING,
+        **NO_VGPU,
     },
     # A 2-vCPU Icelake guest: AVX-512 (no BF16/AMX), no vmx (no nested virt), 1 thread per core; no KVM,
     # no IOMMU, no cpufreq, no PCI devices. Nothing is ready.
@@ -173,6 +180,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "false",
         **ready(),
         **NOTHING_PENDING,
+        **NO_VGPU,
     },
 }
 

@@ -16,6 +16,7 @@ from nodeagent.discover.numa import discover_numa
 from nodeagent.discover.nvlink import derive_fabrics
 from nodeagent.discover.pci import discover_pci
 from nodeagent.discover.prep_state import discover_prep_state
+from nodeagent.discover.vgpu import discover_vgpu
 from nodeagent.host import Host, HostRecord
 from nodeagent.inventory import Inventory
 
@@ -65,4 +66,5 @@ def _discover(host: Host, run: HostRecord, *, netlink: bool) -> Inventory:
         privileged=os.geteuid() == 0,
         nvswitch_devices=nvswitches,
         nvlink_fabrics=fabrics,
+        vgpu=discover_vgpu(host, gpus),
     )

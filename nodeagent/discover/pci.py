@@ -1,4 +1,5 @@
-"""PCI: GPUs (display classes 0x0300/0x0302/0x0380), their IOMMU groups, links, AER; NVSwitches.
+"""PCI: GPUs (display classes 0x0300/0x0302/0x0380; physical functions only), their IOMMU groups, links,
+AER; NVSwitches.
 
 The fixture path works from sysfs alone. Every device's ``class`` is read once to find the GPUs;
 the rest is read only for GPUs and the members of their IOMMU groups.
@@ -164,7 +165,10 @@ def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[NvSwi
     for address in addresses:
         class_code = host.read_str(f"{PCI_DEVICES}/{address}/class") or ""
         if class_code.startswith(GPU_CLASS_PREFIXES):
-            gpus_at.append((address, class_code))
+            # An SR-IOV VF of a GPU (vGPU: Ampere's mdev parents, vGPU 17's VFs) is not a GPU of its
+            # own; it is listed under the inventory's vgpu key (discover.vgpu).
+            if host.readlink(f"{PCI_DEVICES}/{address}/physfn") is None:
+                gpus_at.append((address, class_code))
         elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA_VENDOR_ID:
             nvswitches_at.append(address)
     names = PciIds.from_host(host) if gpus_at or nvswitches_at else PciIds(None)

@@ -18,6 +18,7 @@ from nodeagent.metrics.exposition import TextRenderer
 from nodeagent.metrics.gpu import GpuSysfsCollector, NvmlCollector
 from nodeagent.metrics.node import ChecksCollector, NodeFactsCollector, WorkloadsProvider
 from nodeagent.metrics.placement import PlacementReader
+from nodeagent.metrics.vgpu import VgpuCollector
 from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import LibvirtPool, LibvirtSource
 from nodeagent.sources.nvml_source import NvmlSource
@@ -112,7 +113,7 @@ def build_metrics(inventory: InventoryProvider, host: Host, options: MetricsOpti
     closers: list[object] = []
     collectors: list[NodeCollector] = [
         CapacityCollector(inventory), NodeFactsCollector(inventory), ChecksCollector(inventory, options.workloads),
-        GpuSysfsCollector(inventory),
+        GpuSysfsCollector(inventory), VgpuCollector(inventory),
     ]
     if nvml is None and options.nvml and live_nvml:
         nvml = NvmlSource()

@@ -80,6 +80,7 @@ def test_plain_kvm_host_exact_set() -> None:
         "nodeagent.io/ready-database": "false",
         "nodeagent.io/ready-hpc": "false",
         "nodeagent.io/ready-ai-training": "false",
+        "nodeagent.io/ready-vgpu": "false",  # no vGPU instance
         "nodeagent.io/ready-realtime": "false",
         "nodeagent.io/reboot-required": "false",
         "nodeagent.io/kubelet-restart-required": "false",

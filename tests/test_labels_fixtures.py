@@ -29,7 +29,7 @@ def own(**values: str) -> dict[str, str]:
 
 
 def ready(*workloads: str) -> dict[str, str]:
-    every = ("general", "high-density", "database", "hpc", "ai-training", "realtime")
+    every = ("general", "high-density", "database", "hpc", "ai-training", "vgpu", "realtime")
     return {f"{NA}/ready-{w}": "true" if w in workloads else "false" for w in every}
 
 

@@ -42,6 +42,10 @@ DEFAULT_CLASSES: dict[str, Any] = {
         "requires": {"kvm": True, "iommu": True, "gpus": {"passthrough": 2},
                      "hugepages": [{"size": "2Mi", "amount": "128Gi"}]},
     },
+    "vgpu": {
+        "description": "a shared GPU: a vGPU instance (mediated device or SR-IOV vGPU VF), 1:4-1:8 per GPU",
+        "requires": {"kvm": True, "vgpu": {"instances": 1}},
+    },
     "realtime": {
         "description": "dedicated isolated CPUs on a PREEMPT_RT host, 1Gi hugepages, tsc-deadline",
         "requires": {"kvm": True, "realtimeKernel": True,

@@ -16,9 +16,10 @@ from nodeagent.workloads.host import (
 from nodeagent.workloads.hugepages import HUGEPAGES
 from nodeagent.workloads.kubelet import KUBELET
 from nodeagent.workloads.model import RequirementKind
+from nodeagent.workloads.vgpu import VGPU
 
 REQUIREMENT_KINDS: tuple[RequirementKind, ...] = (
     KVM, IOMMU, REALTIME_KERNEL, ISOLATED_CPUS, GOVERNOR, REALTIME_SCHEDULING, HUGEPAGES, CPU_FLAGS, KSM, GPUS,
-    KUBELET,
+    VGPU, KUBELET,
 )
 KINDS: dict[str, RequirementKind] = {kind.name: kind for kind in REQUIREMENT_KINDS}

@@ -111,11 +111,11 @@ def test_pools(a100: Inventory, h100: Inventory) -> None:
 
 
 def test_labels(a100: Inventory, h100: Inventory) -> None:
-    a = {k: v for k, v in compute_labels(a100).labels.items() if "vgpu" in k}
+    a = {k: v for k, v in compute_labels(a100).labels.items() if k.startswith(f"{NA}/vgpu")}
     assert a == {f"{NA}/vgpu": "true", f"{NA}/vgpu-gpus": "3", f"{NA}/vgpu-instances": "4",
                  f"{NA}/vgpu-available": "4",  # 2 more A100D-20C on A100 #0, 2 more T4-4Q
                  f"{NA}/vgpu.GRID_A100D-20C": "2", f"{NA}/vgpu.GRID_T4-4Q": "2"}
-    h = {k: v for k, v in compute_labels(h100).labels.items() if "vgpu" in k}
+    h = {k: v for k, v in compute_labels(h100).labels.items() if k.startswith(f"{NA}/vgpu")}
     assert h == {f"{NA}/vgpu": "true", f"{NA}/vgpu-gpus": "2", f"{NA}/vgpu-instances": "2",
                  f"{NA}/vgpu-available": "30",  # free VFs of H100 #0 listing 1057: sysfs gives no tighter bound
                  f"{NA}/vgpu.NVIDIA_H100XM-20C": "2"}

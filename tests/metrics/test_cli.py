@@ -25,7 +25,7 @@ def test_metrics_of_a_fixture_host(host_trees: Callable[[str], Path]) -> None:
     assert len(exposition.get("nodeagent_gpu_info")) == 9  # 8 H100s and the BMC's VGA
     # live-only sources are not read under a fixture root
     assert {s.labels["collector"] for s in exposition.get("nodeagent_collector_up")} == {
-        "capacity", "node", "checks", "gpu"}
+        "capacity", "node", "checks", "gpu", "vgpu"}
     assert exposition.get("process_cpu_seconds_total")
 
 

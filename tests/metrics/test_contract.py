@@ -89,7 +89,7 @@ def test_every_contract_metric_with_its_exact_labels(complete: Exposition) -> No
         assert {s.labels["state"] for s in complete.get(name)} == values
     assert {s.labels["size"] for s in complete.get("nodeagent_numa_hugepages")} == {"2Mi", "1Gi"}
     assert {s.labels["collector"] for s in complete.get("nodeagent_collector_up")} == {
-        "capacity", "node", "checks", "gpu", "nvml", "vm"}
+        "capacity", "node", "checks", "gpu", "vgpu", "nvml", "vm"}
     assert all(s.value == 1 for s in complete.get("nodeagent_collector_up"))
 
 

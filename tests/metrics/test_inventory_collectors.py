@@ -151,7 +151,8 @@ def test_checks_and_readiness_of_the_hgx_host(intel: Exposition) -> None:
     # The class table applied to the spec: KVM; IOMMU on with four vfio GPUs but no 2Mi pages (128Gi needed);
     # 128 1Gi pages (64 needed); AVX-512F; KSM off; not RT; kubelet static CPU manager, memory manager None.
     ready = {s.labels["workload"]: s.value for s in intel.get("nodeagent_workload_ready")}
-    assert ready == {"general": 1, "high-density": 0, "database": 1, "hpc": 0, "ai-training": 0, "realtime": 0}
+    assert ready == {"general": 1, "high-density": 0, "database": 1, "hpc": 0, "ai-training": 0, "vgpu": 0,
+                     "realtime": 0}
 
 
 def test_amd_nps4_per_node_2mi_pools(fixture_inventory: Callable[[str], Inventory],
@@ -177,7 +178,7 @@ def test_minimal_host_without_gpus_or_kvm(fixture_inventory: Callable[[str], Inv
     assert exposition.value("nodeagent_kvm_available") == 0
     assert exposition.value("nodeagent_workload_ready", workload="general") == 0
     assert {s.labels["collector"] for s in exposition.get("nodeagent_collector_up")} == {
-        "capacity", "node", "checks", "gpu"}  # no live collectors under a fixture root
+        "capacity", "node", "checks", "gpu", "vgpu"}  # no live collectors under a fixture root
 
 
 # --- hand-built inventories: unknowns, refresh ----------------------------------------------

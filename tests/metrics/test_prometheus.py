@@ -52,7 +52,7 @@ def test_prometheus_scrapes_the_real_guest(nodeagent_endpoint: MetricsServer, gu
     assert float(numa[0]["value"][1]) > 0
 
     collectors = {r["metric"]["collector"]: r["value"][1] for r in prom.query("nodeagent_collector_up")}
-    assert collectors == {"capacity": "1", "node": "1", "checks": "1", "gpu": "1", "vm": "1"}
+    assert collectors == {"capacity": "1", "node": "1", "checks": "1", "gpu": "1", "vgpu": "1", "vm": "1"}
     cpus = prom.query("sum(nodeagent_numa_node_cpus)")
     assert int(float(cpus[0]["value"][1])) == len(discover(Host("/")).cpu.online)
 

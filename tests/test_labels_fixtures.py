@@ -150,6 +150,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "false", f"{NA}/hugepages-1Gi": "true",
         **ready("general"),
         **NOTHING_PENDING,
+        **NO_VGPU,
     },
     # Kaby Lake desktop with VT-x off: no vmx flag (and no KVM), AVX2/FMA/AES only; no IOMMU; no cpufreq
     # → no governor label; GTX 1060 on nouveau → not passthrough-ready. Nothing is ready.

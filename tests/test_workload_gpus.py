@@ -112,3 +112,41 @@ def test_the_default_ai_training_class_does_not_require_nvlink() -> None:
     would mark such nodes not ready; operators on NVSwitch fleets opt in (docs/workloads)."""
     gpus = default_table()["ai-training"].requirement("gpus")
     assert gpus is not None and gpus.value.nvlink is False
+
+
+# --- through the CLI, with a WorkloadClasses file -----------------------------------------------------------
+
+NVLINK_CLASSES = f"""apiVersion: nodeagent.io/v1alpha1
+kind: WorkloadClasses
+classes:
+  nvlink-2:
+    requires: {{kvm: true, gpus: {{passthrough: 2, nvlink: true, product: {H100}, minMemoryMiB: 81920}}}}
+  nvlink-8:
+    extends: nvlink-2
+    requires: {{gpus: {{passthrough: 8, nvlink: true}}}}
+"""
+
+
+def run(*args: str) -> Any:
+    from click.testing import CliRunner
+
+    from nodeagent.cli import main
+
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_check_for_nvlink_classes(host_trees: Callable[[str], Path], tmp_path: Path) -> None:
+    import json
+
+    classes = tmp_path / "classes.yaml"
+    classes.write_text(NVLINK_CLASSES)
+    root = str(host_trees("intel-2s-8gpu"))  # 4 H100 on vfio-pci, their gen-3 fabric driven by the host
+    ok = run("--root", root, "check", "--workload-classes", str(classes), "--for", "nvlink-2", "-o", "json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.output)["readiness"]["nvlink-2"]["ready"] is True
+    short = run("--root", root, "check", "--workload-classes", str(classes), "--for", "nvlink-8")
+    assert short.exit_code == 1 and "needs 8 passthrough-ready GPUs, has 4" in short.output
+    consumer = run("--root", str(host_trees("amd-nps4-consumer")), "check", "--workload-classes", str(classes),
+                   "--for", "nvlink-2")
+    assert consumer.exit_code == 1
+    assert f"needs 2 passthrough-ready GPUs (product {H100}, ≥ 81920 MiB), has 0" in consumer.output

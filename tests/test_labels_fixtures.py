@@ -114,6 +114,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         f"{NA}/hugepages-2Mi": "true", f"{NA}/hugepages-1Gi": "false",
         **ready("general"),
         **NOTHING_PENDING,
+        **NO_VGPU,
     },
     # Ice Lake-SP: AVX-512 with VNNI, no BF16, no AMX; PREEMPT_RT → RTSCHED, rt-kernel; one NUMA node;
     # CPUs 2-11,14-23 isolated (20) and covered by nohz_full and rcu_nocbs, governor performance,

@@ -216,6 +216,34 @@ def test_profiles_are_the_examples_plus_ones_own(helm: Path, tmp_path: Path) -> 
     assert "profiles.files" in fails(helm, "profiles.files.bad/name=x")
 
 
+def test_workload_classes_reach_the_agent_as_a_mounted_file(helm: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from nodeagent.cli import main
+    from nodeagent.workloads import parse_workload_classes_text
+
+    document = ("apiVersion: nodeagent.io/v1alpha1\nkind: WorkloadClasses\nclasses:\n"
+                "  ai-training:\n    requires: {gpus: {passthrough: 4}}\n")
+    for read_only in (False, True):
+        docs = render(helm, files={"workloadClasses": document, "readOnly": read_only}, tmp_path=tmp_path)
+        data = _one(docs, "ConfigMap", "nodeagent-workload-classes")["data"]
+        assert data == {"classes.yaml": document}
+        assert parse_workload_classes_text(data["classes.yaml"])["ai-training"].requirement("gpus").raw == {
+            "passthrough": 4}
+        agent = _agent(docs)
+        arg = "--workload-classes=/etc/nodeagent/workload-classes/classes.yaml"
+        assert arg in agent["args"]
+        assert {"name": "workload-classes", "mountPath": "/etc/nodeagent/workload-classes",
+                "readOnly": True} in agent["volumeMounts"]
+        volumes = _one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]
+        assert {"name": "workload-classes", "configMap": {"name": "nodeagent-workload-classes"}} in volumes
+    # the flag the chart passes is one serve accepts
+    assert "--workload-classes FILE" in CliRunner().invoke(main, ["serve", "--help"]).output
+    default = render(helm)
+    assert not any(d["metadata"]["name"] == "nodeagent-workload-classes" for d in default)
+    assert not any(a.startswith("--workload-classes") for a in _agent(default)["args"])
+
+
 def test_the_chart_renders_what_daemonset_monitoring_holds(helm: Path) -> None:
     rule = yaml.safe_load((DAEMONSET / "monitoring" / "prometheusrule.yaml").read_text())
     assert _one(render(helm), "PrometheusRule")["spec"] == rule["spec"]

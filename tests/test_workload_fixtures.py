@@ -2,8 +2,8 @@
 
 The sizes the classes ask about are read off ``fixtures/specs/*.yaml`` (the hugepage pools' ``nr``, KSM's
 ``run``, the kubelet's configuration, the kernel's RT settings, KVM and the IOMMU), not off the code under
-test; the CPU's flags, isolation and governor, and which GPUs are passthrough-ready, come from the
-inventory (each is checked against the specs in test_fixture_hosts). The class table itself is the
+test; the CPU's flags, isolation and governor, which GPUs are passthrough-ready and the vGPU instances
+come from the inventory (each is checked against the specs in test_fixture_hosts). The class table itself is the
 reference recipes' (the README's table), written out here, and judged by this file's own small model: a
 default the code got wrong, or a shortfall judged wrongly, fails here. The same model judges an override.
 """
@@ -38,6 +38,7 @@ CONTRACT: dict[str, dict[str, Any]] = {
     "hpc": {"kvm": True, "hugepages": [{"size": "1Gi", "count": 1}], "cpuFlags": ["avx512f"], "kubelet": ALIGNED},
     "ai-training": {"kvm": True, "iommu": True, "gpus": {"passthrough": 2},
                     "hugepages": [{"size": "2Mi", "amount": "128Gi"}]},
+    "vgpu": {"kvm": True, "vgpu": {"instances": 1}},  # a shared GPU: one vGPU instance exists
     "realtime": {"kvm": True, "realtimeKernel": True, "isolatedCpus": {"count": 1, "nohzFull": True, "rcuNocbs": True},
                  "governor": "performance", "realtimeScheduling": True, "hugepages": [{"size": "1Gi", "count": 1}],
                  "cpuFlags": ["tsc_deadline_timer"], "kubelet": ALIGNED},
@@ -126,6 +127,12 @@ def expected_shortfalls(requires: dict[str, Any], facts: Facts) -> list[tuple[st
         have, need = len(facts.inv.passthrough_gpus), requires["gpus"]["passthrough"]
         if have < need:
             out.append((f"needs {need} passthrough-ready GPU", f"has {have}"))
+    if "vgpu" in requires:
+        vgpu = facts.inv.vgpu  # instances on GPUs: mediated devices, and vGPU VFs with a type set
+        have = sum(len(t.instances) for p in vgpu.mdev_parents if p.gpu for t in p.types)
+        have += sum(1 for vf in vgpu.sriov_vfs if vf.current_type)
+        if have < requires["vgpu"]["instances"]:
+            out.append((f"needs {requires['vgpu']['instances']} vGPU instance", f"has {have}"))
     if "kubelet" in requires and facts.kubelet is not None:
         for manager, wanted in requires["kubelet"].items():
             accepted = wanted if isinstance(wanted, list) else [wanted]

@@ -149,6 +149,16 @@ def _shape(raw: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(shape)
 
 
+def _shape_keys(raw: dict[str, Any]) -> tuple[str, ...]:
+    """The keys :func:`_shape` reads (the counts included): while a record holds all of them with
+    the values they had, its shape is unchanged; one ``itemgetter`` call tells."""
+    keys = ["vcpu.maximum", "vcpu.current", "block.count", "net.count"]
+    for i in range(stat_int(raw, "block.count") or 0):
+        keys += (f"block.{i}.name", f"block.{i}.backingIndex")
+    keys += (f"net.{i}.name" for i in range(stat_int(raw, "net.count") or 0))
+    return tuple(keys)
+
+
 def _series_name(key: str) -> str:
     name, _, typ = FAMILIES[key]
     return name + "_total" if typ == "counter" else name
@@ -166,20 +176,26 @@ def _number(value: Any) -> int | None:
     return int(value)
 
 
+_PART = "\0"  # between two families' text in one domain's formatted block (no label value holds a NUL)
+
+
 class _Batch:
-    """A domain's plan as one ``itemgetter`` over the record and one ``%`` format per family.
+    """A domain's plan as one ``itemgetter`` over the record and one ``%`` format for all its lines.
 
     Built for the keys the record has (a vCPU's ``delay``, else its ``wait``); a record that lacks
     one of them raises KeyError and is written entry by entry instead, as is any record holding a
-    value that is not an int. Seconds that come out whole (0 above all) are written as
-    ``format_value`` writes them, by the entry-by-entry path for that family.
+    value that is not an int. The template holds every family's lines, the families' parts joined
+    by a NUL, so one format and one split give each family its text. Seconds that come out whole
+    (0 above all) are written as ``format_value`` writes them.
     """
 
-    def __init__(self, getter: Callable[[dict[str, Any]], Any], parts: list[tuple[int, int, int, int, str]],
-                 entries: list[list[tuple[str, str]]]) -> None:
+    def __init__(self, getter: Callable[[dict[str, Any]], Any], outs: list[int], template: str,
+                 seconds: list[int], kib: list[int]) -> None:
         self.getter = getter
-        self.parts = parts  # (family index, start, end, kind, template) over the getter's values
-        self.entries = entries  # per part: (key, prefix) of each value, for the exact path
+        self.outs = outs  # family index of each part of the formatted text, in order
+        self.template = template
+        self.seconds = seconds  # positions of the getter's values written in seconds (from ns)
+        self.kib = kib  # positions written in bytes (from KiB)
 
     @classmethod
     def of(cls, plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any]) -> _Batch | None:
@@ -189,15 +205,20 @@ class _Batch:
             if chosen is not None:
                 grouped.setdefault(out, []).append((kind, chosen, prefix))
         keys: list[str] = []
-        parts, entries = [], []
-        for out, group in grouped.items():
-            template = "".join(prefix.replace("%", "%%") + "%s\n" for _, _, prefix in group)
-            parts.append((out, len(keys), len(keys) + len(group), group[0][0], template))
-            entries.append([(key, prefix) for _, key, prefix in group])
-            keys.extend(key for _, key, _ in group)
-        if len(keys) < 2:
+        templates: list[str] = []
+        seconds: list[int] = []
+        kib: list[int] = []
+        for group in grouped.values():
+            templates.append("".join(prefix.replace("%", "%%") + "%s\n" for _, _, prefix in group))
+            for kind, key, _ in group:
+                if kind == _SECONDS:
+                    seconds.append(len(keys))
+                elif kind == _KIB:
+                    kib.append(len(keys))
+                keys.append(key)
+        if len(keys) < 2 or any(_PART in template for template in templates):
             return None
-        return cls(itemgetter(*keys), parts, entries)
+        return cls(itemgetter(*keys), list(grouped), _PART.join(templates), seconds, kib)
 
     def write(self, raw: dict[str, Any], outs: list[list[str]]) -> bool:
         """Append the record's lines; False when it does not fit (nothing written then)."""
@@ -207,19 +228,14 @@ class _Batch:
             return False
         if not _INT_ONLY.issuperset(map(type, values)):
             return False
-        for (out, start, end, kind, template), entries in zip(self.parts, self.entries, strict=True):
-            chunk = values[start:end]
-            if kind == _SECONDS:
-                seconds = [value * NS for value in chunk]
-                if any(map(float.is_integer, seconds)):
-                    outs[out].extend(f"{prefix}{format_value(value)}\n" for (_, prefix), value in
-                                     zip(entries, seconds, strict=True))
-                    continue
-                outs[out].append(template % tuple(seconds))
-            elif kind == _KIB:
-                outs[out].append(template % tuple([value * 1024 for value in chunk]))
-            else:
-                outs[out].append(template % chunk)
+        values = list(values)
+        for i in self.seconds:
+            value = values[i] * NS
+            values[i] = format_value(value) if value.is_integer() else value
+        for i in self.kib:
+            values[i] *= 1024
+        for out, text in zip(self.outs, (self.template % tuple(values)).split(_PART), strict=True):
+            outs[out].append(text)
         return True
 
 
@@ -236,6 +252,7 @@ class _DomainText:
         self.plan_shape: tuple[Any, ...] | None = None
         self.batch: _Batch | None = None  # the plan as one lookup and one format per family (see _Batch)
         self.batch_shape: tuple[Any, ...] | None = None
+        self.shape_probe: tuple[Callable[[dict[str, Any]], Any], tuple[Any, int]] | None = None
         self.per_domain: dict[str, str] = {}
         self.pinned: tuple[DomainXml | None, int, list[int], str] | None = None  # (xml, vcpus, online, line)
 
@@ -258,10 +275,23 @@ class _DomainText:
 
     def batch_for(self, raw: dict[str, Any]) -> _Batch | None:
         """The plan for this record's exact key set (None: no batch fits; use the plan entry by entry)."""
+        probe = self.shape_probe
+        if probe is not None:
+            try:
+                if (probe[0](raw), len(raw)) == probe[1]:  # the shape's keys, same values, same key count
+                    return self.batch
+            except KeyError:
+                pass
         shape = (_shape(raw), len(raw))  # a key that appears (a guest balloon driver starting) changes len
         if shape != self.batch_shape:
             self.batch = _Batch.of(self.plan_for(raw), raw)
             self.batch_shape = shape
+        keys = _shape_keys(raw)
+        getter = itemgetter(*keys)
+        try:
+            self.shape_probe = (getter, (getter(raw), len(raw)))
+        except KeyError:  # a record without one of them (no vcpu.maximum): _shape each time
+            self.shape_probe = None
         return self.batch
 
     def _build_plan(self, raw: dict[str, Any]) -> list[tuple[int, str, str, str, int]]:

@@ -229,9 +229,9 @@ class _Batch:
         if not _INT_ONLY.issuperset(map(type, values)):
             return False
         values = list(values)
-        for i in self.seconds:
+        for i in self.seconds:  # as format_value writes them; as text already: "%s" of a str is a copy
             value = values[i] * NS
-            values[i] = format_value(value) if value.is_integer() else value
+            values[i] = str(int(value)) if value.is_integer() and -1e15 < value < 1e15 else repr(value)
         for i in self.kib:
             values[i] *= 1024
         for out, text in zip(self.outs, (self.template % tuple(values)).split(_PART), strict=True):

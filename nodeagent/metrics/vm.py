@@ -327,6 +327,13 @@ class _DomainText:
                     (drops, "nodeagent_vm_network_drops_total", "net_drops"))]
         return plan
 
+    def hugepages_line(self, hugepages: bool) -> str:
+        line = self.per_domain.get("hugepages\0line" if hugepages else "hugepages\0no")
+        if line is None:
+            line = f"{self.series('hugepages')}{1 if hugepages else 0}\n"
+            self.per_domain["hugepages\0line" if hugepages else "hugepages\0no"] = line
+        return line
+
     def assigned(self, address: str) -> str:
         line = self.per_domain.get("assigned\0" + address)
         if line is None:
@@ -336,7 +343,7 @@ class _DomainText:
 
     def series(self, key: str, **extra: str) -> str:
         """``name{domain="…"[,extra]} `` of a per-domain series (placement, hugepages, GPUs)."""
-        cache_key = key + "".join(f"\0{k}={v}" for k, v in extra.items())
+        cache_key = key + "".join(f"\0{k}={v}" for k, v in extra.items()) if extra else key
         found = self.per_domain.get(cache_key)
         if found is None:
             labels = self.domain + ("," + _labels(**extra) if extra else "")
@@ -485,7 +492,7 @@ class VmCollector:
         if placement is not None and placement.memory is not None and placement.memory.hugepage_bytes > 0:
             hugepages = True
         if hugepages is not None:
-            f["hugepages"].lines.append(f"{t.series('hugepages')}{1 if hugepages else 0}\n")
+            f["hugepages"].lines.append(t.hugepages_line(hugepages))
         if vcpu_count is None:
             return
         cached = t.pinned

@@ -6,7 +6,9 @@ VGA) plus libvirt domains, from its own process, like ``nodeagent serve`` would.
 (Debian's ``prometheus-node-exporter``, default collectors) runs on another loopback port. The two
 are scraped alternately (the order flips every round), over kept-alive connections, with the
 headers Prometheus sends (OpenMetrics preferred, gzip accepted); each sample is the time from
-sending the request to the last byte of the body.
+sending the request to the last byte of the body. Each server's CPU time (user + system, from
+/proc/PID/stat) over the measured rounds is divided by its scrapes: on a shared machine it moves
+less than the wall-clock figures.
 
 Scenarios (``--scenario``):
 
@@ -225,7 +227,14 @@ def _free_port() -> int:
 class Target:
     name: str
     port: int
+    pid: int
     conn: http.client.HTTPConnection | None = None
+
+    def cpu_s(self) -> float:
+        """User + system seconds the server process has used so far (/proc/PID/stat)."""
+        with open(f"/proc/{self.pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def scrape(self) -> tuple[float, bytes, dict[str, str]]:
         if self.conn is None:
@@ -259,11 +268,12 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _summary(name: str, times: list[float], body: bytes, headers: dict[str, str]) -> dict[str, Any]:
+def _summary(name: str, times: list[float], cpu_s: float, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
     raw = gzip.decompress(body) if headers.get("content-encoding") == "gzip" else body
     lines = [line for line in raw.decode().splitlines() if line and not line.startswith("#")]
     ms = [t * 1000 for t in times]
-    return {"target": name, "p50_ms": statistics.median(ms), "p90_ms": _percentile(ms, 90),
+    return {"target": name, "cpu_ms_per_scrape": cpu_s * 1000 / len(ms),
+            "p50_ms": statistics.median(ms), "p90_ms": _percentile(ms, 90),
             "p99_ms": _percentile(ms, 99), "mean_ms": statistics.fmean(ms), "max_ms": max(ms), "scrapes": len(ms),
             "samples": len(lines), "body_bytes": len(raw), "wire_bytes": len(body),
             "content_type": headers.get("content-type", "")}
@@ -280,19 +290,24 @@ def run(scenario: str, domains: int, rounds: int, warmup: int, node_exporter: st
     try:
         if not parent.poll(120):
             raise RuntimeError("nodeagent did not start")
-        targets = [Target("nodeagent", parent.recv()), Target("node_exporter", ne_port)]
+        assert agent.pid is not None
+        targets = [Target("nodeagent", parent.recv(), agent.pid), Target("node_exporter", ne_port, exporter.pid)]
         for target in targets:
             _wait(target)
         times: dict[str, list[float]] = {t.name: [] for t in targets}
         last: dict[str, tuple[bytes, dict[str, str]]] = {}
+        cpu: dict[str, float] = {}
         for round_no in range(warmup + rounds):
+            if round_no == warmup:
+                cpu = {t.name: t.cpu_s() for t in targets}
             order = targets if round_no % 2 == 0 else targets[::-1]
             for target in order:
                 elapsed, body, headers = target.scrape()
                 if round_no >= warmup:
                     times[target.name].append(elapsed)
                 last[target.name] = (body, headers)
-        return [_summary(t.name, times[t.name], *last[t.name]) for t in targets]
+        used = {t.name: t.cpu_s() - cpu[t.name] for t in targets}
+        return [_summary(t.name, times[t.name], used[t.name], *last[t.name]) for t in targets]
     finally:
         exporter.terminate()
         exporter.wait(timeout=10)
@@ -352,14 +367,16 @@ def main() -> int:
         return 0
     print("  ".join(f"{k}: {v}" for k, v in info.items()))
     print()
-    print("| scenario | target | p50 ms | p90 ms | p99 ms | mean ms | samples | body KiB | gzip KiB | format |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| scenario | target | p50 ms | p90 ms | p99 ms | mean ms | server CPU ms/scrape | samples | body KiB | "
+          "gzip KiB | format |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for scenario, rows in results.items():
         for r in rows:
             fmt = r["content_type"].split(";")[0] + ("; " + r["content_type"].split(";")[1].strip()
                                                      if ";" in r["content_type"] else "")
             print(f"| {scenario} | {r['target']} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | "
-                  f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['samples']} | {r['body_bytes'] / 1024:.0f} | "
+                  f"{r['p99_ms']:.2f} | {r['mean_ms']:.2f} | {r['cpu_ms_per_scrape']:.1f} | {r['samples']} | "
+                  f"{r['body_bytes'] / 1024:.0f} | "
                   f"{r['wire_bytes'] / 1024:.0f} | {fmt} |")
     return 0
 

@@ -175,36 +175,39 @@ def plan_kubelet(ctx: PlanContext, plan: Plan) -> None:
 
 
 def _plan_settings(ctx: PlanContext, plan: Plan, facts: KubeletFacts, settings: dict[str, Any]) -> set[str]:
-    """The config change (one file, every key shown); returns the state files it makes stale."""
+    """The config change (one file, every key shown); returns the state files it makes stale.
+
+    Nothing to change, nothing refused: the interlocks judge what nodeagent would write, not a kubelet
+    configuration it leaves as it is."""
     effective = facts.effective
-    refusals: list[Refusal] = []
     policy = settings.get("cpuManagerPolicy", effective.get("cpuManagerPolicy"))
-    reserved = _cpus(settings.get("reservedSystemCPUs", effective.get("reservedSystemCPUs")))
-    if policy == "static" and not reserved and not _reserves_cpu(effective):
-        refusals.append(Refusal(Subsystem.KUBELET, "reservedSystemCPUs",
-                                "the static CPU manager needs reserved CPUs and the kubelet reserves none: set "
-                                "spec.cpu.reserved or spec.kubelet.reservedSystemCPUs (the kubelet would not start)"))
-    memory_policy = settings.get("memoryManagerPolicy", effective.get("memoryManagerPolicy"))
+    reserved = _cpus(settings.get("reservedSystemCPUs", effective.get("reservedSystemCPUs"))) or []
+    refusals: list[Refusal] = []
     if settings.get("memoryManagerPolicy") == "Static":
         total, how = kubelet_reservation(effective, facts.memory_total_bytes)
         if total is None:
             refusals.append(Refusal(Subsystem.KUBELET, "reservedMemory", f"cannot derive reservedMemory: {how}"))
         else:
-            settings["reservedMemory"] = reserved_memory(ctx, total, reserved or [])
-    refusals += interlocks(ctx, settings, reserved or [], facts, memory_policy)
-    for refusal in refusals:
-        (plan.forced if refusal.forceable and ctx.options.force else plan.refusals).append(refusal)
+            settings["reservedMemory"] = reserved_memory(ctx, total, reserved)
     rows = [{"key": key, "current": _shown(key, effective.get(key)), "desired": _shown(key, value)}
             for key, value in settings.items() if not _same(key, effective.get(key), value)]
+    if not rows and not refusals:
+        return set()
+    if policy == "static" and not reserved and not _reserves_cpu(effective):
+        refusals.append(Refusal(Subsystem.KUBELET, "reservedSystemCPUs",
+                                "the static CPU manager needs reserved CPUs and the kubelet reserves none: set "
+                                "spec.cpu.reserved or spec.kubelet.reservedSystemCPUs (the kubelet would not start)"))
+    if facts.mechanism != "rancher-args":
+        refusals += [Refusal(Subsystem.KUBELET, row["key"],
+                             f"set by a kubelet flag in {facts.flagged[row['key']]}, which overrides the config "
+                             f"file and its drop-ins: remove the flag there (nodeagent then writes {row['key']})")
+                     for row in rows if row["key"] in facts.flagged]
+    memory_policy = settings.get("memoryManagerPolicy", effective.get("memoryManagerPolicy"))
+    refusals += interlocks(ctx, settings, reserved, facts, memory_policy)
+    for refusal in refusals:
+        (plan.forced if refusal.forceable and ctx.options.force else plan.refusals).append(refusal)
     if not rows:
         return set()
-    if facts.mechanism != "rancher-args":
-        for row in rows:
-            if row["key"] in facts.flagged:
-                plan.refusals.append(Refusal(
-                    Subsystem.KUBELET, row["key"],
-                    f"set by a kubelet flag in {facts.flagged[row['key']]}, which overrides the config file and "
-                    f"its drop-ins: remove the flag there (nodeagent then writes {row['key']})"))
     changed = {row["key"] for row in rows}
     content, note = _content(ctx, facts, settings, changed)
     stopped = kubelet_stopped(ctx)

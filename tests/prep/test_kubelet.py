@@ -480,3 +480,16 @@ def test_boot_unit_removes_the_state_files_before_kubelet_an_operator_apply_does
     assert runner.invoke(main, ["--root", str(root), "revert", "--yes"]).exit_code == 0
     assert (root / "var/lib/kubelet/cpu_manager_state").read_text() == CPU_STATE
     assert not (root / "etc/kubernetes/kubelet.conf.d/90-nodeagent.conf").exists()
+
+
+def test_a_kubelet_already_as_asked_is_not_refused(make_host) -> None:  # type: ignore[no-untyped-def]
+    """The interlocks judge what nodeagent would write: a converged kubelet, even one they would refuse
+    to create (single-numa-node with node 1 without a reserved CPU), blocks nothing else."""
+    host, _, root = make_host(TreeSpec(cpus=8, nodes=2))
+    put_file(root, "/var/lib/kubelet/config.yaml", "kind: KubeletConfiguration\ncpuManagerPolicy: static\n"
+             "reservedSystemCPUs: 0-1\ntopologyManagerPolicy: single-numa-node\n")
+    spec = {"cpu": {"reserved": "0-1"}, "kubelet": {"topologyManagerPolicy": "single-numa-node"},
+            "ksm": {"enabled": True}}
+    _, plan = planned(host, spec)
+    assert not plan.refusals and kubelet_changes(plan) == []
+    assert [c.target for c in plan.changes if c.subsystem == "ksm"] == ["ksm run"]

@@ -493,3 +493,16 @@ def test_a_kubelet_already_as_asked_is_not_refused(make_host) -> None:  # type: 
     _, plan = planned(host, spec)
     assert not plan.refusals and kubelet_changes(plan) == []
     assert [c.target for c in plan.changes if c.subsystem == "ksm"] == ["ksm run"]
+
+
+def test_dry_run_lists_the_writes_and_makes_none(make_host, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, _, root = make_host(TreeSpec(cpus=8, nodes=2))
+    kubeadm(root)
+    before = snapshot(root)
+    profile = tmp_path / "profile.yaml"
+    profile.write_text(yaml.safe_dump(profile_doc(ISOLATING)))
+    result = CliRunner().invoke(main, ["--root", str(root), "apply", "--dry-run", "-f", str(profile)])
+    assert result.exit_code == 3, result.output
+    assert "file /var/lib/kubelet/config.yaml" in result.output
+    assert "remove /var/lib/kubelet/cpu_manager_state" in result.output
+    assert snapshot(root) == before and journal(root) is None

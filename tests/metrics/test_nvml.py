@@ -176,8 +176,12 @@ def test_unsupported_readings_and_a_lost_gpu(hgx: Inventory, tmp_path: Path, moc
     assert exposition.get("nodeagent_gpu_energy_joules_total", pci_address=HOST_DRIVER_GPUS[0]) == []
     assert exposition.get("nodeagent_gpu_power_watts", pci_address=HOST_DRIVER_GPUS[0]) == []
     assert exposition.value("nodeagent_gpu_temperature_celsius", pci_address=HOST_DRIVER_GPUS[0]) == 54
+    # NVML's readings of the lost GPU are gone; its nominal memory comes from the PCI ids, not NVML.
+    nvml_readings = ("nodeagent_gpu_utilization_ratio", "nodeagent_gpu_memory_used_bytes",
+                     "nodeagent_gpu_memory_total_bytes", "nodeagent_gpu_temperature_celsius")
     assert not [s for s in exposition.samples if s.labels.get("pci_address") == HOST_DRIVER_GPUS[1]
-                and s.name.startswith(("nodeagent_gpu_util", "nodeagent_gpu_memory", "nodeagent_gpu_temp"))]
+                and s.name in nvml_readings]
+    assert exposition.get("nodeagent_gpu_memory_nominal_bytes", pci_address=HOST_DRIVER_GPUS[1]) != []
     assert exposition.value("nodeagent_gpu_utilization_ratio", pci_address=HOST_DRIVER_GPUS[2]) == 1.0
 
 

@@ -230,3 +230,13 @@ def test_hgx_metrics(hgx: tuple[Path, dict[str, Any]]) -> None:
     assert fabric == {a: ("nvswitch-gen3", "host") for a in addresses(summary, "2330")}
     states = {s.labels["pci_address"]: s.labels["state"] for s in samples if s.name == "nodeagent_gpu_power_state"}
     assert {states[a] for a in addresses(summary, "2330")} == {"D0"}  # on nvidia: enabled, D0
+
+
+def test_the_captured_h200_host(host_trees: Callable[[str], Path]) -> None:
+    """A real H200 host's capture (no pci.ids among the captured files): the product falls back to the device id
+    as the device plugin's resource name does; the memory is the table's "H200 SXM 141GB"."""
+    inv = discover(Host(str(host_trees("h200-firecracker"))))
+    [gpu] = inv.gpus
+    assert (gpu.vendor_id, gpu.device_id, gpu.driver) == ("10de", "2335", "nvidia")
+    assert (gpu.product, gpu.memory_mib, gpu.nvlink_fabric) == ("2335", 141 * 1024, None)
+    assert inv.nvswitch_devices == [] and inv.nvlink_fabrics == []

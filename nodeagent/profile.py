@@ -36,6 +36,7 @@ from nodeagent.parse import (
     parse_page_size_kb,
     parse_quantity_bytes,
 )
+from nodeagent.vgpuspec import VgpuSpec, parse_vgpu
 from nodeagent.yamldoc import YamlDocumentError, load_documents
 
 if TYPE_CHECKING:
@@ -173,7 +174,7 @@ class KubeletSpec:
 #: Where kured looks for its sentinel by default (``--reboot-sentinel``): on tmpfs, gone after the reboot.
 DEFAULT_REBOOT_SENTINEL = "/var/run/reboot-required"
 REBOOT_STRATEGIES = ("none", "kured")
-GPU_FIELDS = ("passthrough", "nvswitch")
+GPU_FIELDS = ("passthrough", "nvswitch", "vgpu")
 NVSWITCH_MODES = ("host", "passthrough")
 NVSWITCH_FORM = "one of host (Fabric Manager on the host keeps them), passthrough (to vfio-pci, for a VM)"
 _ABSOLUTE_PATH = re.compile(r"^/(?!.*(?:^|/)\.\.(?:/|$))[A-Za-z0-9._/+-]{1,255}$")
@@ -190,6 +191,7 @@ class NodeProfile:
     # Fabric Manager, never touched) or "passthrough" (the full-passthrough model: every NVSwitch to
     # vfio-pci, with the GPUs' whole-IOMMU-group interlocks)
     gpu_nvswitch: str = "host"
+    gpu_vgpu: VgpuSpec | None = None  # spec.gpu.vgpu: the opt-in to create vGPU instances (nodeagent.vgpuspec)
     cpu: CpuSpec | None = None
     hugepages: HugepagesSpec | None = None
     ksm: KsmSpec | None = None
@@ -452,6 +454,8 @@ class _Parser:
             taints=self.taints(spec["taints"]) if "taints" in spec else [],
             gpu_passthrough=self.gpu(spec["gpu"]) if "gpu" in spec else [],
             gpu_nvswitch=self.nvswitch(spec["gpu"]) if "gpu" in spec else "host",
+            gpu_vgpu=parse_vgpu(self, spec["gpu"]["vgpu"]) if isinstance(spec.get("gpu"), dict)
+            and "vgpu" in spec["gpu"] else None,
             cpu=self.cpu(spec["cpu"]) if "cpu" in spec else None,
             hugepages=self.hugepages(spec["hugepages"]) if "hugepages" in spec else None,
             ksm=self.ksm(spec["ksm"]) if "ksm" in spec else None,

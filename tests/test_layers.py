@@ -39,7 +39,8 @@ LAYERS: list[tuple[str, ...]] = [
     # profile schema and its GPU selection, and
     # the terminal views of an Inventory with its checks and labels (``inspect``/``check``/``labels``).
     ("nodeagent.checks", "nodeagent.workloads", "nodeagent.labels", "nodeagent.profile", "nodeagent.gpuselect",
-     "nodeagent.terminal", "nodeagent.gpulabels", "nodeagent.vgpupool"),
+     "nodeagent.terminal", "nodeagent.gpulabels", "nodeagent.vgpupool",
+     "nodeagent.vgpuspec"),
     # Acting on a judgement, each on its own: changing the host (prep), exporting (metrics), publishing (k8s).
     ("nodeagent.prep", "nodeagent.metrics", "nodeagent.k8s"),
     # The long-running agent that drives the three above.

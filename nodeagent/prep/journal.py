@@ -21,6 +21,7 @@ import contextlib
 import copy
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ from nodeagent.owned import JOURNAL_PATH
 from nodeagent.prep.model import Action, Change
 
 VERSION = 1
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 class JournalError(Exception):
@@ -69,6 +71,9 @@ def entry_problem(entry: Any) -> str | None:
         return f"reversible is {_shown(entry.get('reversible'))}, not true or false"
     if not isinstance(entry.get("detail", {}) or {}, dict):
         return f"detail is {_shown(entry.get('detail'))}, not an object"
+    if action is Action.MDEV and not _UUID.match(str((entry.get("detail") or {}).get("uuid"))):
+        # revert writes to /sys/bus/mdev/devices/<uuid>/remove: only ever a UUID's directory
+        return f"detail.uuid is {_shown((entry.get('detail') or {}).get('uuid'))}, not a mediated device's UUID"
     created = entry.get("created_dirs", [])
     if not isinstance(created, list) or not all(isinstance(d, str) and d.startswith("/") for d in created):
         return f"created_dirs is {_shown(created)}, not a list of host paths"
@@ -198,7 +203,8 @@ def remove_created_dirs(host: Host, dirs: list[Any]) -> None:
 
 def _restore_detail(change: Change) -> dict[str, Any]:
     """What a later revert needs besides the old value (never the new file content)."""
-    keep = ("node", "size_kb", "driver", "override", "gpu", "group", "kind", "regenerate", "argv", "restore")
+    keep = ("node", "size_kb", "driver", "override", "gpu", "group", "kind", "regenerate", "argv", "restore",
+            "uuid", "parent", "type")
     return {k: to_plain(v) for k, v in change.detail.items() if k in keep}
 
 

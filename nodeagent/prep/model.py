@@ -25,6 +25,7 @@ class Subsystem(enum.StrEnum):
     KSM = "ksm"
     GOVERNOR = "cpu-governor"
     VFIO = "vfio"
+    VGPU = "vgpu"  # spec.gpu.vgpu: vGPU instances (mediated devices, SR-IOV vGPU VFs' types)
     REALTIME = "realtime"
     KUBELET = "kubelet"  # spec.kubelet: its CPU, topology and memory managers
     PERSIST = "persist"
@@ -45,6 +46,7 @@ class Action(enum.StrEnum):
     KERNEL_CMDLINE = "kernel-cmdline"  # /etc/kernel/cmdline, then kernel-install add per kernel
     MODPROBE = "modprobe"
     PCI_BIND = "pci-bind"
+    MDEV = "mdev"  # a mediated device: created by writing its UUID to its type's create, removed by its remove
     KUBELET_FILE = "kubelet-file"  # a kubelet config file, written whole (edited or owned), its mode kept
     KUBELET_STATE = "kubelet-state"  # a kubelet state file removed while kubelet is stopped, put back exactly
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from nodeagent.prep import governor, hugepages, isolation, ksm, kubelet, persist, reboot, rtsched, vfio
+from nodeagent.prep import governor, hugepages, isolation, ksm, kubelet, persist, reboot, rtsched, vfio, vgpu
 from nodeagent.prep.bootargs import BootArgsAssembler
 from nodeagent.prep.bootloaders import Grubby, KernelInstall
 from nodeagent.prep.grub import GrubDropin
@@ -29,8 +29,8 @@ BOOT_ARGS = BootArgsAssembler(
 )
 
 SUBSYSTEMS: dict[Subsystem, SubsystemSpec] = {spec.key: spec for spec in (
-    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, rtsched.SPEC, kubelet.SPEC, persist.SPEC, BOOT_ARGS.spec(),
-    reboot.SPEC,
+    hugepages.SPEC, ksm.SPEC, governor.SPEC, vfio.SPEC, vgpu.SPEC, rtsched.SPEC, kubelet.SPEC, persist.SPEC,
+    BOOT_ARGS.spec(), reboot.SPEC,
 )}
 
 

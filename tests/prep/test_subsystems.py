@@ -49,8 +49,8 @@ def test_every_action_has_one_handler_and_every_subsystem_a_spec() -> None:
     assert all(key is spec.key for key, spec in SUBSYSTEMS.items())
     # The planning order: memory first, the boot arguments last, then the reboot sentinel they call for.
     assert list(SUBSYSTEMS) == [Subsystem.HUGEPAGES, Subsystem.KSM, Subsystem.GOVERNOR, Subsystem.VFIO,
-                                Subsystem.VGPU, Subsystem.REALTIME, Subsystem.KUBELET, Subsystem.PERSIST, Subsystem.BOOTARGS,
-                                Subsystem.REBOOT]
+                                Subsystem.VGPU, Subsystem.REALTIME, Subsystem.KUBELET, Subsystem.PERSIST,
+                                Subsystem.BOOTARGS, Subsystem.REBOOT]
 
 
 def test_bootloader_writer_handlers_are_registered() -> None:

@@ -170,3 +170,21 @@ def test_nvswitch_passthrough_on_a_host_without_nvswitches_is_a_skip(fresh_host_
     assert [(s.target, s.reason) for s in plan.skipped if s.subsystem == "vfio"] == [
         ("spec.gpu.nvswitch", "no NVSwitch on this node")]
     assert not [c for c in plan.changes if c.action == "pci-bind"]
+
+
+def test_with_the_iommu_off_the_nvswitches_wait_for_the_reboot(tmp_path: Path) -> None:
+    """IOMMU off, the profile turning it on: GPUs and NVSwitches are bound after the reboot, each said so."""
+    from fixtures.hostgen import build_host, load_spec
+
+    _, spec = load_spec(HGX)
+    spec["iommu"] = {"firmware": "intel", "enabled": False}
+    spec["kernel"]["cmdline"] = spec["kernel"]["cmdline"].replace(" intel_iommu=on iommu=pt", "")
+    root = build_host(spec, tmp_path / "hgx-no-iommu")
+    _, plan = planned(emulated(root), FULL)
+    waiting = {s.target: s.reason for s in plan.skipped if s.subsystem == "vfio"}
+    assert sorted(waiting) == sorted(addresses(root, "2330") + addresses(root, "22a3"))
+    assert all(waiting[a].startswith("the IOMMU is off: the boot arguments turn it on; the NVSwitch is bound after "
+                                     "the reboot") for a in addresses(root, "22a3"))
+    assert not plan.refusals and not [c for c in plan.changes if c.action == "pci-bind"]
+    args = next(c for c in plan.changes if c.subsystem == "bootargs")
+    assert "intel_iommu=on" in str(args.desired)

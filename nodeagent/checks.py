@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from nodeagent.discover.pci import group_strangers, slot
 from nodeagent.inventory import Gpu, Inventory, Plain
 from nodeagent.parse import format_cpulist
-from nodeagent.workloads import Readiness
-from nodeagent.workloads.kubelet import MANAGERS, policy, unknown_reason
+
+if TYPE_CHECKING:
+    from nodeagent.workloads import Readiness
 
 PASS, WARN, FAIL, SKIP = "PASS", "WARN", "FAIL", "SKIP"
 STATUSES = (PASS, WARN, FAIL, SKIP)
@@ -340,6 +342,9 @@ _KUBELET_WANTED: dict[str, tuple[tuple[str, ...], str, str | None]] = {
 
 def check_kubelet_managers(inv: Inventory) -> list[CheckResult]:
     """One line per kubelet resource manager: the policy it runs, against what dedicated-CPU VMs need."""
+    # imported here: inspect renders through this module and has no use for the workload classes
+    from nodeagent.workloads.kubelet import MANAGERS, policy, unknown_reason
+
     kubelet = inv.kubelet
     unknown = unknown_reason(kubelet)
     results = []

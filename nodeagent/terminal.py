@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from nodeagent.checks import CheckResult
 from nodeagent.discover.pci import is_vfio_driver
 from nodeagent.inventory import CpuInfo, Gpu, HugepagePool, Inventory, Nic
 from nodeagent.labels import LabelConfig, LabelSet
 from nodeagent.parse import format_cpulist
-from nodeagent.workloads import Readiness
+
+if TYPE_CHECKING:
+    from nodeagent.workloads import Readiness
 
 WIDTH = 92
 ISOLATED, HOUSEKEEPING = "■", "·"

@@ -65,7 +65,7 @@ class Daemon:
             self.prep = PrepRunner(host, self._report_prep, stop=self.stop_event, retry_base_s=options.interval_s)
         self.reconciler = Reconciler(host, options, store=self.store, status=self.status, stop=self.stop_event,
                                      label_config=self.label_config, publisher=publisher, prep=self.prep,
-                                     notify=self._notify, workloads_base=self.classes.base)
+                                     notify=self._notify, workloads_base=self.classes.table)
         self.metrics: NodeMetrics | None = None
         self.server: MetricsServer | None = None
         self.sources: list[EventSource] = []
@@ -298,7 +298,7 @@ class Daemon:
         if error is not None:
             log.error("%s", error, extra={"file": self.options.workload_classes})
             self._notify("WorkloadClassesInvalid", error)
-        self.reconciler.workloads_base = self.classes.base
+        self.reconciler.workloads_base = self.classes.table
         if explicit and self.prep is not None:
             self.prep.reset_backoff()
         log.info("profiles reloaded (%s): %s", "SIGHUP" if explicit else "directory changed",

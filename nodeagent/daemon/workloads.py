@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from nodeagent.daemon.options import OptionsError
-from nodeagent.workloads import WorkloadClassesError, WorkloadTable, default_table, load_workload_classes
+from nodeagent.workloads import WorkloadClassesError, default_table, load_workload_classes
 
 
 class WorkloadClassesFile:
@@ -46,7 +46,3 @@ class WorkloadClassesFile:
 
     def changed(self) -> bool:
         return self.path is not None and self.fingerprint() != self._fingerprint
-
-    @property
-    def base(self) -> WorkloadTable:
-        return self.table

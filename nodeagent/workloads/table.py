@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.inventory import Inventory
-from nodeagent.kubenames import LABEL_NAME_FORM, label_name_error
+from nodeagent.kubenames import label_name_error
 from nodeagent.workloads.model import Readiness, Requirement, RequirementError, WorkloadClass
 from nodeagent.workloads.registry import KINDS, REQUIREMENT_KINDS
 
 MAX_CLASSES = 64
 MAX_DESCRIPTION = 256
 CLASS_FIELDS = ("description", "extends", "requires")
-CLASS_NAME_FORM = ("a name that makes 'ready-<name>' a label name: " + LABEL_NAME_FORM.replace("63", "57")
-                   + " (such as 'ai-training')")
+CLASS_NAME_FORM = ("a name that makes 'ready-<name>' a label name: at most 57 characters of [A-Za-z0-9_.-], "
+                   "beginning and ending with a letter or digit (such as 'ai-training')")
 
 
 class WorkloadClassesError(ValueError):

@@ -9,9 +9,11 @@ count the same way. A *pool* is one (physical GPU, type):
   while the GPU has room, so with VF parents the sum is capped by what NVIDIA's ``description``
   gives as the GPU's ``max_instance`` less the instances that exist;
 * SR-IOV vGPU (vGPU 17+): ``used`` counts the GPU's VFs whose ``current_vgpu_type`` is the type;
-  ``available`` counts its free VFs that list the type in ``creatable_vgpu_types``. The driver
-  also checks the framebuffer left at each creation, so this is an upper bound: sysfs does not
-  say how many more fit, only whether one more does.
+  ``available`` counts its free VFs that list the type in ``creatable_vgpu_types`` — sysfs says
+  only whether one more fits, not how many — capped, where the GPU's nominal memory is known
+  (``Gpu.memory_mib``) and the type's name gives its framebuffer (``…-20C``: 20 GiB), by memory
+  over framebuffer less the instances that exist. Exact for time-sliced types; an upper bound for
+  MIG-backed ones (``…-1-10C``), which the GPU's slices bound further.
 
 Types are named as KubeVirt names them: :func:`resource_name` is the type's name with spaces as
 underscores (``GRID A100D-20C`` → ``GRID_A100D-20C``), the suffix of the extended resource
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from nodeagent.inventory import Inventory, VgpuInfo
@@ -31,6 +33,7 @@ from nodeagent.kubenames import label_key_error
 MDEV, SRIOV = "mdev", "sriov"
 MAX_TYPE_LABELS = 16  # per-type labels on one Node, at most (the metrics carry every pool)
 _MAX_INSTANCE = re.compile(r"\bmax_instance=(\d+)")
+_FRAMEBUFFER = re.compile(r"-(\d+)[A-Z]+$")  # the last part of a vGPU type name: 20C, 4Q, 1B
 
 
 @dataclass(frozen=True)
@@ -56,12 +59,26 @@ def resource_name(name: str) -> str:
     return name.strip().replace(" ", "_")
 
 
-def type_pools(vgpu: VgpuInfo) -> list[TypePool]:
-    """Every (GPU, type) pool with an instance or room for one, sorted by GPU then type."""
+def type_pools(vgpu: VgpuInfo, gpu_memory_mib: Mapping[str, int] | None = None) -> list[TypePool]:
+    """Every (GPU, type) pool with an instance or room for one, sorted by GPU then type.
+
+    ``gpu_memory_mib``: GPU address → its nominal memory, to cap an SR-IOV pool's ``available``.
+    """
     pools: list[TypePool] = []
     pools.extend(_mdev_pools(vgpu))
-    pools.extend(_sriov_pools(vgpu))
+    pools.extend(_sriov_pools(vgpu, gpu_memory_mib or {}))
     return sorted(pools, key=lambda p: (p.gpu, p.mode, _type_order(p.type_id)))
+
+
+def inventory_pools(inv: Inventory) -> list[TypePool]:
+    """:func:`type_pools` of a node, with its GPUs' nominal memory (what everyone but tests calls)."""
+    return type_pools(inv.vgpu, {g.address: g.memory_mib for g in inv.gpus if g.memory_mib})
+
+
+def framebuffer_mib(name: str | None) -> int | None:
+    """A vGPU type's framebuffer from NVIDIA's naming (``NVIDIA H100XM-20C`` → 20 GiB), None when not named so."""
+    match = _FRAMEBUFFER.search(name or "")
+    return int(match.group(1)) * 1024 if match and int(match.group(1)) > 0 else None
 
 
 def _type_order(type_id: str) -> tuple[str, int]:
@@ -98,7 +115,7 @@ def _mdev_pools(vgpu: VgpuInfo) -> list[TypePool]:
             for gpu, type_id in names if used[(gpu, type_id)] or available[(gpu, type_id)]]
 
 
-def _sriov_pools(vgpu: VgpuInfo) -> list[TypePool]:
+def _sriov_pools(vgpu: VgpuInfo, memory: Mapping[str, int]) -> list[TypePool]:
     used: Counter[tuple[str, int]] = Counter()
     available: Counter[tuple[str, int]] = Counter()
     names: dict[tuple[str, int], str | None] = {}
@@ -113,6 +130,12 @@ def _sriov_pools(vgpu: VgpuInfo) -> list[TypePool]:
                 key = (vf.gpu, creatable.id)
                 available[key] += 1
                 names[key] = creatable.name
+    for (gpu, type_id), count in list(available.items()):
+        # Free VFs listing a type only say one more fits; the GPU's memory over the type's framebuffer
+        # bounds how many (time-sliced types: exactly; MIG-backed ones hold fewer still).
+        framebuffer = framebuffer_mib(names.get((gpu, type_id)))
+        if framebuffer and memory.get(gpu):
+            available[(gpu, type_id)] = min(count, max(0, memory[gpu] // framebuffer - used[(gpu, type_id)]))
     return [TypePool(gpu, SRIOV, str(type_id), names[(gpu, type_id)], used[(gpu, type_id)],
                      available[(gpu, type_id)]) for gpu, type_id in names]
 
@@ -141,7 +164,7 @@ def vgpu_labels(inv: Inventory, own: Callable[[str], str]) -> tuple[dict[str, st
     """
     if not inv.vgpu.capable:
         return {own("vgpu"): "false"}, []
-    pools = type_pools(inv.vgpu)
+    pools = inventory_pools(inv)
     configured = [p for p in pools if p.used]
     labels = {
         own("vgpu"): "true",

@@ -39,7 +39,7 @@ from nodeagent.prep.context import PlanContext
 from nodeagent.prep.handlers import ATTR, Handler, RunState, VerifyError
 from nodeagent.prep.lifecycle import SubsystemSpec
 from nodeagent.prep.model import Action, Change, Effect, Plan, Refusal, Skip, Subsystem
-from nodeagent.vgpupool import MDEV, TypePool, instances_per_gpu, type_pools, vgpu_gpus
+from nodeagent.vgpupool import MDEV, TypePool, instances_per_gpu, inventory_pools, vgpu_gpus
 from nodeagent.vgpuspec import VgpuCreate, VgpuSpec
 
 KUBEVIRT_NOTE = ("spec.gpu.vgpu creates vGPU instances itself: KubeVirt's mediatedDevicesConfiguration must not "
@@ -63,7 +63,7 @@ class _Planner:
     def __init__(self, ctx: PlanContext, plan: Plan, spec: VgpuSpec) -> None:
         self.ctx, self.plan, self.spec = ctx, plan, spec
         self.inv: Inventory = ctx.inventory
-        self.pools = type_pools(self.inv.vgpu)
+        self.pools = inventory_pools(self.inv)
         self.instances = Counter(instances_per_gpu(self.pools))  # per GPU, planned ones added as they come
         self.passed_through = {g.address for g in selected_gpus(ctx.profile, self.inv)}
         self.capable = set(vgpu_gpus(self.inv.vgpu))
@@ -130,7 +130,8 @@ class _Planner:
                         f"{self.spec.max_per_gpu} (the ratio cap; --force overrides)", forceable=True):
             return
         if need > pool.available:
-            source = "available_instances" if pool.mode == MDEV else "free VFs listing it in creatable_vgpu_types"
+            source = ("available_instances" if pool.mode == MDEV else
+                      "free VFs listing it in creatable_vgpu_types, within the GPU's memory")
             self.refuse(target, f"needs {need} more {pool.name or pool.type_id} instance{'s' if need != 1 else ''}, "
                                 f"the kernel can create {pool.available} ({source})")
             return

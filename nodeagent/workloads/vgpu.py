@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.inventory import Inventory
-from nodeagent.vgpupool import type_pools, vgpu_gpus
+from nodeagent.vgpupool import inventory_pools, vgpu_gpus
 from nodeagent.workloads.model import RequirementError, RequirementKind
 
 KEYS = ("instances", "type")
@@ -54,7 +54,7 @@ def parse_vgpu(value: Any) -> VgpuNeeded:
 
 
 def vgpu_shortfalls(inv: Inventory, need: VgpuNeeded) -> list[str]:
-    pools = [p for p in type_pools(inv.vgpu) if need.type is None or p.matches(need.type)]
+    pools = [p for p in inventory_pools(inv) if need.type is None or p.matches(need.type)]
     have = sum(p.used for p in pools)
     if have >= need.instances:
         return []

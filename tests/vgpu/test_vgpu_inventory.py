@@ -25,7 +25,7 @@ from nodeagent.inventory import Inventory, VgpuTypeId
 from nodeagent.labels import compute_labels
 from nodeagent.metrics.build import MetricsOptions, build_metrics
 from nodeagent.profile import parse_profile
-from nodeagent.vgpupool import TypePool, type_pools
+from nodeagent.vgpupool import TypePool, inventory_pools, type_pools
 from tests.support.exposition import Exposition
 
 A100_0, A100_1, T4, A100_VFIO = "0000:17:00.0", "0000:31:00.0", "0000:4b:00.0", "0000:65:00.0"
@@ -105,9 +105,14 @@ def test_pools(a100: Inventory, h100: Inventory) -> None:
         ("nvidia-692", 20), ("nvidia-693", 10), ("nvidia-694", 8), ("nvidia-695", 5), ("nvidia-696", 4),
         ("nvidia-697", 2), ("nvidia-698", 1)]
     assert [p for p in pools if p.gpu == T4] == [TypePool(T4, "mdev", "nvidia-224", "GRID T4-4Q", 2, 2)]
-    h = type_pools(h100.vgpu)
-    assert [p for p in h if p.gpu == H100_0] == [TypePool(H100_0, "sriov", "1057", "NVIDIA H100XM-20C", 2, 30)]
-    assert {p.type_id for p in h if p.gpu == H100_1} == {str(n) for n in range(1053, 1060)}
+    # sysfs alone: 30 free VFs list 1057, each "one more fits"
+    assert [p for p in type_pools(h100.vgpu) if p.gpu == H100_0] == [
+        TypePool(H100_0, "sriov", "1057", "NVIDIA H100XM-20C", 2, 30)]
+    # with the H100 SXM5's nominal 80 GiB (Gpu.memory_mib): 4 x 20C fit, 2 exist
+    h = inventory_pools(h100)
+    assert [p for p in h if p.gpu == H100_0] == [TypePool(H100_0, "sriov", "1057", "NVIDIA H100XM-20C", 2, 2)]
+    assert [(p.type_id, p.available) for p in h if p.gpu == H100_1] == [
+        ("1053", 20), ("1054", 10), ("1055", 8), ("1056", 5), ("1057", 4), ("1058", 2), ("1059", 1)]
 
 
 def test_labels(a100: Inventory, h100: Inventory) -> None:
@@ -117,7 +122,7 @@ def test_labels(a100: Inventory, h100: Inventory) -> None:
                  f"{NA}/vgpu.GRID_A100D-20C": "2", f"{NA}/vgpu.GRID_T4-4Q": "2"}
     h = {k: v for k, v in compute_labels(h100).labels.items() if k.startswith(f"{NA}/vgpu")}
     assert h == {f"{NA}/vgpu": "true", f"{NA}/vgpu-gpus": "2", f"{NA}/vgpu-instances": "2",
-                 f"{NA}/vgpu-available": "30",  # free VFs of H100 #0 listing 1057: sysfs gives no tighter bound
+                 f"{NA}/vgpu-available": "2",  # 80 GiB holds 4 x 20C, 2 exist (30 free VFs list it)
                  f"{NA}/vgpu.NVIDIA_H100XM-20C": "2"}
 
 
@@ -146,6 +151,7 @@ def test_metrics(a100: Inventory, h100: Inventory) -> None:
     assert a.get("nodeagent_vgpu_vfs") == []
     h = exposition(h100)
     assert h.value("nodeagent_vgpu_instances", pci_address=H100_0, type="1057", state="used", mode="sriov") == 2
+    assert h.value("nodeagent_vgpu_instances", pci_address=H100_0, type="1057", state="available") == 2
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_0, state="assigned") == 2
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_0, state="free") == 30
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_1, state="free") == 32

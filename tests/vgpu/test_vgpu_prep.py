@@ -271,15 +271,19 @@ def test_sriov_plan_apply_revert(host: Callable[..., Any]) -> None:
 def test_sriov_refusals(host: Callable[..., Any]) -> None:
     h, _kernel, _ = host("h100-vgpu-sriov")
     _, plan = planned(h, vgpu([
-        {"type": "1057", "count": 5, "gpus": [{"address": "18:00.0"}]},  # 30 free VFs list it: the driver decides
+        {"type": "1057", "count": 5, "gpus": [{"address": "18:00.0"}]},  # more than maxPerGpu
         {"type": "1053", "count": 1, "gpus": [{"address": "9a:00.0"}]},  # no VFs: no vGPU
         {"type": "1053", "count": 1, "gpus": [{"address": "cb:00.0"}]},  # vfio-pci
+        {"type": "NVIDIA H100XM-40C", "count": 3, "gpus": [{"address": "4b:00.0"}]},  # 80 GiB holds 2
     ], maxPerGpu=4))
     reasons = {r.target: r.reason for r in plan.refusals}
     assert reasons[f"{H100_0} 1057"].startswith("the GPU would hold 5 vGPU instances (2 exist, 3 more of NVIDIA "
                                                  "H100XM-20C), more than spec.gpu.vgpu.maxPerGpu 4")
     assert reasons[f"{H100_NOVF} 1053"].startswith("the GPU offers no vGPU types (driver nvidia")
     assert reasons["0000:cb:00.0 1053"].startswith("the GPU is passed through whole (bound to vfio-pci)")
+    assert reasons[f"{H100_1} NVIDIA H100XM-40C"] == (
+        "needs 3 more NVIDIA H100XM-40C instances, the kernel can create 2 (free VFs listing it in "
+        "creatable_vgpu_types, within the GPU's memory)")
 
 
 def test_the_driver_refusing_a_type_rolls_back(host: Callable[..., Any]) -> None:

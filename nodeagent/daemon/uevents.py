@@ -4,7 +4,9 @@ What counts (anything else is ignored):
 
 * ``pci``: ``add``, ``remove``, ``bind``, ``unbind`` — a GPU or NIC appears, goes, or changes
   driver (vfio-pci ↔ host driver);
-* ``cpu``: ``online``, ``offline``, ``add``, ``remove`` — CPU hotplug changes the topology.
+* ``cpu``: ``online``, ``offline``, ``add``, ``remove`` — CPU hotplug changes the topology;
+* ``mdev``: ``add``, ``remove`` — a vGPU instance (mediated device) is created or removed, by
+  KubeVirt's virt-handler or anyone: the vGPU labels follow at once.
 
 Hugepage pools, KSM and the governor raise no uevent: the periodic reconcile catches those.
 
@@ -37,6 +39,7 @@ log = logging.getLogger(__name__)
 RELEVANT: dict[str, frozenset[str]] = {
     "pci": frozenset({"add", "remove", "bind", "unbind"}),
     "cpu": frozenset({"online", "offline", "add", "remove"}),
+    "mdev": frozenset({"add", "remove"}),
 }
 
 
@@ -64,7 +67,7 @@ class EventSource(Protocol):
 
 
 class UdevSource:
-    """Kernel uevents for the ``pci`` and ``cpu`` subsystems, through pyudev."""
+    """Kernel uevents for the subsystems of :data:`RELEVANT`, through pyudev."""
 
     name = "udev"
 

@@ -55,3 +55,12 @@ def test_bad_vgpu_requirements_name_the_field(body: dict, message: str) -> None:
     with pytest.raises(WorkloadClassesError) as err:
         default_table().overlay({"x": {"requires": body}}, "classes", source="test")
     assert any(e.startswith(message) for e in err.value.errors), err.value.errors
+
+
+def test_a_mediated_device_appearing_wakes_the_daemon() -> None:
+    """KubeVirt creating or removing an instance is a uevent of the mdev bus: the labels follow at once."""
+    from nodeagent.daemon.uevents import UEvent
+
+    devpath = "/devices/pci0000:16/0000:16:02.0/0000:17:00.6/8d134be2-e7ea-5b1e-8feb-a58f48d8bea5"
+    assert UEvent("add", "mdev", devpath).relevant and UEvent("remove", "mdev", devpath).relevant
+    assert not UEvent("change", "mdev", devpath).relevant

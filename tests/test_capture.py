@@ -50,11 +50,13 @@ def test_capture_of_this_host_reproduces_its_inventory(tmp_path: Path) -> None:
     assert links and all(not m.linkname.startswith("/") for m in links if m.name.startswith("sys/"))
 
 
-@pytest.mark.parametrize("name", ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu"])
+@pytest.mark.parametrize("name", ["intel-2s-8gpu", "amd-nps4-consumer", "rt-isolated", "desktop-no-iommu",
+                                  "a100-vgpu", "h100-vgpu-sriov"])
 def test_capture_of_a_fixture_host_round_trips(name: str, host_trees, tmp_path: Path) -> None:
     captured, replayed, _ = _round_trip(Host(str(host_trees(name))), tmp_path)
     assert replayed == captured
     assert captured["gpus"] == replayed["gpus"]
+    assert captured["vgpu"] == replayed["vgpu"]  # mdev parents, instances (found through links), vGPU VFs
 
 
 def test_secret_paths_are_recognised() -> None:

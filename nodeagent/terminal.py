@@ -17,6 +17,7 @@ from nodeagent.discover.pci import is_vfio_driver
 from nodeagent.inventory import CpuInfo, Gpu, HugepagePool, Inventory, Nic
 from nodeagent.labels import LabelConfig, LabelSet
 from nodeagent.parse import format_cpulist
+from nodeagent.vgpupool import inventory_pools, vgpu_gpus
 
 if TYPE_CHECKING:
     from nodeagent.workloads import Readiness
@@ -187,6 +188,8 @@ def render_summary(inv: Inventory) -> list[str]:
          ("journal present" if inv.prep.journal_present else "no changes applied")),
         ("Warnings", "; ".join(inv.warnings) if inv.warnings else "none"),
     ]
+    if inv.vgpu.capable:
+        rows.insert(next(i for i, row in enumerate(rows) if row[0] == "GPUs") + 1, ("vGPU", _vgpu_text(inv)))
     if inv.skipped:
         rows.append(("Skipped", "; ".join(f"{k}: {v}" for k, v in sorted(inv.skipped.items()))))
     out = ["Summary"]
@@ -195,6 +198,21 @@ def render_summary(inv: Inventory) -> list[str]:
         out.append(f"  {name:<10} {wrapped[0]}")
         out += [f"  {'':<10} {piece}" for piece in wrapped[1:]]
     return out
+
+
+def _vgpu_text(inv: Inventory) -> str:
+    """``3 GPUs · 4 instances: 2 GRID A100D-20C, 2 GRID T4-4Q · 4 more of those types``."""
+    pools = inventory_pools(inv)
+    per_type: dict[str, int] = {}
+    for pool in pools:
+        if pool.used:
+            per_type[pool.name or pool.type_id] = per_type.get(pool.name or pool.type_id, 0) + pool.used
+    used = sum(per_type.values())
+    kinds = ", ".join(f"{n} {name}" for name, n in sorted(per_type.items()))
+    more = sum(p.available for p in pools if p.used)
+    vfs = f" · {len(inv.vgpu.sriov_vfs)} vGPU VFs" if inv.vgpu.sriov_vfs else ""
+    return (f"{len(vgpu_gpus(inv.vgpu))} GPUs offer vGPU types · {used} instances" + (f": {kinds}" if kinds else "")
+            + f" · {more} more of those types{vfs}")
 
 
 def render_checks(results: list[CheckResult], readiness: dict[str, Readiness] | None) -> str:

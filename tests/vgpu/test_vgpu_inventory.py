@@ -155,3 +155,26 @@ def test_metrics(a100: Inventory, h100: Inventory) -> None:
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_0, state="assigned") == 2
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_0, state="free") == 30
     assert h.value("nodeagent_vgpu_vfs", pci_address=H100_1, state="free") == 32
+
+
+def test_inspect_summary_has_a_vgpu_line_only_where_gpus_offer_vgpu(a100: Inventory, h100: Inventory,
+                                                                      host_trees: Callable[[str], object]) -> None:
+    from nodeagent.terminal import render_summary
+
+    def vgpu_line(inv: Inventory) -> str:
+        lines = render_summary(inv)
+        start = next((i for i, line in enumerate(lines) if line.startswith("  vGPU ")), None)
+        if start is None:
+            return ""
+        text = [lines[start][13:]]
+        for line in lines[start + 1:]:
+            if not line.startswith(" " * 13):
+                break
+            text.append(line[13:])
+        return " ".join(text)
+
+    assert vgpu_line(a100) == ("3 GPUs offer vGPU types · 4 instances: 2 GRID A100D-20C, 2 GRID T4-4Q · 4 more of "
+                               "those types")
+    assert vgpu_line(h100) == ("2 GPUs offer vGPU types · 2 instances: 2 NVIDIA H100XM-20C · 2 more of those types "
+                               "· 64 vGPU VFs")
+    assert vgpu_line(discover(Host(str(host_trees("intel-2s-8gpu"))))) == ""

@@ -62,12 +62,12 @@ def vgpu_shortfalls(inv: Inventory, need: VgpuNeeded) -> list[str]:
     of_type = f" of type {need.type}" if need.type else ""
     gpus = len(vgpu_gpus(inv.vgpu))
     if not gpus:
-        where = "no GPU here offers vGPU types (mdev types or vGPU VFs)"
+        where = "no GPU here offers vGPU types"
     else:
         room = sum(p.available for p in pools)
-        where = (f"{gpus} vGPU-capable GPU{'s' if gpus != 1 else ''} with room for {room} more{of_type}: "
-                 "KubeVirt's mediatedDevicesConfiguration (or a profile's spec.gpu.vgpu) creates them")
-    return [f"needs {need.instances} {what}{of_type}, has {have} ({where})"]
+        where = (f"{gpus} vGPU-capable GPU{'s' if gpus != 1 else ''} with room for {room} more{of_type}, "
+                 "which KubeVirt's mediatedDevicesConfiguration or a profile's spec.gpu.vgpu creates")
+    return [f"needs {need.instances} {what}{of_type}, has {have}: {where}"]
 
 
 def describe_vgpu(need: VgpuNeeded) -> str:

@@ -625,6 +625,8 @@ class Host:
                 resolved = self._resolved_by_kernel(clean)
             except OSError:
                 return None  # absent (a dangling link included)
+            if resolved is not None:
+                return resolved  # the kernel opened it: it exists
         if resolved is None:
             try:
                 resolved = self._dir(clean, [_MAX_SYMLINKS])  # already the host path fs_path would give
@@ -656,6 +658,7 @@ class Host:
         else:
             return None
         self._dir_cache[clean] = resolved
+        self._dir_cache.setdefault(resolved, resolved)  # the kernel's path holds no links: the walk finds it as is
         return resolved
 
     def link_name(self, path: str) -> str | None:

@@ -195,7 +195,7 @@ class Host:
     command_runner: CommandRunner | None = None
     _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)  # host path → root-relative
     _real_dirs: dict[str, str] = field(default_factory=dict, repr=False)  # host dir → real dir + "/"
-    _in_root: InRootOpener | bool | None = field(default=None, repr=False)  # None: not asked yet; False: none
+    _in_root: InRootOpener | bool | None = field(default=None, init=False, repr=False)  # None: not asked; False: none
     _local: threading.local = field(default_factory=threading.local, repr=False)
 
     def __post_init__(self) -> None:
@@ -442,7 +442,7 @@ class Host:
         """
         opener = self._in_root
         if opener is None:
-            opener = self._in_root = in_root_opener(self.root, self) or False
+            opener = self._in_root = in_root_opener(self.root) or False
         if opener is False:
             return None
         try:

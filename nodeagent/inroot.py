@@ -30,10 +30,11 @@ InRootOpener = Callable[[str, int], int]
 """``opener(path, flags)`` → a file descriptor, or ``OSError`` as ``os.open`` raises it."""
 
 
-def in_root_opener(root: str, owner: object) -> InRootOpener | None:
+def in_root_opener(root: str) -> InRootOpener | None:
     """An opener of absolute paths under ``root`` (a real directory), or None where the kernel lacks it.
 
-    The root's descriptor is closed when ``owner`` is garbage-collected.
+    The opener holds the root's descriptor open for as long as it lives (whoever holds it, a Host or
+    a copy of one), and closes it when it is garbage-collected.
     """
     if os.uname().machine not in _ARCHITECTURES:
         return None
@@ -72,5 +73,5 @@ def in_root_opener(root: str, owner: object) -> InRootOpener | None:
     except OSError:  # ENOSYS (kernel < 5.6, or seccomp's answer), EPERM (seccomp), …
         os.close(root_fd)
         return None
-    weakref.finalize(owner, os.close, root_fd)
+    weakref.finalize(opener, os.close, root_fd)
     return opener

@@ -37,7 +37,7 @@ from nodeagent.parse import (
     parse_quantity_bytes,
 )
 from nodeagent.vgpuspec import VgpuSpec, parse_vgpu
-from nodeagent.yamldoc import YamlDocumentError, load_documents
+from nodeagent.yamldoc import DocumentFieldError, YamlDocumentError, load_documents
 
 if TYPE_CHECKING:
     from nodeagent.inventory import Inventory
@@ -73,14 +73,8 @@ PCI_ADDRESS_FORM = "a PCI address such as '0000:17:00.0'"
 BOOT_ARG_FORM = "one kernel argument such as 'mitigations=off' (no spaces or quotes; shell-safe characters only)"
 
 
-class ProfileError(ValueError):
+class ProfileError(DocumentFieldError):
     """An invalid profile. ``errors`` holds one ``field.path: message`` line per problem."""
-
-    def __init__(self, errors: list[str], source: str | None = None) -> None:
-        self.errors = list(errors)
-        self.source = source
-        prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + e for e in self.errors))
 
 
 @dataclass(frozen=True)

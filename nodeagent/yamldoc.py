@@ -18,6 +18,16 @@ class YamlDocumentError(ValueError):
         self.message = message
 
 
+class DocumentFieldError(ValueError):
+    """An invalid document of a known kind. ``errors`` holds one ``field.path: message`` line per problem."""
+
+    def __init__(self, errors: list[str], source: str | None = None) -> None:
+        self.errors = list(errors)
+        self.source = source
+        prefix = f"{source}: " if source else ""
+        super().__init__("\n".join(prefix + e for e in self.errors))
+
+
 def _shown(value: Any) -> str:
     return repr(value[:80]) if isinstance(value, str) else repr(value)
 

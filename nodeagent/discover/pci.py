@@ -177,13 +177,20 @@ def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[NvSwi
     return gpus, nvswitches, len(addresses)
 
 
-def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool) -> NvSwitch:
+def _passthrough_facts(host: Host, address: str,
+                       iommu_enabled: bool) -> tuple[str | None, int | None, list[IommuGroupMember], list[str]]:
+    """A function's driver, IOMMU group, the group's members and what keeps it from passthrough."""
     device = f"{PCI_DEVICES}/{address}"
-    device_id = _hex_id(host, f"{device}/device") or "unknown"
     driver = host.link_name(f"{device}/driver")
     group = iommu_group_of(host, device)
     members = group_members(host, group) if group is not None else []
-    blockers = passthrough_blockers(driver, iommu_enabled, group, members, address)
+    return driver, group, members, passthrough_blockers(driver, iommu_enabled, group, members, address)
+
+
+def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool) -> NvSwitch:
+    device = f"{PCI_DEVICES}/{address}"
+    device_id = _hex_id(host, f"{device}/device") or "unknown"
+    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled)
     return NvSwitch(
         address=address,
         device_id=device_id,
@@ -206,10 +213,7 @@ def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_en
     subsystem_vendor = _hex_id(host, f"{device}/subsystem_vendor")
     subsystem_device = _hex_id(host, f"{device}/subsystem_device")
     name = names.lookup(vendor, device_id)
-    driver = host.link_name(f"{device}/driver")
-    group = iommu_group_of(host, device)
-    members = group_members(host, group) if group is not None else []
-    blockers = passthrough_blockers(driver, iommu_enabled, group, members, address)
+    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled)
     return Gpu(
         address=address,
         vendor_id=vendor,

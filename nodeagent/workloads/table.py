@@ -24,6 +24,7 @@ from nodeagent.inventory import Inventory
 from nodeagent.kubenames import label_name_error
 from nodeagent.workloads.model import Readiness, Requirement, RequirementError, WorkloadClass
 from nodeagent.workloads.registry import KINDS, REQUIREMENT_KINDS
+from nodeagent.yamldoc import DocumentFieldError
 
 MAX_CLASSES = 64
 MAX_DESCRIPTION = 256
@@ -32,14 +33,8 @@ CLASS_NAME_FORM = ("a name that makes 'ready-<name>' a label name: at most 57 ch
                    "beginning and ending with a letter or digit (such as 'ai-training')")
 
 
-class WorkloadClassesError(ValueError):
+class WorkloadClassesError(DocumentFieldError):
     """Invalid workload classes. ``errors`` holds one ``field.path: message`` line per problem."""
-
-    def __init__(self, errors: list[str], source: str | None = None) -> None:
-        self.errors = list(errors)
-        self.source = source
-        prefix = f"{source}: " if source else ""
-        super().__init__("\n".join(prefix + e for e in self.errors))
 
 
 @dataclass(frozen=True)

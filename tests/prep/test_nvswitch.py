@@ -20,6 +20,7 @@ from nodeagent.labels import compute_labels
 from nodeagent.prep.apply import revert
 from tests.prep.helpers import applied, planned
 from tests.support.kernel import KernelEmulator
+from tests.support.trees import byte_snapshot as snapshot
 
 HGX = "hgx-h100-nvswitch"
 H100 = {"vendor": "10de", "device": "2330"}
@@ -40,20 +41,6 @@ def addresses(root: Path, device: str) -> list[str]:
 def emulated(root: Path) -> Host:
     native = {f["address"]: f["driver"] for f in summary_of(root)["pci"] if f["driver"]}
     return KernelEmulator(root, native=native).install(Host(str(root)))
-
-
-def snapshot(root: Path) -> dict[str, bytes | str]:
-    """Every file's bytes and every symlink's target under ``root`` (hostgen trees hold binary files)."""
-    state: dict[str, bytes | str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            full = Path(dirpath) / name
-            rel = str(full.relative_to(root))
-            if full.is_symlink():
-                state[rel] = "-> " + os.readlink(full)
-            elif full.is_file() and not rel.endswith("apply.lock"):
-                state[rel] = full.read_bytes()
-    return state
 
 
 def driver(root: Path, address: str) -> str | None:

@@ -7,8 +7,10 @@ reacts to writes (see :mod:`tests.support.kernel`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 
 @dataclass
@@ -147,20 +149,28 @@ def build_tree(root: Path, spec: TreeSpec) -> Path:
     return root
 
 
+def _state(root: Path, tops: tuple[str, ...], read: Callable[[Path], Any]) -> dict[str, Any]:
+    state: dict[str, Any] = {}
+    for top in tops:
+        for dirpath, dirnames, filenames in os.walk(root / top):
+            for name in filenames + dirnames:
+                full = Path(dirpath) / name
+                rel = str(full.relative_to(root))
+                if full.is_symlink():
+                    state[rel] = "-> " + os.readlink(full)
+                elif full.is_file() and not rel.endswith("apply.lock"):
+                    state[rel] = read(full)
+    return state
+
+
 def snapshot(root: Path) -> dict[str, str]:
     """Every file's content and every symlink's target under ``root`` (the whole host state)."""
-    state: dict[str, str] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in filenames + dirnames:
-            full = Path(dirpath) / name
-            rel = str(full.relative_to(root))
-            if full.is_symlink():
-                state[rel] = "-> " + os.readlink(full)
-            elif full.is_file():
-                if rel.endswith("apply.lock"):
-                    continue
-                state[rel] = full.read_text()
-    return state
+    return _state(root, (".",), Path.read_text)
+
+
+def byte_snapshot(root: Path, tops: tuple[str, ...] = (".",)) -> dict[str, bytes | str]:
+    """Every file's bytes and every symlink's target under ``root``'s ``tops`` (hostgen trees hold binary files)."""
+    return _state(root, tops, Path.read_bytes)
 
 
 GPU_NVIDIA = ("10de", "2684", "0x030000")  # RTX 4090

@@ -28,6 +28,7 @@ from nodeagent.prep.apply import execute, revert
 from nodeagent.profile import ProfileError, parse_profile_text
 from nodeagent.vgpupool import type_pools
 from tests.prep.helpers import applied, journal, planned, profile_doc
+from tests.support.trees import byte_snapshot
 from tests.support.vgpu_kernel import VgpuKernel
 
 A100_0, A100_1, T4, A100_VFIO = "0000:17:00.0", "0000:31:00.0", "0000:4b:00.0", "0000:65:00.0"
@@ -38,17 +39,7 @@ OTHERS = {"6b1f0c4e-8f4a-4a55-9d3c-2f8f2b6d0a01", "6b1f0c4e-8f4a-4a55-9d3c-2f8f2
 
 def snapshot(root: Path) -> dict[str, bytes | str]:
     """The host state vGPU prep may touch: devices (links and attributes), the mdev bus, nodeagent's files."""
-    state: dict[str, bytes | str] = {}
-    for top in ("sys/devices", "sys/bus/mdev", "sys/class/mdev_bus", "var", "etc"):
-        for dirpath, dirnames, filenames in os.walk(root / top):
-            for name in filenames + dirnames:
-                full = Path(dirpath) / name
-                rel = str(full.relative_to(root))
-                if full.is_symlink():
-                    state[rel] = "-> " + os.readlink(full)
-                elif full.is_file() and not rel.endswith("apply.lock"):
-                    state[rel] = full.read_bytes()
-    return state
+    return byte_snapshot(root, ("sys/devices", "sys/bus/mdev", "sys/class/mdev_bus", "var", "etc"))
 
 
 def vgpu(create: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:

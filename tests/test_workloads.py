@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client.parser import text_string_to_metric_families
 
 from nodeagent.cli import main
 from nodeagent.inventory import NumaNode
@@ -216,7 +217,8 @@ def test_check_for_an_added_class(host_trees, classes_file: Path) -> None:
     ok = run("--root", root, "check", "--workload-classes", str(classes_file), "--for", "gpu-4", "-o", "json")
     assert ok.exit_code == 0, ok.output
     data = json.loads(ok.output)
-    assert data["readiness"] == {"gpu-4": {"workload": "gpu-4", "ready": True, "reasons": [], "notes": []}}
+    assert data["readiness"] == {"gpu-4": {"workload": "gpu-4", "ready": True, "reasons": [], "notes": [],
+                                           "blocked_by": []}}
     short = run("--root", root, "check", "--workload-classes", str(classes_file), "--for", "gpu-8")
     assert short.exit_code == 1
     assert "Checking readiness for gpu-8 VMs" in short.output
@@ -237,6 +239,25 @@ def test_labels_and_metrics_follow_the_file(host_trees, classes_file: Path) -> N
     assert 'nodeagent_workload_ready{workload="gpu-4"} 1\n' in text
     assert 'nodeagent_workload_ready{workload="gpu-8"} 0\n' in text
     assert 'nodeagent_workload_ready{workload="general"} 1\n' in text
+
+
+def test_metrics_name_the_requirement_that_blocks_each_class(host_trees) -> None:
+    # db-kubelet-defaults has the database recipe's 64 x 1Gi pages and KSM off, and a kubeadm kubelet
+    # configuration that sets no manager policy: database is blocked by the kubelet alone.
+    text = run("--root", str(host_trees("db-kubelet-defaults")), "metrics", "--no-libvirt", "--no-nvml").output
+    met = {(s.labels["workload"], s.labels["requirement"]): s.value
+           for family in text_string_to_metric_families(text) if family.name == "nodeagent_workload_requirement_met"
+           for s in family.samples}
+    assert met[("database", "kubelet")] == 0
+    assert met[("database", "hugepages")] == met[("database", "ksm")] == met[("database", "kvm")] == 1
+    assert met[("general", "kvm")] == 1
+    assert met[("high-density", "ksm")] == 0
+    ready = {s.labels["workload"]: s.value for family in text_string_to_metric_families(text)
+             if family.name == "nodeagent_workload_ready" for s in family.samples}
+    # A class is ready exactly when none of its requirements is unmet.
+    assert ready == {w: float(all(v for (cw, _), v in met.items() if cw == w)) for w in ready}
+    data = json.loads(run("--root", str(host_trees("db-kubelet-defaults")), "check", "-o", "json").output)
+    assert data["readiness"]["database"]["blocked_by"] == ["kubelet"]
 
 
 def test_labels_json_shows_the_kubelet_note_without_blocking(host_trees) -> None:

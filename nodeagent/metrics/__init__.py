@@ -7,7 +7,7 @@ collector   series                                            read at scrape tim
 ==========  ================================================  ===============================
 capacity    nodeagent_numa_*                                  the current Inventory
 node        nodeagent_info, kvm/iommu/ksm/reboot facts        the current Inventory
-checks      nodeagent_check_status, nodeagent_workload_ready  the current Inventory
+checks      nodeagent_check_status, nodeagent_workload_*      the current Inventory
 gpu         nodeagent_gpu_* from sysfs                        the current Inventory
 nvml        nodeagent_gpu_* from NVML                         NVML (live host only)
 vm          nodeagent_vm_*, nodeagent_gpu_assigned            libvirt, /proc (live host only)

@@ -65,7 +65,8 @@ class NodeFactsCollector(InventoryCollector):
 
 
 class ChecksCollector(InventoryCollector):
-    """``nodeagent_check_status`` and ``nodeagent_workload_ready``, computed once per Inventory and table.
+    """``nodeagent_check_status``, ``nodeagent_workload_ready`` and ``nodeagent_workload_requirement_met``,
+    computed once per Inventory and table.
 
     ``workloads`` returns the workload classes in force (the daemon's change with the node's profile);
     None: the default classes.
@@ -104,3 +105,12 @@ class ChecksCollector(InventoryCollector):
         for name, state in ready.items():
             workload.add_metric([name], 1.0 if state.ready else 0.0)
         yield workload
+        met = GaugeMetricFamily("nodeagent_workload_requirement_met",
+                                "1 when the host meets this requirement of the workload class, 0 when it "
+                                "blocks the class (the reasons: 'nodeagent check --for WORKLOAD').",
+                                labels=["workload", "requirement"])
+        for cls in self._table.classes:
+            blocked = ready[cls.name].blocked_by
+            for requirement in cls.requirements:
+                met.add_metric([cls.name, requirement.kind], 0.0 if requirement.kind in blocked else 1.0)
+        yield met

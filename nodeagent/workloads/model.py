@@ -82,10 +82,12 @@ class Readiness(Plain):
 
     ``reasons``: why it is not ready (empty when ready), each naming the shortfall. ``notes``: what could
     not be judged and did not block (ready may still be true), e.g. the kubelet's managers on a host with
-    no kubelet configuration yet.
+    no kubelet configuration yet. ``blocked_by``: the requirement kinds (keys under ``requires``) that are not
+    met, what ``nodeagent_workload_requirement_met`` exports.
     """
 
     workload: str
     ready: bool
     reasons: list[str]
     notes: list[str] = field(default_factory=list)
+    blocked_by: list[str] = field(default_factory=list)  # the requirement kinds not met ("kubelet", "gpus")

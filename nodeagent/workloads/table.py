@@ -82,11 +82,15 @@ class WorkloadTable:
 def judge(inv: Inventory, cls: WorkloadClass) -> Readiness:
     reasons: list[str] = []
     notes: list[str] = []
+    blocked_by: list[str] = []
     for requirement in cls.requirements:
         kind = KINDS[requirement.kind]
-        reasons += kind.shortfalls(inv, requirement.value)
+        shortfalls = kind.shortfalls(inv, requirement.value)
+        if shortfalls:
+            reasons += shortfalls
+            blocked_by.append(requirement.kind)
         notes += kind.notes(inv, requirement.value)
-    return Readiness(cls.name, not reasons, reasons, notes)
+    return Readiness(cls.name, not reasons, reasons, notes, blocked_by)
 
 
 def class_name_error(name: object) -> str | None:

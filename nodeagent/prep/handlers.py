@@ -135,12 +135,12 @@ def file_apply(host: Host, change: Change, state: RunState) -> None:
     put_file(host, change.path, change.detail.get("content"))
 
 
-def put_file(host: Host, path: str, content: str | None) -> None:
-    """Write ``content`` whole (None: remove the file), then read it back."""
+def put_file(host: Host, path: str, content: str | None, mode: int = 0o644) -> None:
+    """Write ``content`` whole with ``mode`` (None: remove the file), then read it back."""
     if content is None:
         host.remove(path)
     else:
-        host.write_file(path, content)
+        host.write_file(path, content, mode)
     if not host.dry_run and host.read_text(path) != content:
         raise VerifyError(f"{path}: content differs from what was written")
 

@@ -32,7 +32,7 @@ from nodeagent.host import Host
 from nodeagent.owned import KUBELET_STATE_PENDING_PATH
 from nodeagent.parse import format_cpulist, parse_cpulist
 from nodeagent.prep.context import PlanContext
-from nodeagent.prep.handlers import FILE, Handler, RunState, UnreadableError, VerifyError, why_unreadable
+from nodeagent.prep.handlers import FILE, Handler, RunState, file_before, put_file
 from nodeagent.prep.kubeletconfig import (
     CPU_STATE,
     MEMORY_STATE,
@@ -358,24 +358,6 @@ def _shown(key: str, value: Any) -> str:
 # --- handlers ------------------------------------------------------------------------------------------
 
 
-def _before(host: Host, change: Change) -> Any:
-    """The file's text (None: absent); a file present but unreadable is never changed."""
-    assert change.path is not None
-    text = host.read_text(change.path)
-    if text is None and (host.exists(change.path) or host.is_denied(change.path)):
-        raise UnreadableError(change.path, why_unreadable(host, change.path) or "cannot read the current file")
-    return text
-
-
-def _put(host: Host, path: str, content: str | None, mode: int) -> None:
-    if content is None:
-        host.remove(path)
-    else:
-        host.write_file(path, content, mode)
-    if not host.dry_run and host.read_text(path) != content:
-        raise VerifyError(f"{path}: content differs from what was written")
-
-
 def _mode(detail: dict[str, Any], default: int = 0o644) -> int:
     restore = detail.get("restore")
     mode = restore.get("mode") if isinstance(restore, dict) else None
@@ -384,13 +366,13 @@ def _mode(detail: dict[str, Any], default: int = 0o644) -> int:
 
 def config_apply(host: Host, change: Change, state: RunState) -> None:
     assert change.path is not None
-    _put(host, change.path, change.detail.get("content"), _mode(change.detail))
+    put_file(host, change.path, change.detail.get("content"), _mode(change.detail))
 
 
 def config_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
     assert path is not None
     if host.read_text(path) != old:
-        _put(host, path, old, _mode(detail))
+        put_file(host, path, old, _mode(detail))
 
 
 def _refuse_if_running(host: Host, what: str) -> None:
@@ -405,7 +387,7 @@ def _refuse_if_running(host: Host, what: str) -> None:
 def state_apply(host: Host, change: Change, state: RunState) -> None:
     assert change.path is not None
     _refuse_if_running(host, f"{change.path} is removed")
-    _put(host, change.path, None, 0)
+    put_file(host, change.path, None, 0)
 
 
 def state_restore(host: Host, path: str | None, target: str, old: Any, detail: dict[str, Any]) -> None:
@@ -413,11 +395,11 @@ def state_restore(host: Host, path: str | None, target: str, old: Any, detail: d
     if old is None or host.read_text(path) == old:
         return
     _refuse_if_running(host, f"{path} is put back")
-    _put(host, path, old, _mode(detail))
+    put_file(host, path, old, _mode(detail))
 
 
-KUBELET_FILE = Handler(_before, config_apply, config_restore)
-KUBELET_STATE = Handler(_before, state_apply, state_restore)
+KUBELET_FILE = Handler(file_before, config_apply, config_restore)
+KUBELET_STATE = Handler(file_before, state_apply, state_restore)
 
 SPEC = SubsystemSpec(Subsystem.KUBELET, plan=plan_kubelet,
                      handlers={Action.KUBELET_FILE: KUBELET_FILE, Action.KUBELET_STATE: KUBELET_STATE,

@@ -58,11 +58,10 @@ class Reconciler:
         self.inventory: Inventory | None = None
         self.last_selection_key: SelectionKey | None = None
         self._reported_conflict: tuple[str, ...] = ()
-        self._label_error: str | None = None
+        self._reported_errors: dict[str, str | None] = {}  # Event reason -> the last message reported
         # the --workload-classes file's table; the classes in force add the selected profile's
         self.workloads_base = workloads_base or default_table()
         self.workloads = self.workloads_base
-        self._classes_error: str | None = None
 
     # --- inventory ---------------------------------------------------------------------------
 
@@ -87,14 +86,17 @@ class Reconciler:
         try:
             table = table_for(self.workloads_base, loaded.profile if loaded is not None else None)
         except WorkloadClassesError as exc:
-            message = f"{exc}; the profile's workload classes are not used"
-            if message != self._classes_error:
-                self._classes_error = message
-                log.error("%s", message)
-                self.notify("WorkloadClassesInvalid", message)
+            self._report_once("WorkloadClassesInvalid", f"{exc}; the profile's workload classes are not used")
             return self.workloads_base
-        self._classes_error = None
+        self._report_once("WorkloadClassesInvalid", None)
         return table
+
+    def _report_once(self, reason: str, message: str | None) -> None:
+        """Log ``message`` and send it as an Event once, until it changes; None: the problem has cleared."""
+        if message is not None and message != self._reported_errors.get(reason):
+            log.error("%s", message)
+            self.notify(reason, message)
+        self._reported_errors[reason] = message
 
     # --- the Node ----------------------------------------------------------------------------
 
@@ -175,13 +177,10 @@ class Reconciler:
         try:
             self.publisher.update(inventory, loaded.profile if loaded is not None else None, self.workloads)
         except LabelError as exc:
-            message = f"profile {loaded.name if loaded else '-'}: {exc}; the previous labels stay published"
-            if message != self._label_error:
-                self._label_error = message
-                log.error("%s", message)
-                self.notify("ProfileLabelsInvalid", message)
+            self._report_once("ProfileLabelsInvalid",
+                              f"profile {loaded.name if loaded else '-'}: {exc}; the previous labels stay published")
             return
-        self._label_error = None
+        self._report_once("ProfileLabelsInvalid", None)
 
     def _note_selection(self, selection: Selection) -> None:
         loaded = selection.profile

@@ -25,11 +25,11 @@ LAYERS: list[tuple[str, ...]] = [
     # and drop-in format, read by discovery and written by prep), and general utilities: the HTTP server
     # metrics and health both serve through, the back-off policy publisher and daemon both retry with, and
     # the redaction of credentials in host files' text (capture uses it), the strict YAML reader of the
-    # documents operators write (profiles, workload classes), the Host's openat2 opener under --root and
-    # the fast indented JSON writer.
+    # documents operators write (profiles, workload classes), the Host's openat2 opener under --root,
+    # the fast indented JSON writer and the import of a library's submodules without its package __init__.
     ("nodeagent", "nodeagent.value", "nodeagent.parse", "nodeagent.contract", "nodeagent.kubenames",
      "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver", "nodeagent.backoff", "nodeagent.redact",
-     "nodeagent.yamldoc", "nodeagent.inroot", "nodeagent.jsontext"),
+     "nodeagent.yamldoc", "nodeagent.inroot", "nodeagent.jsontext", "nodeagent.lazypkg"),
     # The facts' data model: what discovery fills in and everything above reads.
     ("nodeagent.inventory",),
     # Reading facts: the Inventory from sysfs/procfs, live sources (libvirt, NVML, /proc/<pid>), and the

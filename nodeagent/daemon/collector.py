@@ -23,9 +23,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from nodeagent.daemon.status import DaemonStatus, PrepStatus
+from nodeagent.metrics.prom import CounterMetricFamily, GaugeMetricFamily, Metric
 
 
 class DaemonCollector:

@@ -1,4 +1,4 @@
-"""Prometheus metrics: the only package that imports prometheus_client.
+"""Prometheus metrics: the only package that imports prometheus_client (through :mod:`.prom`).
 
 :func:`~nodeagent.metrics.build.build_metrics` assembles the standard collector set for a node:
 

@@ -25,11 +25,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector as _PromCollector
-
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.exposition import has_samples
+from nodeagent.metrics.prom import Collector as _PromCollector
+from nodeagent.metrics.prom import GaugeMetricFamily, Metric
 
 log = logging.getLogger(__name__)
 

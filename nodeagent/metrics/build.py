@@ -6,10 +6,6 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import CollectorRegistry
-
 from nodeagent.host import Host
 from nodeagent.metrics.base import InventoryProvider, NodeCollector, Supervisor
 from nodeagent.metrics.capacity import CapacityCollector
@@ -18,6 +14,7 @@ from nodeagent.metrics.exposition import TextRenderer
 from nodeagent.metrics.gpu import GpuSysfsCollector, NvmlCollector
 from nodeagent.metrics.node import ChecksCollector, NodeFactsCollector, WorkloadsProvider
 from nodeagent.metrics.placement import PlacementReader
+from nodeagent.metrics.prom import CollectorRegistry, ProcessCollector, choose_encoder
 from nodeagent.metrics.vgpu import VgpuCollector
 from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import LibvirtPool, LibvirtSource

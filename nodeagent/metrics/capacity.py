@@ -10,11 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector
 from nodeagent.metrics.label_values import driver_label, numa_label
+from nodeagent.metrics.prom import GaugeMetricFamily, Metric
 
 
 class CapacityCollector(InventoryCollector):

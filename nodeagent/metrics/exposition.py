@@ -21,9 +21,7 @@ import math
 import threading
 from collections.abc import Iterable, Iterator
 
-from prometheus_client import generate_latest
-from prometheus_client.metrics_core import Metric
-from prometheus_client.samples import Sample
+from nodeagent.metrics.prom import Metric, Sample, generate_latest, text_string_to_metric_families
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -81,8 +79,6 @@ class TextFamily(Metric):
 
     @property
     def samples(self) -> list[Sample]:  # type: ignore[override]
-        from prometheus_client.parser import text_string_to_metric_families
-
         return [sample for family in text_string_to_metric_families(self.text()) for sample in family.samples]
 
 

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector, InventoryProvider
 from nodeagent.metrics.label_values import driver_label, numa_label, optional_label, pci_bus_id
+from nodeagent.metrics.prom import CounterMetricFamily, GaugeMetricFamily, Metric
 from nodeagent.sources.nvml_source import NvmlSource
 
 NVML_DRIVERS = frozenset({"nvidia"})  # host drivers NVML can read

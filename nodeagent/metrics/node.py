@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-
 from nodeagent import __version__
 from nodeagent.checks import STATUSES, run_checks
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector, InventoryProvider
+from nodeagent.metrics.prom import GaugeMetricFamily, Metric
 from nodeagent.workloads import WorkloadTable, default_table
 
 WorkloadsProvider = Callable[[], WorkloadTable]

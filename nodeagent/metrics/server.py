@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import CollectorRegistry
-
 from nodeagent.httpserver import HttpServer, Request, Response, parse_listen
+from nodeagent.metrics.prom import CollectorRegistry, choose_encoder
 
 __all__ = ["Exposition", "MetricsServer", "Request", "Response", "parse_listen", "registry_exposition"]
 

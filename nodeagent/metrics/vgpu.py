@@ -11,11 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
-
 from nodeagent.inventory import Inventory
 from nodeagent.metrics.base import InventoryCollector
 from nodeagent.metrics.label_values import optional_label, pci_bus_id
+from nodeagent.metrics.prom import GaugeMetricFamily, Metric
 from nodeagent.vgpupool import inventory_pools
 
 GPU = ["pci_address", "pci_bus_id"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
+import socketserver
 import sys
 import threading
 from collections.abc import Callable
@@ -72,6 +73,15 @@ class _Server(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.routes = routes
         super().__init__(address, handler)
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's ``socket.getfqdn`` of the address: a reverse DNS lookup at start-up
+        (of the node's own name for ``:PORT``), and the IDNA codec's tables resident for good, all for
+        ``server_name``, which only CGI handlers read."""
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
     def handle_error(self, request: object, client_address: object) -> None:
         """A failed connection, logged through ``logging`` (socketserver prints a traceback to stderr).

@@ -89,6 +89,30 @@ def _parent(head: str) -> str:
     return head[:head.rfind("/")] or "/"
 
 
+def _live_realpath(path: str) -> str | None:
+    """Where ``path`` of this machine leads, or None when it does not exist.
+
+    An ``O_PATH`` open and its ``/proc/self/fd`` link: three system calls, where ``os.path.realpath``
+    takes an ``lstat`` for every component (a NIC's ``device`` link leads some ten deep).
+    """
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        fd = -1
+    real = None
+    if fd >= 0:
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            real = None  # no /proc
+        finally:
+            os.close(fd)
+    if real is None or not real.startswith("/") or real.endswith(" (deleted)"):
+        # The library's walk: no /proc, or a dangling link (which it resolves as far as it leads).
+        real = os.path.realpath(path) if os.path.lexists(path) else None
+    return real
+
+
 def _is_regular(fd: int) -> bool:
     try:
         return stat.S_ISREG(os.fstat(fd).st_mode)
@@ -230,6 +254,24 @@ class Host:
         finally:
             stack.remove(record)
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, on this thread, each host file is read from the kernel once.
+
+        A later read of a path already read returns the first read's bytes, and a later listing
+        of a directory the first listing: a discovery and the plan made from it see one consistent
+        host, and the plan does not read again what discovery read (the kubelet's configuration,
+        ``/proc``). Only what was read is kept, not absences or refusals; a write through the Host
+        (:meth:`forget_paths`) empties it. Blocks nest (the outer one's reads are kept).
+        """
+        outer = getattr(self._local, "memo", None)
+        # (path, cap, refuse_over) → bytes for files, path → entries for directories
+        self._local.memo = {} if outer is None else outer
+        try:
+            yield
+        finally:
+            self._local.memo = outer
+
     def _records(self) -> list[HostRecord]:
         return getattr(self._local, "records", None) or []
 
@@ -288,9 +330,13 @@ class Host:
         return self._real(self._resolve(clean, False, [_MAX_SYMLINKS]))
 
     def forget_paths(self) -> None:
-        """Drop cached symlink resolutions (after writes, or before a fresh discovery)."""
+        """Drop cached symlink resolutions and this thread's :meth:`snapshot` reads (after writes,
+        or before a fresh discovery)."""
         self._dir_cache.clear()
         self._real_dirs.clear()
+        memo = getattr(self._local, "memo", None)
+        if memo:
+            memo.clear()
 
     # Resolution under a root other than "/" follows links as ``chroot`` would, one component at
     # a time, and caches every directory (and followed path) it resolves: a new one costs one
@@ -314,11 +360,23 @@ class Host:
         return self._step(head, path[cut + 1:], follow_last, budget)
 
     def _dir(self, path: str, budget: list[int]) -> str:
-        """``_resolve`` with the last component followed (a directory, or any followed path), cached."""
+        """``_resolve`` with the last component followed (a directory, or any followed path), cached.
+
+        A path whose parent is not resolved yet either (``/sys/class/net/X``, whose link leads five
+        new directories deep) is asked of the kernel first: three system calls at any depth, where
+        the walk takes one or two per new component.
+        """
         resolved = self._dir_cache.get(path)
         if resolved is None:
-            resolved = self._resolve(path, True, budget)
-            self._dir_cache[path] = resolved
+            cut = path.rfind("/")
+            if cut > 0 and path[:cut] not in self._dir_cache and "/.." not in path:
+                try:
+                    resolved = self._resolved_by_kernel(path)  # cached by it
+                except OSError:
+                    resolved = None  # absent: the walk answers as it always has
+            if resolved is None:
+                resolved = self._resolve(path, True, budget)
+                self._dir_cache[path] = resolved
         return resolved
 
     def _step(self, head: str, name: str, follow: bool, budget: list[int]) -> str:
@@ -372,6 +430,18 @@ class Host:
         return self._read(path, limit, refuse_over=False)
 
     def _read(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
+        memo = getattr(self._local, "memo", None)
+        if memo is None:
+            return self._read_file(path, cap, refuse_over=refuse_over)
+        key = (path, cap, refuse_over)
+        data = memo.get(key)
+        if data is None:
+            data = self._read_file(path, cap, refuse_over=refuse_over)
+            if data is not None:
+                memo[key] = data
+        return data
+
+    def _read_file(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
         """``open``/``read``/``close``: three system calls for an attribute whose directory is known.
 
         Opened non-blocking so that a FIFO or a device cannot hang discovery; a read that comes back
@@ -582,6 +652,11 @@ class Host:
 
     def listdir(self, path: str) -> list[str]:
         """Sorted entries of a directory; empty when it is absent."""
+        memo = getattr(self._local, "memo", None)
+        if memo is not None:
+            listed = memo.get(path)
+            if listed is not None:
+                return list(listed)
         self._count_read()
         try:
             entries = sorted(self._list(path))
@@ -589,6 +664,8 @@ class Host:
             self._note_denied(path, exc)
             return []
         self._traced("dir", path, entries)
+        if memo is not None:
+            memo[path] = tuple(entries)
         return entries
 
     def _list(self, path: str) -> list[str]:
@@ -614,8 +691,7 @@ class Host:
         """The host path ``path`` resolves to, inside the root; None when it does not exist."""
         self._traced("probe", path)
         if self.root == "/":
-            real = self.fs_path(path)
-            return self.host_path(os.path.realpath(real)) if os.path.lexists(real) else None
+            return _live_realpath(self.fs_path(path))
         if not path.startswith("/"):
             raise HostError(f"host paths are absolute, got {path!r}")
         clean = _clean(path)

@@ -51,23 +51,24 @@ def _prepare(ctx: click.Context, profile_path: str, *, dry_run: bool, force: boo
 
     cli: CliContext = ctx.obj
     host = cli.host(dry_run=dry_run)
-    inventory = discover(host)
-    try:
-        profile = load_profile(profile_path, inventory)
-    except ProfileError as exc:
-        click.echo(f"invalid profile: {profile_path}", err=True)
-        for line in exc.errors:
-            click.echo(f"  {line}", err=True)
-        click.echo("nothing was written", err=True)
-        ctx.exit(invalid_exit)
-    annotations, error = (None, None)
-    if profile.ksm is not None:
-        annotations, error = node_annotations(node_name or os.environ.get("NODE_NAME") or inventory.hostname)
-    options = PrepOptions(force=force, allow_partial=allow_partial, boot=boot, profile_path=profile_path,
-                          allocation_timeout_s=timeout)
-    pctx = plan_for_host(host, inventory, profile, options=options, annotations=annotations,
-                         annotations_error=error)
-    return host, pctx, build_plan(pctx)
+    with host.snapshot():  # the plan reads the host files discovery read from discovery's reading
+        inventory = discover(host)
+        try:
+            profile = load_profile(profile_path, inventory)
+        except ProfileError as exc:
+            click.echo(f"invalid profile: {profile_path}", err=True)
+            for line in exc.errors:
+                click.echo(f"  {line}", err=True)
+            click.echo("nothing was written", err=True)
+            ctx.exit(invalid_exit)
+        annotations, error = (None, None)
+        if profile.ksm is not None:
+            annotations, error = node_annotations(node_name or os.environ.get("NODE_NAME") or inventory.hostname)
+        options = PrepOptions(force=force, allow_partial=allow_partial, boot=boot, profile_path=profile_path,
+                              allocation_timeout_s=timeout)
+        pctx = plan_for_host(host, inventory, profile, options=options, annotations=annotations,
+                             annotations_error=error)
+        return host, pctx, build_plan(pctx)
 
 
 _profile_option = profile_option(required=True, help="The NodeProfile YAML (docs/profile.md).")

@@ -95,7 +95,8 @@ class PrepRunner:
                 # Under the lock: the host as it is now (another apply may have finished meanwhile).
                 from nodeagent.discover import discover
 
-                outcome, planned = self._plan(loaded, discover(self.host), annotations)
+                with self.host.snapshot():  # discovery's reading serves the plan too
+                    outcome, planned = self._plan(loaded, discover(self.host), annotations)
                 if outcome is not None:
                     return outcome
                 return self._apply(loaded, planned)

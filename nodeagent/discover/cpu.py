@@ -30,8 +30,30 @@ def _virtualization(flags: list[str]) -> str | None:
     return next((f for f in ("vmx", "svm", "sie") if f in flags), None)
 
 
+CPUINFO = "/proc/cpuinfo"
+CPUINFO_HEAD = 16 << 10  # a few x86 blocks (~2.5 KiB each with today's flag lists)
+
+
+def read_cpuinfo(host: Host) -> str:
+    """/proc/cpuinfo, or on x86 only its first processor's block.
+
+    x86 prints the same lines for every CPU (show_cpuinfo()), and nodeagent takes each key's first
+    value, so the first block says all it uses. The kernel builds cpuinfo a record at a time as it
+    is read: stopping after the first few spares generating and parsing the rest, 2 MiB on a
+    1024-CPU host. Other architectures put facts in a header or trailer (s390x, POWER) or differ
+    per CPU (arm64 big.LITTLE), and are read whole; so is a first block longer than the head.
+    """
+    head = (host.read_bytes(CPUINFO, CPUINFO_HEAD) or b"").decode("utf-8", errors="replace")
+    if len(head) < CPUINFO_HEAD:
+        return head  # the whole file
+    end = head.find("\n\n")
+    if end > 0 and architecture(first_values(head[:end])) == "x86_64":
+        return head[:end + 1]
+    return host.read_text(CPUINFO) or ""
+
+
 def discover_cpu(host: Host, cmdline: str) -> CpuInfo:
-    text = host.read_text("/proc/cpuinfo") or ""
+    text = read_cpuinfo(host)
     info = first_values(text)
     blocks = parse_cpuinfo(text) if architecture(info) in PER_BLOCK_ARCHITECTURES else []
     identity = identify(blocks, info)
@@ -115,6 +137,10 @@ def _cores_per_socket(sockets: int, cores: int, threads: int, cpus: int, per_pac
 def _topology(host: Host, online: list[int]) -> tuple[dict[int, list[int]], list[list[int]]]:
     """Socket → CPUs and the thread-sibling groups, reading each physical core once.
 
+    A package's ``physical_package_id`` and ``package_cpus_list`` (``core_siblings_list`` before
+    5.x) are read once, at its first core: the list names the package of every other core in it,
+    so a 1024-CPU host reads 16 package files instead of one per core.
+
     POWER LPARs print ``physical_package_id`` -1 (no socket exposed): their packages are then the
     distinct ``core_siblings_list`` groups, numbered in CPU order, as lscpu counts them.
     """
@@ -123,6 +149,7 @@ def _topology(host: Host, online: list[int]) -> tuple[dict[int, list[int]], list
     seen: set[int] = set()
     online_set = set(online)
     anonymous: dict[tuple[int, ...], int] = {}
+    package_of: dict[int, int] = {}  # CPU → package, from the package_cpus_list of a package already read
     for cpu in online:
         if cpu in seen:
             continue
@@ -131,11 +158,17 @@ def _topology(host: Host, online: list[int]) -> tuple[dict[int, list[int]], list
         if group is None:
             group = host.read_cpulist(f"{base}/thread_siblings_list") or [cpu]
         group = [c for c in group if c in online_set] or [cpu]
-        package = host.read_int(f"{base}/physical_package_id")
-        if package is None or package < 0:
-            siblings = host.read_cpulist(f"{base}/core_siblings_list") if package is not None else None
-            key = tuple(siblings) if siblings else ()
-            package = anonymous.setdefault(key, len(anonymous))
+        package = package_of.get(cpu)
+        if package is None:
+            package = host.read_int(f"{base}/physical_package_id")
+            if package is None or package < 0:
+                siblings = host.read_cpulist(f"{base}/core_siblings_list") if package is not None else None
+                key = tuple(siblings) if siblings else ()
+                package = anonymous.setdefault(key, len(anonymous))
+            else:
+                members = (host.read_cpulist(f"{base}/package_cpus_list")
+                           or host.read_cpulist(f"{base}/core_siblings_list") or ())
+                package_of.update(dict.fromkeys(members, package))
         groups.append(group)
         seen.update(group)
         packages.setdefault(package, []).extend(group)
@@ -149,6 +182,13 @@ def read_cpufreq_policies(host: Host, online: list[int]) -> list[CpufreqPolicy]:
     per-CPU ``cpuN/cpufreq/`` directories, where the first CPU's ``affected_cpus`` answers for the
     others. ``affected_cpus`` is space-separated ("0 1 2 3"), not a cpulist. The offered governors
     are the driver's and the same on every policy, so they are read once.
+
+    ``policyN`` is named after the CPU it was created for, which belongs to it, and each CPU belongs
+    to one policy (cpufreq_online()). So when every online CPU has a ``policyN`` of its own (one
+    policy per CPU: intel_pstate, amd-pstate, most of x86), no online CPU can be another policy's,
+    and each such policy's ``affected_cpus`` is its own CPU alone: it is not read (1024 reads on a
+    1024-CPU host). Policies of an offline CPU, and every policy of a driver that groups CPUs (arm64
+    clusters: ``policy0`` for CPUs 0-3), are read.
     """
     names = [e for e in host.listdir(CPUFREQ_DIR) if e.startswith("policy") and e[6:].isdigit()]
     names.sort(key=lambda e: int(e[6:]))
@@ -158,10 +198,15 @@ def read_cpufreq_policies(host: Host, online: list[int]) -> list[CpufreqPolicy]:
         dirs = [(f"cpu{cpu}", f"{CPU_DIR}/cpu{cpu}/cpufreq") for cpu in online]
     available: list[str] | None = None
     policies: list[CpufreqPolicy] = []
+    online_set = set(online)
+    owners_alone = bool(names) and online_set <= {int(name[6:]) for name in names}
     for name, path in dirs:
         if name.startswith("cpu") and int(name[3:]) in covered:
             continue
-        cpus = _policy_cpus(host, path)
+        if owners_alone and int(name[6:]) in online_set:
+            cpus: list[int] | None = [int(name[6:])]
+        else:
+            cpus = _policy_cpus(host, path)
         if cpus is None:
             continue
         covered.update(cpus)

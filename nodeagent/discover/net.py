@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import Any
 
 from nodeagent.host import Host
 from nodeagent.inventory import Nic
@@ -51,8 +52,15 @@ def _sysfs_link_up(operstate: str | None) -> bool | None:
 
 
 def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
-    nics: list[Nic] = []
+    """Every NIC with a device behind it.
+
+    Only an SR-IOV physical function has ``sriov_*`` files and ``virtfnN`` links, and only a VF a
+    ``physfn`` link (drivers/pci/iov.c; a VF never has SR-IOV of its own), so each function reads
+    its own kind's files; a VF whose PF was listed takes its ``physfn`` from the PF's ``virtfnN``.
+    """
+    found: list[dict[str, Any]] = []  # each NIC's fields; physfn is filled in at the end
     links: dict[str, bool] | None = None
+    pf_of: dict[str, str] = {}  # VF address → its PF's, from the PFs' virtfnN links
     for name in host.listdir(NET_DIR):
         base = f"{NET_DIR}/{name}"
         device = f"{base}/device"
@@ -63,15 +71,17 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
             links = _link_states(host) if netlink else {}
         address = _pci_address(real)
         pci = f"/sys/bus/pci/devices/{address}" if address else device
-        total_vfs = host.read_int(f"{pci}/sriov_totalvfs")
-        # virtfnN links sit beside sriov_totalvfs: both exist only on an SR-IOV physical function
-        # (drivers/pci/iov.c), so a VF or a plain NIC is not listed (a 1024-CPU host has 372 VFs).
-        vfs = [] if total_vfs is None else [
-            host.link_name(f"{pci}/{e}") or "" for e in host.listdir(pci) if e.startswith("virtfn")]
+        # A VF of a PF listed before it has no SR-IOV of its own: nothing to read.
+        total_vfs = None if address in pf_of else host.read_int(f"{pci}/sriov_totalvfs")
+        vfs: list[str] = []
+        if total_vfs is not None:  # a PF (a 1024-CPU host's 372 VFs are not)
+            vfs = sorted(v for v in (host.link_name(f"{pci}/{e}") for e in host.listdir(pci)
+                                     if e.startswith("virtfn")) if v)
+            pf_of.update(dict.fromkeys(vfs, address or ""))
         numa = host.read_int(f"{pci}/numa_node")
         speed = host.read_int(f"{base}/speed")
         operstate = host.read_str(f"{base}/operstate")
-        nics.append(Nic(
+        found.append(dict(
             name=name,
             address=address,
             driver=host.link_name(f"{device}/driver"),
@@ -81,9 +91,18 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
             speed_mbps=None if speed is None or speed < 0 else speed,
             mtu=host.read_int(f"{base}/mtu"),
             sriov_totalvfs=total_vfs,
-            sriov_numvfs=host.read_int(f"{pci}/sriov_numvfs"),
-            vfs=sorted(v for v in vfs if v),
-            physfn=host.link_name(f"{pci}/physfn"),
+            sriov_numvfs=None if total_vfs is None else host.read_int(f"{pci}/sriov_numvfs"),
+            vfs=vfs,
             link_up=links.get(name, _sysfs_link_up(operstate)),
+            pci=pci,
         ))
+    nics: list[Nic] = []
+    for fields in found:
+        pci, address = fields.pop("pci"), fields["address"]
+        if fields["sriov_totalvfs"] is not None:
+            physfn = None
+        else:
+            physfn = pf_of.get(address) if address else None
+            physfn = physfn or host.link_name(f"{pci}/physfn")
+        nics.append(Nic(physfn=physfn, **fields))
     return nics

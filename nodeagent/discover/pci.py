@@ -2,7 +2,8 @@
 AER; NVSwitches.
 
 The fixture path works from sysfs alone. Every device's ``class`` is read once to find the GPUs;
-the rest is read only for GPUs and the members of their IOMMU groups.
+the rest is read only for GPUs and the members of their IOMMU groups, each file once
+(:class:`FunctionIds`).
 """
 
 from __future__ import annotations
@@ -65,8 +66,35 @@ def member_kind(class_code: str | None, vendor_id: str | None) -> str:
 
 
 def _hex_id(host: Host, path: str) -> str | None:
-    value = host.read_str(path)
+    return _hex(host.read_str(path))
+
+
+def _hex(value: str | None) -> str | None:
     return value[2:].lower() if value and value.startswith("0x") else value
+
+
+class FunctionIds:
+    """The ``class``, ``vendor`` and ``device`` of PCI functions, each read once per discovery.
+
+    Several readers want them of the same function: the scan for GPUs, each GPU's own record, and
+    the IOMMU group members (where the GPU is a member of its own group).
+    """
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._read: dict[tuple[str, str], str | None] = {}
+
+    def get(self, address: str, name: str) -> str | None:
+        key = (address, name)
+        try:
+            return self._read[key]
+        except KeyError:
+            value = self._read[key] = self.host.read_str(f"{PCI_DEVICES}/{address}/{name}")
+            return value
+
+    def hex(self, address: str, name: str) -> str | None:
+        """A ``0x10de``-style id without its prefix, in lower case."""
+        return _hex(self.get(address, name))
 
 
 def _link_speed(host: Host, path: str) -> float | None:
@@ -111,22 +139,23 @@ def iommu_group_of(host: Host, device: str) -> int | None:
     return int(name) if name and name.isdigit() else None
 
 
-def read_member(host: Host, address: str) -> IommuGroupMember:
-    device = f"{PCI_DEVICES}/{address}"
-    class_code = host.read_str(f"{device}/class")
-    vendor = _hex_id(host, f"{device}/vendor")
+def read_member(host: Host, address: str, ids: FunctionIds | None = None) -> IommuGroupMember:
+    ids = ids or FunctionIds(host)
+    class_code = ids.get(address, "class")
+    vendor = ids.hex(address, "vendor")
     return IommuGroupMember(
         address=address,
         vendor_id=vendor,
-        device_id=_hex_id(host, f"{device}/device"),
+        device_id=ids.hex(address, "device"),
         class_code=class_code,
         kind=member_kind(class_code, vendor),
-        driver=host.link_name(f"{device}/driver"),
+        driver=host.link_name(f"{PCI_DEVICES}/{address}/driver"),
     )
 
 
-def group_members(host: Host, group: int) -> list[IommuGroupMember]:
-    return [read_member(host, a) for a in host.listdir(f"/sys/kernel/iommu_groups/{group}/devices")]
+def group_members(host: Host, group: int, ids: FunctionIds | None = None) -> list[IommuGroupMember]:
+    ids = ids or FunctionIds(host)
+    return [read_member(host, a, ids) for a in host.listdir(f"/sys/kernel/iommu_groups/{group}/devices")]
 
 
 def passthrough_blockers(driver: str | None, iommu_enabled: bool, group: int | None,
@@ -160,37 +189,38 @@ def _optional_int(host: Host, path: str) -> int | None:
 def discover_pci(host: Host, iommu_enabled: bool) -> tuple[list[Gpu], list[NvSwitch], int]:
     """(GPUs, NVSwitches, number of PCI functions)."""
     addresses = host.listdir(PCI_DEVICES)
+    ids = FunctionIds(host)
     gpus_at: list[tuple[str, str]] = []
     nvswitches_at: list[str] = []
     for address in addresses:
-        class_code = host.read_str(f"{PCI_DEVICES}/{address}/class") or ""
+        class_code = ids.get(address, "class") or ""
         if class_code.startswith(GPU_CLASS_PREFIXES):
             # An SR-IOV VF of a GPU (vGPU: Ampere's mdev parents, vGPU 17's VFs) is not a GPU of its
             # own; it is listed under the inventory's vgpu key (discover.vgpu).
             if host.readlink(f"{PCI_DEVICES}/{address}/physfn") is None:
                 gpus_at.append((address, class_code))
-        elif class_code.startswith("0x0680") and _hex_id(host, f"{PCI_DEVICES}/{address}/vendor") == NVIDIA_VENDOR_ID:
+        elif class_code.startswith("0x0680") and ids.hex(address, "vendor") == NVIDIA_VENDOR_ID:
             nvswitches_at.append(address)
     names = PciIds.from_host(host) if gpus_at or nvswitches_at else PciIds(None)
-    gpus = [_read_gpu(host, address, class_code, names, iommu_enabled) for address, class_code in gpus_at]
-    nvswitches = [_read_nvswitch(host, address, names, iommu_enabled) for address in nvswitches_at]
+    gpus = [_read_gpu(host, address, class_code, names, iommu_enabled, ids=ids) for address, class_code in gpus_at]
+    nvswitches = [_read_nvswitch(host, address, names, iommu_enabled, ids) for address in nvswitches_at]
     return gpus, nvswitches, len(addresses)
 
 
-def _passthrough_facts(host: Host, address: str,
-                       iommu_enabled: bool) -> tuple[str | None, int | None, list[IommuGroupMember], list[str]]:
+def _passthrough_facts(host: Host, address: str, iommu_enabled: bool,
+                       ids: FunctionIds) -> tuple[str | None, int | None, list[IommuGroupMember], list[str]]:
     """A function's driver, IOMMU group, the group's members and what keeps it from passthrough."""
     device = f"{PCI_DEVICES}/{address}"
     driver = host.link_name(f"{device}/driver")
     group = iommu_group_of(host, device)
-    members = group_members(host, group) if group is not None else []
+    members = group_members(host, group, ids) if group is not None else []
     return driver, group, members, passthrough_blockers(driver, iommu_enabled, group, members, address)
 
 
-def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool) -> NvSwitch:
+def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool, ids: FunctionIds) -> NvSwitch:
     device = f"{PCI_DEVICES}/{address}"
-    device_id = _hex_id(host, f"{device}/device") or "unknown"
-    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled)
+    device_id = ids.hex(address, "device") or "unknown"
+    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled, ids)
     return NvSwitch(
         address=address,
         device_id=device_id,
@@ -206,14 +236,15 @@ def _read_nvswitch(host: Host, address: str, names: PciIds, iommu_enabled: bool)
     )
 
 
-def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_enabled: bool) -> Gpu:
+def _read_gpu(host: Host, address: str, class_code: str, names: PciIds, iommu_enabled: bool, *,
+              ids: FunctionIds) -> Gpu:
     device = f"{PCI_DEVICES}/{address}"
-    vendor = _hex_id(host, f"{device}/vendor") or "unknown"
-    device_id = _hex_id(host, f"{device}/device") or "unknown"
+    vendor = ids.hex(address, "vendor") or "unknown"
+    device_id = ids.hex(address, "device") or "unknown"
+    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled, ids)
     subsystem_vendor = _hex_id(host, f"{device}/subsystem_vendor")
     subsystem_device = _hex_id(host, f"{device}/subsystem_device")
     name = names.lookup(vendor, device_id)
-    driver, group, members, blockers = _passthrough_facts(host, address, iommu_enabled)
     return Gpu(
         address=address,
         vendor_id=vendor,

@@ -429,6 +429,22 @@ class Host:
             return self._read(path, BIG_FILES.get(path, READ_CAP), refuse_over=True)
         return self._read(path, limit, refuse_over=False)
 
+    def read_text_until(self, path: str, enough: Callable[[bytes], bool]) -> str | None:
+        """The file's text up to the first read after which ``enough(what was read)`` is true; all
+        of it (as :meth:`read_text`) when that never happens. One open, whatever the answer.
+
+        For procfs files built a record at a time as they are read (/proc/cpuinfo): stopping
+        early spares the kernel generating the rest.
+        """
+        cap = BIG_FILES.get(path, READ_CAP)
+        memo = getattr(self._local, "memo", None)
+        data = memo.get((path, cap, True)) if memo is not None else None
+        if data is None:
+            data = self._read_file(path, cap, refuse_over=True, enough=enough)
+            if memo is not None and data is not None and not enough(data):
+                memo[(path, cap, True)] = data  # the whole file: a later read_text may have it
+        return None if data is None else data.decode("utf-8", errors="replace")
+
     def _read(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
         memo = getattr(self._local, "memo", None)
         if memo is None:
@@ -441,12 +457,14 @@ class Host:
                 memo[key] = data
         return data
 
-    def _read_file(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
+    def _read_file(self, path: str, cap: int, *, refuse_over: bool,
+                   enough: Callable[[bytes], bool] | None = None) -> bytes | None:
         """``open``/``read``/``close``: three system calls for an attribute whose directory is known.
 
         Opened non-blocking so that a FIFO or a device cannot hang discovery; a read that comes back
         empty, would block or fills the cap is checked with ``fstat`` and refused (with a warning)
         unless the file is regular. More than ``cap`` bytes: refused when ``refuse_over``, else cut.
+        ``enough``: stop after the first read that makes it true (:meth:`read_text_until`).
         """
         records = getattr(self._local, "records", None)
         if records:
@@ -462,8 +480,10 @@ class Host:
             size = len(first)
             # A short read is the whole file: a regular file's or a sysfs attribute's (kernfs returns
             # it in one read). procfs multi-record files (cpuinfo) come a page at a time: read on.
-            if not size or size >= _CHUNK or size > cap or (size >= _SEQ_CHUNK and path.startswith("/proc/")):
-                data = self._read_rest(fd, path, cap, refuse_over, first)
+            if enough is not None and size and enough(first):
+                data = first
+            elif not size or size >= _CHUNK or size > cap or (size >= _SEQ_CHUNK and path.startswith("/proc/")):
+                data = self._read_rest(fd, path, cap, refuse_over, first, enough=enough)
             else:
                 data = first
         except BlockingIOError:  # a FIFO with a writer, a terminal: never a regular file
@@ -544,7 +564,8 @@ class Host:
                 raise
         return os.open(self._real(self._step(head, name, True, budget)), _READ_FLAGS | os.O_NOFOLLOW)
 
-    def _read_rest(self, fd: int, path: str, cap: int, refuse_over: bool, data: bytes) -> bytes | None:
+    def _read_rest(self, fd: int, path: str, cap: int, refuse_over: bool, data: bytes, *,
+                   enough: Callable[[bytes], bool] | None = None) -> bytes | None:
         """The slow end of :meth:`_read`: an empty first read, a long file, a cut or a refusal."""
         if not data and not _is_regular(fd):
             self._refuse(fd, path, cap)
@@ -557,6 +578,8 @@ class Host:
                     break
                 chunks.append(chunk)
                 total += len(chunk)
+                if enough is not None and enough(b"".join(chunks)):
+                    break
             data = b"".join(chunks)
         if len(data) <= cap:
             return data

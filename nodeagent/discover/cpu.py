@@ -31,7 +31,12 @@ def _virtualization(flags: list[str]) -> str | None:
 
 
 CPUINFO = "/proc/cpuinfo"
-CPUINFO_HEAD = 16 << 10  # a few x86 blocks (~2.5 KiB each with today's flag lists)
+
+
+def _x86_block_end(text: str) -> int:
+    """Where the first block of an x86 cpuinfo ends (after its blank line); 0 when not there yet."""
+    end = text.find("\n\n")
+    return end + 1 if end >= 0 and architecture(first_values(text[:end])) == "x86_64" else 0
 
 
 def read_cpuinfo(host: Host) -> str:
@@ -39,17 +44,14 @@ def read_cpuinfo(host: Host) -> str:
 
     x86 prints the same lines for every CPU (show_cpuinfo()), and nodeagent takes each key's first
     value, so the first block says all it uses. The kernel builds cpuinfo a record at a time as it
-    is read: stopping after the first few spares generating and parsing the rest, 2 MiB on a
-    1024-CPU host. Other architectures put facts in a header or trailer (s390x, POWER) or differ
-    per CPU (arm64 big.LITTLE), and are read whole; so is a first block longer than the head.
+    is read: stopping after the first spares generating and parsing the rest, 2 MiB on a 1024-CPU
+    host. Other architectures put facts in a header or trailer (s390x, POWER) or differ per CPU
+    (arm64 big.LITTLE), and are read whole.
     """
-    head = (host.read_bytes(CPUINFO, CPUINFO_HEAD) or b"").decode("utf-8", errors="replace")
-    if len(head) < CPUINFO_HEAD:
-        return head  # the whole file
-    end = head.find("\n\n")
-    if end > 0 and architecture(first_values(head[:end])) == "x86_64":
-        return head[:end + 1]
-    return host.read_text(CPUINFO) or ""
+    text = host.read_text_until(
+        CPUINFO, lambda data: _x86_block_end(data.decode("utf-8", errors="replace")) > 0) or ""
+    end = _x86_block_end(text)
+    return text[:end] if end else text
 
 
 def discover_cpu(host: Host, cmdline: str) -> CpuInfo:

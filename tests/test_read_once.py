@@ -216,3 +216,24 @@ def test_live_realpath_is_the_librarys(tmp_path: Path) -> None:
     for path in (tmp_path / "link", tmp_path / "d", tmp_path / "dangling", Path("/proc/self/root")):
         assert host.realpath(str(path)) == os.path.realpath(path), path
     assert host.realpath(str(tmp_path / "absent")) is None
+
+
+def test_a_reconcile_step_reads_each_file_once(host_trees: Callable[[str], Path], tmp_path: Path,
+                                               file_reads: collections.Counter[str]) -> None:
+    """serve's step: discovery, then the plan of the profile that selects the node (a converged or
+    refused plan ends there). The plan is made from discovery's reading."""
+    from nodeagent.daemon.options import ServeOptions
+    from nodeagent.daemon.service import Daemon
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "hpc.yaml").write_text((REPO / "daemonset/profiles/hpc.yaml").read_text())
+    options = ServeOptions(listen="127.0.0.1:0", interval_s=3600, uevents="none", publish=False, libvirt=False,
+                           nvml=False, kubevirt=False, profiles_dir=str(profiles),
+                           node_labels={"nodeagent.io/pool": "hpc"})
+    daemon = Daemon(Host(str(host_trees("intel-2s-8gpu")), dry_run=True), options)
+    daemon.store.reload()
+    assert daemon.reconciler.step("test")
+    assert daemon.status.snapshot().prep_state not in (None, "none")  # the profile was planned
+    assert any(p.startswith("/var/lib/kubelet/") for p in file_reads), "the plan read no kubelet file"
+    assert _repeated(file_reads) == {}

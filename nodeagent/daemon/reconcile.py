@@ -131,7 +131,16 @@ class Reconciler:
     # --- the step ----------------------------------------------------------------------------
 
     def step(self, trigger: str) -> bool:
-        """One pass. Returns False when it had to stop early (the Node not seen yet)."""
+        """One pass. Returns False when it had to stop early (the Node not seen yet).
+
+        The plan reads the host files discovery read from discovery's reading (Host.snapshot): a
+        converged node's step reads each file once. A discovery under the apply lock, or after a
+        write, reads afresh.
+        """
+        with self.host.snapshot():
+            return self._step(trigger)
+
+    def _step(self, trigger: str) -> bool:
         inventory = self.discover()
         node = None
         if self.publisher is not None:

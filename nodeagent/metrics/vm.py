@@ -19,7 +19,9 @@ prometheus_client families: it reads the few stats it exports straight from each
 (a QEMU record carries ~50 KVM statistics per vCPU that are never exported) and appends finished
 exposition lines to :class:`~nodeagent.metrics.exposition.TextFamily` objects. Everything before
 the value (``name{domain="…",…} ``) is built once per domain and series and cached until the
-domain goes away, so a scrape formats only numbers.
+domain goes away, so a scrape formats only numbers. The lines of all domains are written at the
+end of the scrape, family by family, each family's text one join of the values with the cached
+text around them (:class:`_ScrapeText`, kept while the domains and their record shapes stay).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -186,16 +189,19 @@ class _Batch:
     one of them raises KeyError and is written entry by entry instead, as is any record holding a
     value that is not an int. The template holds every family's lines, the families' parts joined
     by a NUL, so one format and one split give each family its text. Seconds that come out whole
-    (0 above all) are written as ``format_value`` writes them.
+    (0 above all) are written as ``format_value`` writes them. ``groups`` keeps the same plan as
+    (family index, [(kind, series prefix)]) for :class:`_ScrapeText`, which writes all of a
+    scrape's domains at once.
     """
 
     def __init__(self, getter: Callable[[dict[str, Any]], Any], outs: list[int], template: str,
-                 seconds: list[int], kib: list[int]) -> None:
+                 seconds: list[int], kib: list[int], *, groups: list[tuple[int, list[tuple[int, str]]]]) -> None:
         self.getter = getter
         self.outs = outs  # family index of each part of the formatted text, in order
         self.template = template
         self.seconds = seconds  # positions of the getter's values written in seconds (from ns)
         self.kib = kib  # positions written in bytes (from KiB)
+        self.groups = groups  # (family index, [(kind, prefix)]) in the getter's order
 
     @classmethod
     def of(cls, plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any]) -> _Batch | None:
@@ -218,7 +224,8 @@ class _Batch:
                 keys.append(key)
         if len(keys) < 2 or any(_PART in template for template in templates):
             return None
-        return cls(itemgetter(*keys), list(grouped), _PART.join(templates), seconds, kib)
+        groups = [(out, [(kind, prefix) for kind, _, prefix in group]) for out, group in grouped.items()]
+        return cls(itemgetter(*keys), list(grouped), _PART.join(templates), seconds, kib, groups=groups)
 
     def write(self, raw: dict[str, Any], outs: list[list[str]]) -> bool:
         """Append the record's lines; False when it does not fit (nothing written then)."""
@@ -236,6 +243,75 @@ class _Batch:
             values[i] *= 1024
         for out, text in zip(self.outs, (self.template % tuple(values)).split(_PART), strict=True):
             outs[out].append(text)
+        return True
+
+
+_Pending = tuple[_Batch, dict[str, Any], "_DomainText"]  # a domain whose batched lines wait: batch, record, text
+
+
+def _picker(indexes: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
+    """``itemgetter(*indexes)`` that always returns a tuple (itemgetter of one index does not)."""
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda values: (values[index],)
+    if not indexes:
+        return lambda _values: ()
+    return itemgetter(*indexes)
+
+
+class _ScrapeText:
+    """The batched lines of every domain of a scrape, written family by family in one pass.
+
+    Built for a sequence of :class:`_Batch` (one per domain, in scrape order) and kept while the
+    next scrape has the very same sequence (same domains, same record shapes). A scrape then
+    costs one ``itemgetter`` call per domain to read its values, one pass over all values to check
+    they are ints and to convert the seconds and KiB ones, and per family one ``itemgetter`` that
+    puts the values in exposition order and one join with the cached text around them. The text
+    is exactly what :meth:`_Batch.write` appends domain by domain.
+    """
+
+    def __init__(self, batches: Sequence[_Batch]) -> None:
+        entries: dict[int, list[tuple[int, int, str]]] = {}  # family index → [(kind, value index, prefix)]
+        size = 0
+        for batch in batches:
+            for out, group in batch.groups:
+                found = entries.setdefault(out, [])
+                for kind, prefix in group:
+                    found.append((kind, size, prefix))
+                    size += 1
+        self.size = size
+        flat = [entry for out in entries.values() for entry in out]
+        seconds = [index for kind, index, _ in flat if kind == _SECONDS]
+        kib = [index for kind, index, _ in flat if kind == _KIB]
+        self.seconds, self.kib = _picker(seconds), _picker(kib)
+        # where each value sits in ``values + seconds text + bytes`` (see write)
+        position = {index: size + rank for rank, index in enumerate(seconds)}
+        position.update({index: size + len(seconds) + rank for rank, index in enumerate(kib)})
+        self.families: list[tuple[int, list[str], Callable[[Sequence[Any]], tuple[Any, ...]]]] = []
+        for out, found in entries.items():
+            # prefix, value, "\n" + next prefix, value, …, "\n": the values go to the odd places
+            pieces = [found[0][2]]
+            for _, _, prefix in found[1:]:
+                pieces += ("", "\n" + prefix)
+            pieces += ("", "\n")
+            self.families.append((out, pieces, _picker([position.get(index, index) for _, index, _ in found])))
+
+    def write(self, records: Sequence[_Pending], outs: list[list[str]]) -> bool:
+        """Append every family's lines; False when a record does not fit (nothing written then)."""
+        try:
+            values = list(chain.from_iterable([batch.getter(raw) for batch, raw, _ in records]))
+        except KeyError:
+            return False
+        if len(values) != self.size or not _INT_ONLY.issuperset(map(type, values)):
+            return False
+        # as format_value writes them (see _Batch.write), then the byte counts
+        values += [str(int(s)) if (s := ns * NS).is_integer() and -1e15 < s < 1e15 else repr(s)
+                   for ns in self.seconds(values)]
+        values += [kib * 1024 for kib in self.kib(values)]
+        for out, pieces, pick in self.families:
+            text = pieces.copy()
+            text[1::2] = map(str, pick(values))
+            outs[out].append("".join(text))
         return True
 
 
@@ -380,7 +456,8 @@ class VmCollector:
         self._placement = placement
         self._max_remote_ratio = max_remote_ratio
         self._texts: dict[tuple[str, str, str, str], _DomainText] = {}
-        self._lock = threading.Lock()  # the text cache; two overlapping scrapes take turns
+        self._scrape_text: tuple[tuple[_Batch, ...], _ScrapeText] | None = None  # for the last scrape's batches
+        self._lock = threading.Lock()  # the text caches; two overlapping scrapes take turns
         self._host_view: tuple[Inventory, _HostView] | None = None
 
     def _families(self) -> dict[str, TextFamily]:
@@ -409,6 +486,9 @@ class VmCollector:
         seen_uuids: set[str] = set()
         with self._lock:
             previous, current = self._texts, {}
+            # batched lines wait here and are written together at the end (see _ScrapeText); None
+            # once a domain had to be written entry by entry: the rest of the scrape goes domain by domain
+            pending: list[_Pending] | None = []
             for source in self._sources():
                 if not source.present():
                     continue
@@ -434,7 +514,9 @@ class VmCollector:
                     if text is None:
                         text = _DomainText(sample.name, namespace, name, sample.uuid)
                     current[key] = text
-                    self._add_domain(families, lines, text, sample, host)
+                    pending = self._add_domain(families, lines, text, sample, host, pending=pending)
+            if pending:
+                self._write_pending(pending, lines)
             self._texts = current
         if self._placement is not None:
             self._placement.forget(seen_uuids)
@@ -443,7 +525,10 @@ class VmCollector:
         yield from families.values()
 
     def _add_domain(self, f: dict[str, TextFamily], lines: list[list[str]], t: _DomainText, s: DomainSample,
-                    host: _HostView) -> None:
+                    host: _HostView, *, pending: list[_Pending] | None,
+                    ) -> list[_Pending] | None:
+        """Write the domain's lines; its batched ones are added to ``pending`` when that is not None.
+        Returns what ``pending`` is for the next domain."""
         raw = s.raw
         f["info"].lines.append(t.info)
         state = stat_int(raw, "state.state")
@@ -456,13 +541,35 @@ class VmCollector:
             f["vcpus"].lines.append(f"{t.vcpus}{vcpu_count}\n")
         if not (self._complement and s.is_kubevirt):  # else virt-handler exports these
             batch = t.batch_for(raw)
-            if batch is None or not batch.write(raw, lines):
-                self._write_entries(t.plan_for(raw), raw, lines)
+            if batch is not None and pending is not None:
+                pending.append((batch, raw, t))
+            else:
+                if pending:  # the domains before this one first, in their order
+                    self._write_domains(pending, lines)
+                pending = None
+                if batch is None or not batch.write(raw, lines):
+                    self._write_entries(t.plan_for(raw), raw, lines)
         if s.xml is not None and s.xml.hostdev_pci:
             for address in s.xml.hostdev_pci:
                 if address in host.gpus:
                     f["assigned"].lines.append(t.assigned(address))
         self._add_placement(f, t, s, host, vcpu_count)
+        return pending
+
+    def _write_pending(self, pending: list[_Pending], lines: list[list[str]]) -> None:
+        """A scrape's batched lines, all domains at once (called with the lock held)."""
+        batches = tuple(batch for batch, _, _ in pending)
+        cached = self._scrape_text
+        if cached is None or cached[0] != batches:
+            cached = self._scrape_text = (batches, _ScrapeText(batches))
+        if not cached[1].write(pending, lines):  # a record that does not fit: domain by domain
+            self._write_domains(pending, lines)
+
+    @staticmethod
+    def _write_domains(pending: list[_Pending], lines: list[list[str]]) -> None:
+        for batch, raw, text in pending:
+            if not batch.write(raw, lines):
+                VmCollector._write_entries(text.plan_for(raw), raw, lines)
 
     @staticmethod
     def _write_entries(plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any], outs: list[list[str]]) -> None:

@@ -136,6 +136,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
 
 
 _OUT = {key: index for index, key in enumerate(FAMILIES)}  # family key → position in a scrape's line lists
+_INFO, _STATE, _VCPUS = _OUT["info"], _OUT["state"], _OUT["vcpus"]
 _INT, _SECONDS, _KIB = 0, 1, 2
 _INT_ONLY = frozenset({int})  # how a plan entry's value is written: as is, ns → s, KiB → bytes
 
@@ -249,6 +250,22 @@ class _Batch:
 _Pending = tuple[_Batch, dict[str, Any], "_DomainText"]  # a domain whose batched lines wait: batch, record, text
 
 
+def _seconds_text(nanoseconds: Sequence[int]) -> list[str]:
+    """Nanoseconds as seconds, each exactly as ``format_value`` writes ``ns * 1e-9``.
+
+    That is ``repr`` of the float, less its ``.0`` when it is whole and below 1e15 (int nanoseconds
+    never make a -0.0). Done in C-level passes (``map``, one join, one replace, one split) rather
+    than a test per value; a value of 1e15 s or more takes the exact per-value path.
+    """
+    if not nanoseconds:
+        return []
+    seconds = list(map(NS.__rmul__, nanoseconds))
+    if max(seconds) >= 1e15 or min(seconds) <= -1e15:
+        return [str(int(s)) if s.is_integer() and -1e15 < s < 1e15 else repr(s) for s in seconds]
+    # a repr ends in ".0" exactly when the float is whole (below 1e16 it is never written with an exponent)
+    return ("\n".join(map(float.__repr__, seconds)) + "\n").replace(".0\n", "\n").split("\n")[:-1]
+
+
 def _picker(indexes: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:
     """``itemgetter(*indexes)`` that always returns a tuple (itemgetter of one index does not)."""
     if len(indexes) == 1:
@@ -304,9 +321,7 @@ class _ScrapeText:
             return False
         if len(values) != self.size or not _INT_ONLY.issuperset(map(type, values)):
             return False
-        # as format_value writes them (see _Batch.write), then the byte counts
-        values += [str(int(s)) if (s := ns * NS).is_integer() and -1e15 < s < 1e15 else repr(s)
-                   for ns in self.seconds(values)]
+        values += _seconds_text(self.seconds(values))
         values += [kib * 1024 for kib in self.kib(values)]
         for out, pieces, pick in self.families:
             text = pieces.copy()
@@ -324,6 +339,7 @@ class _DomainText:
         self.namespace, self.name = namespace, name
         self.vcpus = f"nodeagent_vm_vcpus{{{self.domain}}} "
         self.states: dict[int | None, str] = {}
+        self.vcpu_lines: dict[int, str] = {}
         self.plan: list[tuple[int, str, str, str, int]] = []
         self.plan_shape: tuple[Any, ...] | None = None
         self.batch: _Batch | None = None  # the plan as one lookup and one format per family (see _Batch)
@@ -331,6 +347,12 @@ class _DomainText:
         self.shape_probe: tuple[Callable[[dict[str, Any]], Any], tuple[Any, int]] | None = None
         self.per_domain: dict[str, str] = {}
         self.pinned: tuple[DomainXml | None, int, list[int], str] | None = None  # (xml, vcpus, online, line)
+
+    def vcpus_line(self, count: int) -> str:
+        line = self.vcpu_lines.get(count)
+        if line is None:
+            line = self.vcpu_lines[count] = f"{self.vcpus}{count}\n"
+        return line
 
     def state(self, state: int) -> str:
         line = self.states.get(state)
@@ -530,15 +552,19 @@ class VmCollector:
         """Write the domain's lines; its batched ones are added to ``pending`` when that is not None.
         Returns what ``pending`` is for the next domain."""
         raw = s.raw
-        f["info"].lines.append(t.info)
-        state = stat_int(raw, "state.state")
+        lines[_INFO].append(t.info)
+        state = raw.get("state.state")
+        if type(state) is not int:
+            state = stat_int(raw, "state.state")
         if state is not None:  # one series per VM: its current state
-            f["state"].lines.append(t.state(state))
-        vcpu_count = stat_int(raw, "vcpu.current")
-        if vcpu_count is None and s.xml is not None:
-            vcpu_count = s.xml.vcpus
+            lines[_STATE].append(t.state(state))
+        vcpu_count = raw.get("vcpu.current")
+        if type(vcpu_count) is not int:
+            vcpu_count = stat_int(raw, "vcpu.current")
+            if vcpu_count is None and s.xml is not None:
+                vcpu_count = s.xml.vcpus
         if vcpu_count is not None:
-            f["vcpus"].lines.append(f"{t.vcpus}{vcpu_count}\n")
+            lines[_VCPUS].append(t.vcpus_line(vcpu_count))
         if not (self._complement and s.is_kubevirt):  # else virt-handler exports these
             batch = t.batch_for(raw)
             if batch is not None and pending is not None:

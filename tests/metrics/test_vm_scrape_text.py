@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from nodeagent.metrics import vm
-from nodeagent.metrics.exposition import TextFamily, render_text
+from nodeagent.metrics.exposition import TextFamily, format_value, render_text
 from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import DomainSample, DomainXml, parse_domain_stats
 from tests.metrics.stubs import StubLibvirt
@@ -114,3 +114,13 @@ def test_domains_that_change_shape_come_and_go(monkeypatch: pytest.MonkeyPatch) 
     assert texts == _domain_by_domain(monkeypatch, scrapes)
     assert b'name="vm-1",device="vdb",direction="read"}' in texts[1]
     assert b'name="vm-2"' not in texts[2] and b'device="vdb"' not in texts[3]
+
+
+def test_seconds_are_written_as_format_value_writes_them() -> None:
+    nanoseconds = [0, 1, 999, 10**9, 5 * 10**9, 2_670_000_000, 532_956_559, 10**18 + 1, 123_456_789_012_345_678,
+                   -5, -(10**9), 10**23 + 7]
+    expected = [format_value(ns * 1e-9) for ns in nanoseconds]
+    assert vm._seconds_text(nanoseconds[:-1]) == expected[:-1]  # all below 1e15 s: the C-level passes
+    assert vm._seconds_text(nanoseconds) == expected  # with 1e14 s (whole, below 1e15): still the fast passes
+    assert vm._seconds_text([10**24, 3 * 10**9]) == ["1000000000000000.0", "3"]  # 1e15 s: repr, as format_value
+    assert vm._seconds_text([]) == []

@@ -158,6 +158,8 @@ class WriteRecord(Value):
 
 @dataclass(eq=False)
 class CommandResult:
+    """What a host command (:meth:`Host.run`) returned."""
+
     argv: list[str]
     returncode: int
     stdout: str = ""
@@ -191,6 +193,8 @@ class HostTrace:
 
 @dataclass(eq=False)
 class HostStats:
+    """How many host files and listings a run read, and how many writes it made."""
+
     reads: int = 0
     writes: int = 0
 

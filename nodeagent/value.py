@@ -51,4 +51,7 @@ def value(cls: type[T]) -> type[T]:
     """Like ``@dataclass(frozen=True)`` for a subclass of :class:`Value`, at a third of the cost."""
     if not issubclass(cls, Value):
         raise TypeError(f"{cls.__qualname__} must derive from Value")
+    if not cls.__doc__:
+        # dataclass would write the signature there, through inspect.signature: ~0.3 ms a class.
+        cls.__doc__ = f"{cls.__qualname__}: a value (its fields are its annotations)."
     return dataclass(repr=False, eq=False)(cls)

@@ -12,6 +12,8 @@ from nodeagent.host import Host, HostError
 
 @dataclass
 class CliContext:
+    """The global options every command gets (``--root``, ``--live``)."""
+
     root: str
     live: bool | None = None
 

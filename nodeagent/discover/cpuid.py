@@ -62,6 +62,8 @@ S390_MACHINES = {
 
 @dataclass(frozen=True)
 class Identity:
+    """Which architecture printed a cpuinfo, its vendor and model names."""
+
     architecture: str | None
     vendor: str | None
     model_names: list[str]  # one per CPU type, in CPU order (big.LITTLE has several)

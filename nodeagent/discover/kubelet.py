@@ -41,6 +41,8 @@ KUBELET_COMMS = ("kubelet", "k3s-server", "k3s-agent", "kubelite", "hyperkube")
 
 @dataclass
 class _Found:
+    """What the kubelet's configuration files said so far, while they are merged."""
+
     flavour: str | None = None
     path: str | None = None  # the main file it was read from
     config: dict[str, Any] = field(default_factory=dict)

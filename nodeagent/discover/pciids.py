@@ -15,6 +15,8 @@ PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/s
 
 @dataclass(frozen=True)
 class PciName:
+    """A vendor's and a device's names in pci.ids (None when not listed)."""
+
     vendor: str | None
     device: str | None
 

@@ -477,7 +477,7 @@ class VmCollector:
         self._inventory = inventory
         self._placement = placement
         self._max_remote_ratio = max_remote_ratio
-        self._texts: dict[tuple[str, str, str, str], _DomainText] = {}
+        self._texts: dict[tuple[str, str, bool], _DomainText] = {}
         self._scrape_text: tuple[tuple[_Batch, ...], _ScrapeText] | None = None  # for the last scrape's batches
         self._lock = threading.Lock()  # the text caches; two overlapping scrapes take turns
         self._host_view: tuple[Inventory, _HostView] | None = None
@@ -530,10 +530,10 @@ class VmCollector:
                         continue
                     seen_names.add(sample.name)
                     seen_uuids.add(sample.uuid)
-                    namespace, name = sample.namespace_name
-                    key = (sample.uuid, sample.name, namespace, name)
+                    key = (sample.uuid, sample.name, sample.is_kubevirt)  # what namespace and name derive from
                     text = previous.get(key)
                     if text is None:
+                        namespace, name = sample.namespace_name
                         text = _DomainText(sample.name, namespace, name, sample.uuid)
                     current[key] = text
                     pending = self._add_domain(families, lines, text, sample, host, pending=pending)
@@ -557,14 +557,14 @@ class VmCollector:
         if type(state) is not int:
             state = stat_int(raw, "state.state")
         if state is not None:  # one series per VM: its current state
-            lines[_STATE].append(t.state(state))
+            lines[_STATE].append(t.states.get(state) or t.state(state))
         vcpu_count = raw.get("vcpu.current")
         if type(vcpu_count) is not int:
             vcpu_count = stat_int(raw, "vcpu.current")
             if vcpu_count is None and s.xml is not None:
                 vcpu_count = s.xml.vcpus
         if vcpu_count is not None:
-            lines[_VCPUS].append(t.vcpus_line(vcpu_count))
+            lines[_VCPUS].append(t.vcpu_lines.get(vcpu_count) or t.vcpus_line(vcpu_count))
         if not (self._complement and s.is_kubevirt):  # else virt-handler exports these
             batch = t.batch_for(raw)
             if batch is not None and pending is not None:

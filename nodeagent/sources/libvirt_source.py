@@ -447,13 +447,18 @@ class LibvirtSource:
         now = time.monotonic()
         samples: list[DomainSample] = []
         seen: set[str] = set()
+        cached, ttl = self._xml.get, self.xml_ttl_s
         for dom, raw in records:
             uuid = dom.UUIDString().lower()
             seen.add(uuid)
             dom_id = dom.ID()
             dom_id = dom_id if isinstance(dom_id, int) and dom_id >= 0 else None
-            facts = self._xml_facts(libvirt, dom, uuid, dom_id, now)
-            samples.append(parse_domain_stats(dom.name(), uuid, dom_id, raw, xml=facts, driver=driver))
+            entry = cached(uuid)  # the common case inline: the XML facts fetched lately for this run of the domain
+            if entry is not None and entry.dom_id == dom_id and now < entry.fetched_at + ttl:
+                facts = entry.facts
+            else:
+                facts = self._xml_facts(libvirt, dom, uuid, dom_id, now)
+            samples.append(DomainSample(dom.name(), uuid, dom_id, raw, facts, driver))
         for gone in [u for u in self._xml if u not in seen]:
             del self._xml[gone]
         return samples

@@ -140,10 +140,13 @@ class TextRenderer:
         current: dict[int, tuple[Metric, bytes]] = {}
         parts = []
         for metric in families:
+            if isinstance(metric, TextFamily):  # new every scrape: nothing to reuse
+                # its lines as they are: a VM family's are one string of megabytes, copied once here
+                parts += (metric.header().encode(), "".join(metric.lines).encode())
+                continue
             hit = previous.get(id(metric))
             data = hit[1] if hit is not None and hit[0] is metric else render_family(metric).encode()
-            if not isinstance(metric, TextFamily):  # those are new every scrape: nothing to reuse
-                current[id(metric)] = (metric, data)  # holding the object keeps its id from being reused
+            current[id(metric)] = (metric, data)  # holding the object keeps its id from being reused
             parts.append(data)
         with self._lock:
             self._previous = current

@@ -138,7 +138,7 @@ class TextRenderer:
         with self._lock:
             previous = self._previous
         current: dict[int, tuple[Metric, bytes]] = {}
-        parts = []
+        parts: list[bytes] = []
         for metric in families:
             if isinstance(metric, TextFamily):  # new every scrape: nothing to reuse
                 # its lines as they are: a VM family's are one string of megabytes, copied once here

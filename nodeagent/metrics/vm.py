@@ -31,7 +31,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
+from operator import call, itemgetter
 from typing import Any
 
 from nodeagent.inventory import Inventory
@@ -247,7 +247,24 @@ class _Batch:
         return True
 
 
-_Pending = tuple[_Batch, dict[str, Any], "_DomainText"]  # a domain whose batched lines wait: batch, record, text
+class _Pending:
+    """The domains of a scrape whose batched lines wait for its end, in order: each one's text
+    cache (holding its batch) and record. Two flat lists, so waiting allocates nothing per domain."""
+
+    def __init__(self) -> None:
+        self.texts: list[_DomainText] = []
+        self.raws: list[dict[str, Any]] = []
+
+    def add(self, text: _DomainText, raw: dict[str, Any]) -> None:
+        """A domain whose ``text.batch`` fits ``raw`` (just returned by ``batch_for``)."""
+        self.texts.append(text)
+        self.raws.append(raw)
+
+    def batches(self) -> tuple[_Batch, ...]:
+        return tuple([text.batch for text in self.texts if text.batch is not None])  # none is None: see add
+
+    def __len__(self) -> int:
+        return len(self.raws)
 
 
 def _seconds_text(nanoseconds: Sequence[int]) -> list[str]:
@@ -288,6 +305,7 @@ class _ScrapeText:
     """
 
     def __init__(self, batches: Sequence[_Batch]) -> None:
+        self.getters = [batch.getter for batch in batches]
         entries: dict[int, list[tuple[int, int, str]]] = {}  # family index → [(kind, value index, prefix)]
         size = 0
         for batch in batches:
@@ -313,10 +331,11 @@ class _ScrapeText:
             pieces += ("", "\n")
             self.families.append((out, pieces, _picker([position.get(index, index) for _, index, _ in found])))
 
-    def write(self, records: Sequence[_Pending], outs: list[list[str]]) -> bool:
-        """Append every family's lines; False when a record does not fit (nothing written then)."""
+    def write(self, raws: list[dict[str, Any]], outs: list[list[str]]) -> bool:
+        """Append every family's lines for these records (in the order of the batches this was
+        built for); False when a record does not fit (nothing written then)."""
         try:
-            values = list(chain.from_iterable([batch.getter(raw) for batch, raw, _ in records]))
+            values = list(chain.from_iterable(map(call, self.getters, raws)))
         except KeyError:
             return False
         if len(values) != self.size or not _INT_ONLY.issuperset(map(type, values)):
@@ -510,7 +529,7 @@ class VmCollector:
             previous, current = self._texts, {}
             # batched lines wait here and are written together at the end (see _ScrapeText); None
             # once a domain had to be written entry by entry: the rest of the scrape goes domain by domain
-            pending: list[_Pending] | None = []
+            pending: _Pending | None = _Pending()
             for source in self._sources():
                 if not source.present():
                     continue
@@ -547,8 +566,7 @@ class VmCollector:
         yield from families.values()
 
     def _add_domain(self, f: dict[str, TextFamily], lines: list[list[str]], t: _DomainText, s: DomainSample,
-                    host: _HostView, *, pending: list[_Pending] | None,
-                    ) -> list[_Pending] | None:
+                    host: _HostView, *, pending: _Pending | None) -> _Pending | None:
         """Write the domain's lines; its batched ones are added to ``pending`` when that is not None.
         Returns what ``pending`` is for the next domain."""
         raw = s.raw
@@ -568,7 +586,7 @@ class VmCollector:
         if not (self._complement and s.is_kubevirt):  # else virt-handler exports these
             batch = t.batch_for(raw)
             if batch is not None and pending is not None:
-                pending.append((batch, raw, t))
+                pending.add(t, raw)
             else:
                 if pending:  # the domains before this one first, in their order
                     self._write_domains(pending, lines)
@@ -582,19 +600,20 @@ class VmCollector:
         self._add_placement(f, t, s, host, vcpu_count)
         return pending
 
-    def _write_pending(self, pending: list[_Pending], lines: list[list[str]]) -> None:
+    def _write_pending(self, pending: _Pending, lines: list[list[str]]) -> None:
         """A scrape's batched lines, all domains at once (called with the lock held)."""
-        batches = tuple(batch for batch, _, _ in pending)
+        batches = pending.batches()
         cached = self._scrape_text
         if cached is None or cached[0] != batches:
             cached = self._scrape_text = (batches, _ScrapeText(batches))
-        if not cached[1].write(pending, lines):  # a record that does not fit: domain by domain
+        if not cached[1].write(pending.raws, lines):  # a record that does not fit: domain by domain
             self._write_domains(pending, lines)
 
     @staticmethod
-    def _write_domains(pending: list[_Pending], lines: list[list[str]]) -> None:
-        for batch, raw, text in pending:
-            if not batch.write(raw, lines):
+    def _write_domains(pending: _Pending, lines: list[list[str]]) -> None:
+        for text, raw in zip(pending.texts, pending.raws, strict=True):
+            batch = text.batch
+            if batch is None or not batch.write(raw, lines):
                 VmCollector._write_entries(text.plan_for(raw), raw, lines)
 
     @staticmethod

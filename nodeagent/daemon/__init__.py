@@ -13,6 +13,7 @@ status         the shared state those and the self-metrics read
 collector      the daemon's own series (``nodeagent_reconciles_total`` and friends) on ``/metrics``
 cluster        whether to publish, and the PublisherLoop
 jsonlog        one JSON object per log line
+heap           start-up's freed C heap handed back to the kernel (``malloc_trim``)
 options        :class:`ServeOptions`
 =============  ==============================================================================
 """

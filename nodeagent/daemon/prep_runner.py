@@ -33,10 +33,10 @@ from nodeagent.daemon.profiles import LoadedProfile
 from nodeagent.daemon.status import PrepStatus
 from nodeagent.host import Host
 from nodeagent.inventory import Inventory
-from nodeagent.profile import ProfileError, parse_profile_text
 
-# nodeagent.prep (planner, handlers, journal, boot loaders: ~30 modules, ~1.5 MiB resident) is
-# imported by the first profile that selects this node: an observe-only daemon never loads it.
+# nodeagent.prep (planner, handlers, journal, boot loaders: ~30 modules, ~1.5 MiB resident) and the
+# profile schema are imported by the first profile that selects this node: an observe-only daemon
+# never loads them.
 if TYPE_CHECKING:
     from nodeagent.prep.apply import ApplyResult
     from nodeagent.prep.context import PlanContext
@@ -107,6 +107,8 @@ class PrepRunner:
     def _plan(self, loaded: LoadedProfile, inventory: Inventory,
               annotations: Mapping[str, str] | None) -> tuple[PrepOutcome | None, tuple[Plan, PlanContext] | None]:
         """The plan, or the outcome that ends this reconcile's prep without applying."""
+        from nodeagent.profile import ProfileError, parse_profile_text
+
         try:
             profile = parse_profile_text(loaded.text, inventory, source=loaded.file)
         except ProfileError as exc:

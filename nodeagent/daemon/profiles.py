@@ -22,13 +22,16 @@ a typo in a ConfigMap edit must not silently turn a tuned, tainted node into an 
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from nodeagent.profile import NodeProfile, ProfileError, parse_profile_bytes, read_profile_bytes
+# nodeagent.profile (the schema, its YAML reader, vGPU and GPU selectors) is imported by the first
+# reload of a profile directory: a daemon without --profiles (the systemd unit's default) never loads it.
+if TYPE_CHECKING:
+    from nodeagent.profile import NodeProfile
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,8 @@ class ProfileStore:
         """Read the directory again. A file that no longer parses keeps its previous version."""
         if not self.directory:
             return ReloadResult(False)
+        from nodeagent.profile import ProfileError
+
         fingerprint = self.fingerprint()
         previous = {p.file: p for p in self.profiles}
         loaded: list[LoadedProfile] = []
@@ -159,6 +164,10 @@ class ProfileStore:
 
 def load_file(name: str, path: str) -> LoadedProfile:
     """One profile file: at most MAX_PROFILE_BYTES, UTF-8, one valid NodeProfile."""
+    import hashlib
+
+    from nodeagent.profile import parse_profile_bytes, read_profile_bytes
+
     raw = read_profile_bytes(path)
     profile = parse_profile_bytes(raw, None, source=path)
     return LoadedProfile(name, path, profile.source_text or "", profile, hashlib.sha256(raw).hexdigest())

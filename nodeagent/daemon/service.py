@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from nodeagent.backoff import Backoff
 from nodeagent.daemon.health import liveness, not_ready_reasons, readiness
+from nodeagent.daemon.heap import release_free_heap
 from nodeagent.daemon.options import ServeOptions
 from nodeagent.daemon.prep_runner import PrepRunner
 from nodeagent.daemon.profiles import ProfileStore
@@ -78,6 +79,7 @@ class Daemon:
         self._retry = Backoff(base=1.0, cap=options.interval_s, jitter=0.0)
         self._next_profile_poll = 0.0
         self._worker: threading.Thread | None = None
+        self._started_up = False  # the first reconcile step is over: start-up's garbage was handed back
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -279,6 +281,9 @@ class Daemon:
             self._due_reason = "periodic"
         else:
             self._schedule_retry()
+        if not self._started_up:
+            self._started_up = True
+            release_free_heap()
         snap = self.status.snapshot()
         quiet = (PrepStatus.CONVERGED, PrepStatus.NONE, PrepStatus.READ_ONLY)
         level = logging.DEBUG if trigger == "periodic" and snap.prep_state in quiet else logging.INFO

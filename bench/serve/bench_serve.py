@@ -14,17 +14,21 @@ Everything runs in the same run, on this machine, against its live root (``--roo
     (``KUBERNETES_SERVICE_HOST``/``PORT``, the service-account token and CA bind-mounted at
     ``/var/run/secrets/kubernetes.io/serviceaccount`` in a private mount namespace, ``unshare -m``)
     against the same API server (the control plane's CA, the same proxy); needs root;
-  - ``minimal``: ``--no-publish --no-libvirt --no-nvml`` (the floor: interpreter + discovery + metrics).
+  - ``minimal``: ``--no-publish --no-libvirt --no-nvml`` (the floor: interpreter + discovery + metrics);
+  - ``systemd, python -S``: the systemd variant in an interpreter that runs no ``.pth`` file of
+    site-packages (those of the machine it runs on, not nodeagent's), for what the interpreter costs.
 
 Each exporter is scraped every ``--scrape-interval`` seconds, as Prometheus would; the reconcile
 period is the production default (60 s). After ``--warm-up`` seconds, RSS (``/proc/PID/status``
-VmRSS through psutil) and CPU time are sampled every 5 s until ``--duration`` ends; CPU% is CPU
-seconds over wall seconds of the steady window (100% = one core).
+VmRSS through psutil), PSS (``smaps_rollup``: shared pages divided among the processes mapping them)
+and CPU time are sampled every 5 s until ``--duration`` ends; CPU% is CPU seconds over wall seconds
+of the steady window (100% = one core).
 
     python bench/serve/bench_serve.py --duration 600 --warm-up 60 --out bench/serve/out/run.json
 
-``--baseline-tree DIR`` adds the two daemonset variants once more, run from another checkout of
-nodeagent (e.g. ``git worktree add /tmp/before <commit>``): before/after in the same run.
+``--baseline-tree DIR`` adds the systemd, minimal and two daemonset variants once more, run from
+another checkout of nodeagent (e.g. ``git worktree add /tmp/before <commit>``): before/after in the
+same run.
 
 Writes a JSON file of every sample and prints the Markdown table that goes into RESULTS.md.
 """
@@ -37,6 +41,7 @@ import json
 import os
 import platform
 import shutil
+import site
 import socket
 import subprocess
 import sys
@@ -69,7 +74,8 @@ class Subject:
     env: dict[str, str] = field(default_factory=dict)
     tree: Path = REPO  # the nodeagent checkout it runs from
     proc: subprocess.Popen[bytes] | None = None
-    samples: list[tuple[float, int, float]] = field(default_factory=list)  # (t, rss bytes, cpu seconds)
+    # (t, rss bytes, cpu seconds, pss bytes): PSS splits shared pages (libraries) among their users
+    samples: list[tuple[float, int, float, int]] = field(default_factory=list)
     scrape_seconds: list[float] = field(default_factory=list)
     scrape_bytes: int = 0
 
@@ -94,7 +100,8 @@ class Subject:
         assert self.proc is not None
         process = psutil.Process(self.proc.pid)
         times = process.cpu_times()
-        self.samples.append((t, process.memory_info().rss, times.user + times.system))
+        memory = process.memory_full_info()
+        self.samples.append((t, memory.rss, times.user + times.system, memory.pss))
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -151,7 +158,7 @@ def main() -> None:
     with running(workdir / "control-plane") as api:  # control-plane up …; down on the way out
         api.add_node(node)
         kubeconfig = api.agent_kubeconfig(workdir / "kubeconfig", node)
-        ports = [free_port() for _ in range(8)]
+        ports = [free_port() for _ in range(11)]
         daemonset = ["--kubeconfig", str(kubeconfig), "--node-name", node]
         account = workdir / "serviceaccount"
         account.mkdir()
@@ -168,6 +175,11 @@ def main() -> None:
             Subject("nodeagent serve (minimal: no cluster, no libvirt)",
                     serve_argv(ports[1], "--no-publish", "--no-libvirt", "--no-nvml"), ports[1]),
             Subject("nodeagent serve (systemd: no cluster, libvirt)", serve_argv(ports[2], "--no-publish"), ports[2]),
+            # The same without the site module's .pth files (this machine's site-packages run some at every
+            # start: an editable install's finder, a CA-injecting certifi hook); site-packages on PYTHONPATH.
+            Subject("nodeagent serve (systemd, python -S: no .pth files)",
+                    [sys.executable, "-S", *serve_argv(ports[10], "--no-publish")[1:]], ports[10],
+                    env={"PYTHONPATH": os.pathsep.join([str(REPO), *site.getsitepackages()])}),
             Subject("nodeagent serve (daemonset: publishing, libvirt)", serve_argv(ports[3], *daemonset), ports[3]),
             Subject("nodeagent serve (daemonset, MALLOC_ARENA_MAX=2)", serve_argv(ports[4], *daemonset), ports[4],
                     env={"MALLOC_ARENA_MAX": "2"}),
@@ -176,6 +188,10 @@ def main() -> None:
         ]
         if args.baseline_tree:
             subjects += [
+                Subject("baseline: minimal", serve_argv(ports[8], "--no-publish", "--no-libvirt", "--no-nvml"),
+                        ports[8], tree=args.baseline_tree.resolve()),
+                Subject("baseline: systemd (no cluster, libvirt)", serve_argv(ports[9], "--no-publish"), ports[9],
+                        tree=args.baseline_tree.resolve()),
                 Subject("baseline: daemonset (publishing, libvirt)", serve_argv(ports[6], *daemonset), ports[6],
                         tree=args.baseline_tree.resolve()),
                 Subject("baseline: daemonset, in a pod", in_pod(serve_argv(ports[7], *pod), account), ports[7],
@@ -220,11 +236,13 @@ def main() -> None:
     rows = []
     for subject in subjects:
         rss = [s[1] for s in subject.samples]
+        pss = [s[3] for s in subject.samples]
         window = subject.samples[-1][0] - subject.samples[0][0]
         cpu = (subject.samples[-1][2] - subject.samples[0][2]) / window * 100 if window > 0 else 0.0
         rows.append({
             "name": subject.name, "rss_median_mib": median(rss) / 2**20, "rss_max_mib": max(rss) / 2**20,
-            "rss_first_mib": rss[0] / 2**20, "rss_last_mib": rss[-1] / 2**20, "cpu_percent": cpu,
+            "rss_first_mib": rss[0] / 2**20, "rss_last_mib": rss[-1] / 2**20, "pss_median_mib": median(pss) / 2**20,
+            "cpu_percent": cpu,
             "scrape_ms_median": median(subject.scrape_seconds) * 1000, "scrape_bytes": subject.scrape_bytes,
         })
     report = {
@@ -248,11 +266,12 @@ def machine() -> dict[str, str]:
 
 
 def table(report: dict) -> str:
-    lines = ["| process | RSS median | RSS max | RSS first → last | CPU | scrape (median) | exposition |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| process | RSS median | RSS max | RSS first → last | PSS median | CPU | scrape (median) | exposition |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in report["rows"]:
         lines.append(f"| {row['name']} | {row['rss_median_mib']:.1f} MiB | {row['rss_max_mib']:.1f} MiB | "
-                     f"{row['rss_first_mib']:.1f} → {row['rss_last_mib']:.1f} | {row['cpu_percent']:.2f} % | "
+                     f"{row['rss_first_mib']:.1f} → {row['rss_last_mib']:.1f} | {row['pss_median_mib']:.1f} MiB | "
+                     f"{row['cpu_percent']:.2f} % | "
                      f"{row['scrape_ms_median']:.1f} ms | {row['scrape_bytes'] / 1024:.0f} kB |")
     return "\n".join(lines)
 

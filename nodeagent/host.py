@@ -482,6 +482,7 @@ class Host:
         try:
             first = os.read(fd, _CHUNK if cap >= _CHUNK else cap + 1)
             size = len(first)
+            data: bytes | None
             # A short read is the whole file: a regular file's or a sysfs attribute's (kernfs returns
             # it in one read). procfs multi-record files (cpuinfo) come a page at a time: read on.
             if enough is not None and size and enough(first):

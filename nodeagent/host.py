@@ -57,6 +57,7 @@ _READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 _CHUNK = 16 << 10  # the first read: every sysfs attribute fits, and it stays below malloc's mmap threshold
 _SEQ_CHUNK = 2 << 10  # a procfs read this long may be one page of a multi-record seq_file
 _BIG_CHUNK = 1 << 20
+_ENOUGH_WINDOW = 64 << 10  # read_text_until asks its question within a file's first 64 KiB only
 
 
 def _clean(path: str) -> str:
@@ -436,6 +437,8 @@ class Host:
     def read_text_until(self, path: str, enough: Callable[[bytes], bool]) -> str | None:
         """The file's text up to the first read after which ``enough(what was read)`` is true; all
         of it (as :meth:`read_text`) when that never happens. One open, whatever the answer.
+        ``enough`` is asked within the file's first 64 KiB only, so that a long file is not joined
+        again at every read.
 
         For procfs files built a record at a time as they are read (/proc/cpuinfo): stopping
         early spares the kernel generating the rest.
@@ -583,7 +586,7 @@ class Host:
                     break
                 chunks.append(chunk)
                 total += len(chunk)
-                if enough is not None and enough(b"".join(chunks)):
+                if enough is not None and total <= _ENOUGH_WINDOW and enough(b"".join(chunks)):
                     break
             data = b"".join(chunks)
         if len(data) <= cap:

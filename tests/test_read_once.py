@@ -237,3 +237,17 @@ def test_a_reconcile_step_reads_each_file_once(host_trees: Callable[[str], Path]
     assert daemon.status.snapshot().prep_state not in (None, "none")  # the profile was planned
     assert any(p.startswith("/var/lib/kubelet/") for p in file_reads), "the plan read no kubelet file"
     assert _repeated(file_reads) == {}
+
+
+def test_read_text_until_asks_only_within_the_first_64_kib(tmp_path: Path) -> None:
+    (tmp_path / "proc").mkdir()
+    text = "".join(f"processor\t: {n}\nCPU implementer\t: 0x41\n\n" for n in range(60_000))  # ~2 MiB
+    (tmp_path / "proc/cpuinfo").write_text(text)
+    asked: list[int] = []
+
+    def enough(data: bytes) -> bool:
+        asked.append(len(data))
+        return False
+
+    assert Host(root=str(tmp_path)).read_text_until("/proc/cpuinfo", enough) == text
+    assert asked and max(asked) <= 64 << 10

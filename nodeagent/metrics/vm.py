@@ -268,19 +268,9 @@ class _Pending:
 
 
 def _seconds_text(nanoseconds: Sequence[int]) -> list[str]:
-    """Nanoseconds as seconds, each exactly as ``format_value`` writes ``ns * 1e-9``.
-
-    That is ``repr`` of the float, less its ``.0`` when it is whole and below 1e15 (int nanoseconds
-    never make a -0.0). Done in C-level passes (``map``, one join, one replace, one split) rather
-    than a test per value; a value of 1e15 s or more takes the exact per-value path.
-    """
-    if not nanoseconds:
-        return []
-    seconds = list(map(NS.__rmul__, nanoseconds))
-    if max(seconds) >= 1e15 or min(seconds) <= -1e15:
-        return [str(int(s)) if s.is_integer() and -1e15 < s < 1e15 else repr(s) for s in seconds]
-    # a repr ends in ".0" exactly when the float is whole (below 1e16 it is never written with an exponent)
-    return ("\n".join(map(float.__repr__, seconds)) + "\n").replace(".0\n", "\n").split("\n")[:-1]
+    """Nanoseconds as seconds, each exactly as ``format_value`` writes ``ns * 1e-9``: the float's
+    ``repr``, or the integer when it is whole and below 1e15 (``0`` above all)."""
+    return [str(int(s)) if (s := ns * NS).is_integer() and -1e15 < s < 1e15 else repr(s) for ns in nanoseconds]
 
 
 def _picker(indexes: list[int]) -> Callable[[Sequence[Any]], tuple[Any, ...]]:

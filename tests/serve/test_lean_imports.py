@@ -14,10 +14,12 @@ from tests.support.serve import ServeProcess
 FIXTURE = "intel-2s-8gpu"
 
 # Imported by prometheus_client's package __init__ (push gateway client, WSGI server, instrumentation
-# classes, default collectors), by the IDNA codec of HTTPServer's getfqdn, and nodeagent's prep.
+# classes, default collectors), by the IDNA codec of HTTPServer's getfqdn, nodeagent's prep and the
+# profile schema (no --profiles: nothing to apply).
 NEVER_IN_OBSERVE_ONLY = {"prometheus_client.exposition", "prometheus_client.metrics", "prometheus_client.gc_collector",
                          "prometheus_client.platform_collector", "urllib.request", "wsgiref.simple_server",
-                         "encodings.idna", "nodeagent.prep", "nodeagent.prep.plan", "nodeagent.prep.apply"}
+                         "encodings.idna", "nodeagent.prep", "nodeagent.prep.plan", "nodeagent.prep.apply",
+                         "nodeagent.profile"}
 
 
 def _serve(serve_factory: Callable[..., ServeProcess], root: Path, report: Path) -> ServeProcess:

@@ -266,8 +266,11 @@ class Host:
         A later read of a path already read returns the first read's bytes, and a later listing
         of a directory the first listing: a discovery and the plan made from it see one consistent
         host, and the plan does not read again what discovery read (the kubelet's configuration,
-        ``/proc``). Only what was read is kept, not absences or refusals; a write through the Host
-        (:meth:`forget_paths`) empties it. Blocks nest (the outer one's reads are kept).
+        ``/proc``). Only what was read is kept, not absences or refusals. A fresh discovery
+        (:meth:`forget_paths`) empties it, and a write or a command through the Host (not a dry
+        run's) ends it on this thread until the block ends: once nodeagent changes the host, every
+        read goes to the kernel (an allocation read back, a poll). Blocks nest (the outer one's
+        reads are kept).
         """
         outer = getattr(self._local, "memo", None)
         # (path, cap, refuse_over) → bytes for files, path → entries for directories
@@ -276,6 +279,11 @@ class Host:
             yield
         finally:
             self._local.memo = outer
+
+    def _end_snapshot(self) -> None:
+        """The host is being changed: this thread's reads go to the kernel until its snapshot ends."""
+        if getattr(self._local, "memo", None) is not None:
+            self._local.memo = None
 
     def _records(self) -> list[HostRecord]:
         return getattr(self._local, "records", None) or []
@@ -787,6 +795,7 @@ class Host:
         for open_record in records:
             open_record.stats.writes += 1
         self.forget_paths()
+        self._end_snapshot()
         return self._intercept(record) is True
 
     def _intercept(self, record: WriteRecord) -> object:
@@ -824,6 +833,7 @@ class Host:
         """The atomic replace itself, without hooks (the journal uses it for its own file)."""
         import tempfile  # writes are rare; reads must not pay for the import
 
+        self._end_snapshot()
         target = self.fs_path(path)
         directory = os.path.dirname(target)
         os.makedirs(directory, exist_ok=True)
@@ -867,6 +877,7 @@ class Host:
             open_record.writes.append(record)
         if self.dry_run:
             return CommandResult(list(argv), 0)
+        self._end_snapshot()  # update-grub, modprobe: files change behind the Host
         answer = self._intercept(record)
         if isinstance(answer, CommandResult):
             return answer

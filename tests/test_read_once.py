@@ -166,18 +166,61 @@ def test_per_cpu_policies_of_offline_cpus_are_read(tmp_path: Path) -> None:
 
 # --- Host.snapshot -----------------------------------------------------------------------------------
 
-def test_a_snapshot_reads_a_file_once_and_a_write_forgets(tmp_path: Path, file_reads: collections.Counter[str]) -> None:
+def test_a_snapshot_reads_a_file_once_and_a_write_ends_it(tmp_path: Path,
+                                                          file_reads: collections.Counter[str]) -> None:
     (tmp_path / "sys").mkdir()
     (tmp_path / "sys/value").write_text("1\n")
+    (tmp_path / "sys/other").write_text("a\n")
     host = Host(root=str(tmp_path))
     with host.snapshot():
         assert host.read_int("/sys/value") == 1
         (tmp_path / "sys/value").write_text("2\n")  # changed behind the Host's back: the snapshot holds
         assert host.read_int("/sys/value") == 1
         assert file_reads["/sys/value"] == 1
-        host.write("/sys/value", "3")  # a write through the Host: read afresh
-        assert host.read_int("/sys/value") == 3
-    assert host.read_int("/sys/value") == 3 and file_reads["/sys/value"] == 3
+        host.write("/sys/other", "b")  # nodeagent changes the host: from now on every read is the kernel's
+        assert host.read_int("/sys/value") == 2
+        (tmp_path / "sys/value").write_text("4\n")  # a poll after the write sees the kernel move on
+        assert host.read_int("/sys/value") == 4
+    assert file_reads["/sys/value"] == 3
+
+
+def test_a_dry_run_write_keeps_the_snapshot(tmp_path: Path, file_reads: collections.Counter[str]) -> None:
+    (tmp_path / "sys").mkdir()
+    (tmp_path / "sys/value").write_text("1\n")
+    host = Host(root=str(tmp_path), dry_run=True)
+    with host.snapshot():
+        assert host.read_int("/sys/value") == 1
+        host.write("/sys/value", "3")  # recorded, not made: the host is as it was read
+        assert host.read_int("/sys/value") == 1
+    assert file_reads["/sys/value"] == 1
+
+
+def test_serve_applies_outside_the_steps_snapshot(fresh_host_tree: Callable[[str], Path], tmp_path: Path) -> None:
+    """A reconcile step that applies: its reads after the first write are the kernel's, not the
+    snapshot's (the hugepages are read back as the emulated kernel allocated them)."""
+    from nodeagent.daemon.options import ServeOptions
+    from nodeagent.daemon.service import Daemon
+    from tests.support.kernel import KernelEmulator
+
+    root = fresh_host_tree("intel-2s-8gpu")
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    (profiles / "pages.yaml").write_text(
+        "apiVersion: nodeagent.io/v1alpha1\nkind: NodeProfile\nmetadata: {name: pages}\n"
+        "spec:\n  nodeSelector: {matchLabels: {pool: pages}}\n"
+        "  hugepages:\n    pages:\n      - {size: 2Mi, count: 64, numaNode: 0}\n")
+    host = KernelEmulator(root).install(Host(str(root)))
+    options = ServeOptions(listen="127.0.0.1:0", interval_s=3600, uevents="none", publish=False, libvirt=False,
+                           nvml=False, kubevirt=False, profiles_dir=str(profiles), node_labels={"pool": "pages"})
+    daemon = Daemon(host, options)
+    daemon.store.reload()
+    assert daemon.reconciler.step("test")
+    snapshot = daemon.status.snapshot()
+    assert snapshot.prep_state in ("applied", "pending"), snapshot.prep_message
+    pages = root / "sys/devices/system/node/node0/hugepages/hugepages-2048kB/nr_hugepages"
+    assert int(pages.read_text()) == 64
+    assert daemon.reconciler.inventory is not None
+    assert daemon.reconciler.inventory.numa[0].hugepages["2Mi"].total == 64  # rediscovered afresh
 
 
 def test_a_snapshot_keeps_no_absence_and_no_other_thread(tmp_path: Path) -> None:

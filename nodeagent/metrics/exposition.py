@@ -141,7 +141,7 @@ class TextRenderer:
         parts: list[bytes] = []
         for metric in families:
             if isinstance(metric, TextFamily):  # new every scrape: nothing to reuse
-                # its lines as they are: a VM family's are one string of megabytes, copied once here
+                # its lines as they are: a VM family's are one string of up to hundreds of KB, copied once here
                 parts += (metric.header().encode(), "".join(metric.lines).encode())
                 continue
             hit = previous.get(id(metric))

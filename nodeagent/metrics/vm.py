@@ -188,21 +188,21 @@ class _Batch:
 
     Built for the keys the record has (a vCPU's ``delay``, else its ``wait``); a record that lacks
     one of them raises KeyError and is written entry by entry instead, as is any record holding a
-    value that is not an int. The template holds every family's lines, the families' parts joined
-    by a NUL, so one format and one split give each family its text. Seconds that come out whole
-    (0 above all) are written as ``format_value`` writes them. ``groups`` keeps the same plan as
-    (family index, [(kind, series prefix)]) for :class:`_ScrapeText`, which writes all of a
-    scrape's domains at once.
+    value that is not an int. ``groups`` is the plan as (family index, [(kind, series prefix)]) in
+    the getter's order: :class:`_ScrapeText` writes all of a scrape's domains at once from it. Only
+    when a scrape goes domain by domain is :meth:`write` used, with a template built on first use
+    that holds every family's lines, the families' parts joined by a NUL, so one format and one
+    split give each family its text. Seconds that come out whole (0 above all) are written as
+    ``format_value`` writes them.
     """
 
-    def __init__(self, getter: Callable[[dict[str, Any]], Any], outs: list[int], template: str,
-                 seconds: list[int], kib: list[int], *, groups: list[tuple[int, list[tuple[int, str]]]]) -> None:
+    def __init__(self, getter: Callable[[dict[str, Any]], Any], seconds: list[int], kib: list[int], *,
+                 groups: list[tuple[int, list[tuple[int, str]]]]) -> None:
         self.getter = getter
-        self.outs = outs  # family index of each part of the formatted text, in order
-        self.template = template
         self.seconds = seconds  # positions of the getter's values written in seconds (from ns)
         self.kib = kib  # positions written in bytes (from KiB)
         self.groups = groups  # (family index, [(kind, prefix)]) in the getter's order
+        self._template: str | None = None
 
     @classmethod
     def of(cls, plan: list[tuple[int, str, str, str, int]], raw: dict[str, Any]) -> _Batch | None:
@@ -212,21 +212,27 @@ class _Batch:
             if chosen is not None:
                 grouped.setdefault(out, []).append((kind, chosen, prefix))
         keys: list[str] = []
-        templates: list[str] = []
         seconds: list[int] = []
         kib: list[int] = []
         for group in grouped.values():
-            templates.append("".join(prefix.replace("%", "%%") + "%s\n" for _, _, prefix in group))
-            for kind, key, _ in group:
+            for kind, key, prefix in group:
+                if _PART in prefix:
+                    return None
                 if kind == _SECONDS:
                     seconds.append(len(keys))
                 elif kind == _KIB:
                     kib.append(len(keys))
                 keys.append(key)
-        if len(keys) < 2 or any(_PART in template for template in templates):
+        if len(keys) < 2:
             return None
         groups = [(out, [(kind, prefix) for kind, _, prefix in group]) for out, group in grouped.items()]
-        return cls(itemgetter(*keys), list(grouped), _PART.join(templates), seconds, kib, groups=groups)
+        return cls(itemgetter(*keys), seconds, kib, groups=groups)
+
+    def _format(self) -> str:
+        if self._template is None:
+            self._template = _PART.join("".join(prefix.replace("%", "%%") + "%s\n" for _, prefix in group)
+                                        for _, group in self.groups)
+        return self._template
 
     def write(self, raw: dict[str, Any], outs: list[list[str]]) -> bool:
         """Append the record's lines; False when it does not fit (nothing written then)."""
@@ -242,7 +248,7 @@ class _Batch:
             values[i] = str(int(value)) if value.is_integer() and -1e15 < value < 1e15 else repr(value)
         for i in self.kib:
             values[i] *= 1024
-        for out, text in zip(self.outs, (self.template % tuple(values)).split(_PART), strict=True):
+        for (out, _), text in zip(self.groups, (self._format() % tuple(values)).split(_PART), strict=True):
             outs[out].append(text)
         return True
 
@@ -290,8 +296,8 @@ class _ScrapeText:
     next scrape has the very same sequence (same domains, same record shapes). A scrape then
     costs one ``itemgetter`` call per domain to read its values, one pass over all values to check
     they are ints and to convert the seconds and KiB ones, and per family one ``itemgetter`` that
-    puts the values in exposition order and one join with the cached text around them. The text
-    is exactly what :meth:`_Batch.write` appends domain by domain.
+    puts the values in exposition order and one join with the domains' cached text around them.
+    The text is exactly what :meth:`_Batch.write` appends domain by domain.
     """
 
     def __init__(self, batches: Sequence[_Batch]) -> None:
@@ -314,11 +320,11 @@ class _ScrapeText:
         position.update({index: size + len(seconds) + rank for rank, index in enumerate(kib)})
         self.families: list[tuple[int, list[str], Callable[[Sequence[Any]], tuple[Any, ...]]]] = []
         for out, found in entries.items():
-            # prefix, value, "\n" + next prefix, value, …, "\n": the values go to the odd places
-            pieces = [found[0][2]]
-            for _, _, prefix in found[1:]:
-                pieces += ("", "\n" + prefix)
-            pieces += ("", "\n")
+            # prefix, value, "\n", next prefix, …: the values every third place, the prefixes the
+            # domains' own strings (no copy of the text is kept here)
+            pieces: list[str] = []
+            for _, _, prefix in found:
+                pieces += (prefix, "", "\n")
             self.families.append((out, pieces, _picker([position.get(index, index) for _, index, _ in found])))
 
     def write(self, raws: list[dict[str, Any]], outs: list[list[str]]) -> bool:
@@ -334,7 +340,7 @@ class _ScrapeText:
         values += [kib * 1024 for kib in self.kib(values)]
         for out, pieces, pick in self.families:
             text = pieces.copy()
-            text[1::2] = map(str, pick(values))
+            text[1::3] = map(str, pick(values))
             outs[out].append("".join(text))
         return True
 

@@ -20,6 +20,7 @@ import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache, partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
 from urllib.parse import parse_qs, urlsplit
@@ -28,6 +29,29 @@ log = logging.getLogger(__name__)
 
 ACCEPT_BACKLOG = 128  # listen(2) backlog; the kernel caps it at net.core.somaxconn
 GZIP_LEVEL = 1  # the exposition is repetitive text: level 1 gets most of the size for a fraction of the CPU
+
+def gzip_member(body: bytes) -> bytes:
+    """``body`` as one gzip member, at level 1.
+
+    With ISA-L (python-isal, installed where it has wheels: x86_64 and aarch64) where it can be
+    imported, else with zlib; both write a standard gzip member, only the deflate differs. On a
+    dense VM node the exposition is >1 MB and Prometheus asks for gzip at every scrape: ISA-L
+    deflates 1.45 MB in 0.85 ms against zlib's 5.5 ms, and a little smaller (bench/metrics).
+    """
+    return _deflater()(body)
+
+
+@cache
+def _deflater() -> Callable[[bytes], bytes]:
+    try:
+        from isal import isal_zlib
+    except ImportError:
+        return _zlib_gzip
+    return partial(isal_zlib.compress, level=GZIP_LEVEL, wbits=16 + isal_zlib.MAX_WBITS)
+
+
+def _zlib_gzip(body: bytes) -> bytes:
+    return zlib.compress(body, GZIP_LEVEL, wbits=16 + zlib.MAX_WBITS)  # a gzip member, in one pass
 
 
 @dataclass(frozen=True)
@@ -132,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = response.body
         headers = dict(response.headers)
         if "gzip" in self.headers.get("Accept-Encoding", "") and len(body) > 1024 and response.status == 200:
-            body = zlib.compress(body, GZIP_LEVEL, wbits=16 + zlib.MAX_WBITS)  # a gzip member, in one pass
+            body = gzip_member(body)
             headers["Content-Encoding"] = "gzip"
             headers["Vary"] = "Accept-Encoding"
         self.send_response(response.status)

@@ -190,3 +190,34 @@ def test_a_client_reset_is_one_debug_log_line_not_a_traceback(server: MetricsSer
     status, _, _ = _get(server, "/metrics")
     assert status == 200
     assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("deflate", ["isal", "zlib"])
+def test_gzip_member_is_standard_gzip_with_either_deflate(deflate: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ISA-L where python-isal is installed (x86_64, aarch64 wheels), zlib elsewhere: the same format."""
+    import builtins
+
+    from nodeagent import httpserver
+
+    real_import = builtins.__import__
+
+    def without_isal(name: str, *args: object, **kwargs: object) -> object:
+        if name.startswith("isal"):
+            raise ImportError("no python-isal on this architecture")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    if deflate == "zlib":
+        monkeypatch.setattr(builtins, "__import__", without_isal)
+    else:
+        pytest.importorskip("isal", reason="python-isal is a dependency on x86_64 and aarch64")
+    httpserver._deflater.cache_clear()
+    body = b"".join(b'nodeagent_vm_vcpu_seconds_total{name="vm-%d",vcpu="0"} %d\n' % (n, n * 7919)
+                    for n in range(5000))
+    try:
+        member = httpserver.gzip_member(body)
+        chosen = httpserver._deflater()
+    finally:
+        httpserver._deflater.cache_clear()
+    assert gzip.decompress(member) == body and member[:3] == b"\x1f\x8b\x08"
+    assert len(member) < len(body) / 4
+    assert (chosen is not httpserver._zlib_gzip) == (deflate == "isal")

@@ -8,6 +8,7 @@ families in test_vm_encoding.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,8 @@ def _domain_by_domain(monkeypatch: pytest.MonkeyPatch, scrapes: list[list[Domain
         return _run(scrapes)
 
 
-def _run(scrapes: list[list[DomainSample]]) -> list[bytes]:
+def _run(scrapes: list[list[DomainSample]], *, check: Callable[[VmCollector], None] | None = None) -> list[bytes]:
+    """Each scrape's VM text from one collector; ``check`` looks at the collector after each."""
     inv = make_inventory()
     source = StubLibvirt([])
     collector = VmCollector(lambda: [source], lambda: inv)  # type: ignore[list-item]
@@ -65,19 +67,18 @@ def _run(scrapes: list[list[DomainSample]]) -> list[bytes]:
     for samples in scrapes:
         source.samples = samples
         texts.append(_text(collector))
+        if check is not None:
+            check(collector)
     return texts
+
+
+def _wrote_at_once(collector: VmCollector) -> None:
+    assert collector._scrape_text is not None  # the all-at-once path wrote this scrape
 
 
 def test_all_domains_at_once_is_what_domain_by_domain_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     scrapes = [[_sample(i, _record(i, scrape)) for i in range(6)] for scrape in range(3)]
-    inv = make_inventory()
-    source = StubLibvirt([])
-    collector = VmCollector(lambda: [source], lambda: inv)  # type: ignore[list-item]
-    at_once = []
-    for samples in scrapes:
-        source.samples = samples
-        at_once.append(_text(collector))
-        assert collector._scrape_text is not None  # the all-at-once path wrote this scrape
+    at_once = _run(scrapes, check=_wrote_at_once)
     assert at_once == _domain_by_domain(monkeypatch, scrapes)
     assert len(set(at_once)) == 3  # the values changed each scrape, and so did the text
     first = at_once[0].decode()

@@ -25,7 +25,7 @@ from typing import Any
 
 from nodeagent.inventory import Gpu, Inventory
 from nodeagent.kubenames import label_value_error
-from nodeagent.workloads.model import RequirementError, RequirementKind
+from nodeagent.workloads.model import RequirementError, RequirementKind, require_mapping, shown
 
 KEYS = ("passthrough", "product", "minMemoryMiB", "nvlink")
 FORM = ("a mapping such as {passthrough: 2, product: GH100_H100_SXM5_80GB, minMemoryMiB: 81920, nvlink: true} "
@@ -45,29 +45,19 @@ class GpusNeeded:
     nvlink: bool = False
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value[:80]) if isinstance(value, str) else repr(value)
-
-
 def parse_gpus(value: Any) -> GpusNeeded:
-    if not isinstance(value, dict) or not value:
-        raise RequirementError(f"{'an empty mapping' if value == {} else _shown(value)} is not {FORM}")
-    for key in value:
-        if key not in KEYS:
-            raise RequirementError(f"unknown field (allowed here: {', '.join(KEYS)})", f".{key}")
+    require_mapping(value, KEYS, FORM)
     count = value.get("passthrough", 0)
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GPUS:
-        raise RequirementError(f"{_shown(count)} is not a number of GPUs from 1 to {MAX_GPUS}", ".passthrough")
+        raise RequirementError(f"{shown(count)} is not a number of GPUs from 1 to {MAX_GPUS}", ".passthrough")
     memory = value.get("minMemoryMiB")
     if memory is not None and (isinstance(memory, bool) or not isinstance(memory, int)
                                or not 1 <= memory <= MAX_MEMORY_MIB):
-        raise RequirementError(f"{_shown(memory)} is not a memory size in MiB from 1 to {MAX_MEMORY_MIB}",
+        raise RequirementError(f"{shown(memory)} is not a memory size in MiB from 1 to {MAX_MEMORY_MIB}",
                                ".minMemoryMiB")
     nvlink = value.get("nvlink", False)
     if not isinstance(nvlink, bool):
-        raise RequirementError(f"{_shown(nvlink)} is not a boolean (true or false)", ".nvlink")
+        raise RequirementError(f"{shown(nvlink)} is not a boolean (true or false)", ".nvlink")
     return GpusNeeded(passthrough=count, products=_products(value.get("product")), min_memory_mib=memory,
                       nvlink=nvlink)
 
@@ -78,11 +68,11 @@ def _products(value: Any) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
     form = "a product name such as GH100_H100_SXM5_80GB, or a list of them"
     if not isinstance(items, list) or not items or len(items) > MAX_PRODUCTS:
-        raise RequirementError(f"{_shown(value)} is not {form} (1 to {MAX_PRODUCTS})", ".product")
+        raise RequirementError(f"{shown(value)} is not {form} (1 to {MAX_PRODUCTS})", ".product")
     for index, item in enumerate(items):
         where = ".product" if isinstance(value, str) else f".product[{index}]"
         if not isinstance(item, str) or not item or label_value_error(item):
-            raise RequirementError(f"{_shown(item)} is not {form} (a label value)", where)
+            raise RequirementError(f"{shown(item)} is not {form} (a label value)", where)
     return tuple(items)
 
 

@@ -21,7 +21,7 @@ from nodeagent.parse import (
     parse_page_size_kb,
     parse_quantity_bytes,
 )
-from nodeagent.workloads.model import RequirementError, RequirementKind
+from nodeagent.workloads.model import RequirementError, RequirementKind, shown
 
 FORM = ("a list of {size: 2Mi|1Gi, count: <pages> or amount: <quantity such as 128Gi>, "
         "perNumaNode: any|every (optional)}")
@@ -47,15 +47,9 @@ class PagesNeeded:
         return f"{self.pages} {self.size} {unit}{amount}"
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value[:80]) if isinstance(value, str) else repr(value)
-
-
 def parse_hugepages(value: Any) -> tuple[PagesNeeded, ...]:
     if not isinstance(value, list) or not value:
-        raise RequirementError(f"{'an empty list' if value == [] else _shown(value)} is not {FORM}")
+        raise RequirementError(f"{'an empty list' if value == [] else shown(value)} is not {FORM}")
     if len(value) > MAX_ENTRIES:
         raise RequirementError(f"{len(value)} entries; at most {MAX_ENTRIES} are accepted")
     entries: list[PagesNeeded] = []
@@ -70,7 +64,7 @@ def parse_hugepages(value: Any) -> tuple[PagesNeeded, ...]:
 
 def _parse_entry(item: Any, path: str) -> PagesNeeded:
     if not isinstance(item, dict):
-        raise RequirementError(f"{_shown(item)} is not a mapping {{size, count | amount, perNumaNode}}", path)
+        raise RequirementError(f"{shown(item)} is not a mapping {{size, count | amount, perNumaNode}}", path)
     for key in item:
         if key not in ("size", "count", "amount", "perNumaNode"):
             raise RequirementError("unknown field (allowed here: size, count, amount, perNumaNode)", f"{path}.{key}")
@@ -81,25 +75,25 @@ def _parse_entry(item: Any, path: str) -> PagesNeeded:
     except ValueError:
         size_kb = None
     if size_kb is None:
-        raise RequirementError(f"{_shown(item['size'])} is not {SIZE_FORM}", f"{path}.size")
+        raise RequirementError(f"{shown(item['size'])} is not {SIZE_FORM}", f"{path}.size")
     if ("count" in item) == ("amount" in item):
         raise RequirementError("give either count (pages) or amount (a quantity such as 128Gi)", path)
     amount = None
     if "count" in item:
         pages = item["count"]
         if isinstance(pages, bool) or not isinstance(pages, int) or not 1 <= pages <= MAX_PAGES:
-            raise RequirementError(f"{_shown(pages)} is not a number of pages from 1 to {MAX_PAGES}", f"{path}.count")
+            raise RequirementError(f"{shown(pages)} is not a number of pages from 1 to {MAX_PAGES}", f"{path}.count")
     else:
         amount = parse_quantity_bytes(item["amount"])
         if not amount:
-            raise RequirementError(f"{_shown(item['amount'])} is not {QUANTITY_FORM} (above 0)", f"{path}.amount")
+            raise RequirementError(f"{shown(item['amount'])} is not {QUANTITY_FORM} (above 0)", f"{path}.amount")
         page_bytes = size_kb * 1024
         pages = -(-amount // page_bytes)
         if pages > MAX_PAGES:
-            raise RequirementError(f"{_shown(item['amount'])} is more than {MAX_PAGES} pages", f"{path}.amount")
+            raise RequirementError(f"{shown(item['amount'])} is more than {MAX_PAGES} pages", f"{path}.amount")
     per_node = item.get("perNumaNode")
     if per_node is not None and per_node not in PER_NUMA_NODE:
-        raise RequirementError(f"{_shown(per_node)} is not one of any, every (the amount on one NUMA node, "
+        raise RequirementError(f"{shown(per_node)} is not one of any, every (the amount on one NUMA node, "
                                "or on each)", f"{path}.perNumaNode")
     return PagesNeeded(size_kb, pages, amount, per_node)
 

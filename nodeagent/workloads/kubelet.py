@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nodeagent.inventory import Inventory, KubeletInfo
-from nodeagent.workloads.model import RequirementError, RequirementKind
+from nodeagent.workloads.model import RequirementError, RequirementKind, require_mapping, shown
 
 
 @dataclass(frozen=True)
@@ -60,19 +60,9 @@ def unknown_reason(kubelet: KubeletInfo) -> str | None:
     return None
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value[:80]) if isinstance(value, str) else repr(value)
-
-
 def parse_kubelet(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """``{manager key: accepted policies}``, as pairs in the managers' order."""
-    if not isinstance(value, dict) or not value:
-        raise RequirementError(f"{'an empty mapping' if value == {} else _shown(value)} is not {FORM}")
-    for key in value:
-        if key not in BY_KEY:
-            raise RequirementError(f"unknown field (allowed here: {', '.join(BY_KEY)})", f".{key}")
+    require_mapping(value, BY_KEY, FORM)
     wanted = []
     for manager in MANAGERS:
         if manager.key not in value:
@@ -84,7 +74,7 @@ def parse_kubelet(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...]:
                                    f".{manager.key}")
         for item in items:
             if item not in manager.policies:
-                raise RequirementError(f"{_shown(item)} is not a {manager.title} policy "
+                raise RequirementError(f"{shown(item)} is not a {manager.title} policy "
                                        f"(one of {', '.join(manager.policies)}, as the kubelet spells it)",
                                        f".{manager.key}")
         wanted.append((manager.key, tuple(dict.fromkeys(items))))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,25 @@ class RequirementError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+def shown(value: Any) -> str:
+    """A requirement's value as its messages quote it: a mapping or a list by its kind, a string cut
+    to 80 characters, anything else as Python writes it."""
+    if isinstance(value, dict | list):
+        return "a mapping" if isinstance(value, dict) else "a list"
+    return repr(value[:80]) if isinstance(value, str) else repr(value)
+
+
+def require_mapping(value: Any, keys: Iterable[str], form: str) -> None:
+    """Raise unless ``value`` is a non-empty mapping of these keys only: the error names the accepted
+    ``form``, or the unknown field."""
+    if not isinstance(value, dict) or not value:
+        raise RequirementError(f"{'an empty mapping' if value == {} else shown(value)} is not {form}")
+    allowed = tuple(keys)
+    for key in value:
+        if key not in allowed:
+            raise RequirementError(f"unknown field (allowed here: {', '.join(allowed)})", f".{key}")
 
 
 def _no_notes(inv: Inventory, value: Any) -> list[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 from nodeagent.inventory import Inventory
 from nodeagent.vgpupool import inventory_pools, vgpu_gpus
-from nodeagent.workloads.model import RequirementError, RequirementKind
+from nodeagent.workloads.model import RequirementError, RequirementKind, require_mapping, shown
 
 KEYS = ("instances", "type")
 FORM = "a mapping such as {instances: 1} or {instances: 4, type: GRID_A100D-20C} (keys: instances, type)"
@@ -29,26 +29,16 @@ class VgpuNeeded:
     type: str | None = None
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, dict | list):
-        return "a mapping" if isinstance(value, dict) else "a list"
-    return repr(value[:80]) if isinstance(value, str) else repr(value)
-
-
 def parse_vgpu(value: Any) -> VgpuNeeded:
-    if not isinstance(value, dict) or not value:
-        raise RequirementError(f"{'an empty mapping' if value == {} else _shown(value)} is not {FORM}")
-    for key in value:
-        if key not in KEYS:
-            raise RequirementError(f"unknown field (allowed here: {', '.join(KEYS)})", f".{key}")
+    require_mapping(value, KEYS, FORM)
     count = value.get("instances")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_INSTANCES:
-        raise RequirementError(f"{_shown(count)} is not a number of vGPU instances from 1 to {MAX_INSTANCES}",
+        raise RequirementError(f"{shown(count)} is not a number of vGPU instances from 1 to {MAX_INSTANCES}",
                                ".instances")
     wanted = value.get("type")
     if wanted is not None and (not isinstance(wanted, str) or not wanted.strip() or len(wanted) > 128
                                or not wanted.isprintable()):
-        raise RequirementError(f"{_shown(wanted)} is not a vGPU type: its id (nvidia-696, 1057) or name "
+        raise RequirementError(f"{shown(wanted)} is not a vGPU type: its id (nvidia-696, 1057) or name "
                                "(GRID A100D-20C or GRID_A100D-20C)", ".type")
     return VgpuNeeded(count, wanted.strip() if wanted else None)
 

@@ -45,6 +45,12 @@ def gpu_product(product: str, count: int, *, nvlink_gpus: str, memory_mib: str |
     return labels
 
 
+# The CPUs two fixture hosts each share: their flags, written once. Sapphire Rapids: intel-2s-8gpu and
+# hgx-h100-nvswitch; Ice Lake-SP: rt-isolated (which adds RTSCHED) and db-kubelet-defaults.
+SAPPHIRE_RAPIDS = cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
+                        "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX")
+ICE_LAKE_SP = cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
+                    "FMA3", "SHA", "AESNI", "VMX")
 NOTHING_PENDING = own(reboot_required="false", kubelet_restart_required="false")
 # No GPU with mdev types or vGPU VFs on these hosts (the H100s of intel-2s-8gpu have no VFs enabled):
 # only the flag, none of the vGPU counts (tests/test_vgpu.py has the vGPU hosts).
@@ -58,8 +64,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     # Ready: general (KVM), database (128 ≥ 64 × 1Gi, KSM off, static CPU manager); not high-density (KSM
     # off), hpc (memory manager None), ai-training (no 2Mi pages: 128Gi of them needed) nor realtime.
     "intel-2s-8gpu": {
-        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
-                "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX"),
+        **SAPPHIRE_RAPIDS,
         f"{NFD}/cpu-hardware_multithreading": "true",
         f"{NFD}/memory-numa": "true",
         f"{NFD}/numa": "true",
@@ -102,8 +107,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     # pages (32768 per node), no 1Gi; KSM off; no kubelet (managers unknown: not blocking).
     # Ready: general only (ai-training lacks its 2 passthrough-ready GPUs; database/hpc lack 1Gi pages).
     "hgx-h100-nvswitch": {
-        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512BF16", "AVX512VNNI",
-                "AMXBF16", "AMXINT8", "AMXTILE", "FMA3", "SHA", "AESNI", "VMX"),
+        **SAPPHIRE_RAPIDS,
         f"{NFD}/cpu-hardware_multithreading": "true",
         f"{NFD}/memory-numa": "true",
         f"{NFD}/numa": "true",
@@ -121,8 +125,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     # 16 x 1Gi, tsc_deadline_timer, sched_rt_runtime_us -1, kubelet static / single-numa-node / Static →
     # ready for realtime, hence `realtime: "true"`; also hpc; not database (16 of 64 1Gi pages).
     "rt-isolated": {
-        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
-                "FMA3", "SHA", "AESNI", "VMX", "RTSCHED"),
+        **ICE_LAKE_SP, **cpuid("RTSCHED"),
         f"{NFD}/cpu-hardware_multithreading": "true",
         f"{NFD}/numa": "false",
         "topology.kubernetes.io/numa-nodes": "1",
@@ -140,8 +143,7 @@ EXPECTED: dict[str, dict[str, str]] = {
     # CPUs; 64 x 1Gi pages and KSM off, as the database recipe wants, but kubeadm's kubelet config sets no
     # manager policy, so the CPU manager is the kubelet's default none → not ready for database (nor hpc).
     "db-kubelet-defaults": {
-        **cpuid("AVX2", "AVX512F", "AVX512DQ", "AVX512BW", "AVX512CD", "AVX512VL", "AVX512VNNI",
-                "FMA3", "SHA", "AESNI", "VMX"),
+        **ICE_LAKE_SP,
         f"{NFD}/cpu-hardware_multithreading": "true",
         f"{NFD}/numa": "false",
         "topology.kubernetes.io/numa-nodes": "1",

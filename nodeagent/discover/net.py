@@ -11,6 +11,7 @@ import logging
 import re
 from typing import Any
 
+from nodeagent.discover.pci import vf_addresses
 from nodeagent.host import Host
 from nodeagent.inventory import Nic
 
@@ -75,8 +76,7 @@ def discover_nics(host: Host, *, netlink: bool = False) -> list[Nic]:
         total_vfs = None if address in pf_of else host.read_int(f"{pci}/sriov_totalvfs")
         vfs: list[str] = []
         if total_vfs is not None:  # a PF (a 1024-CPU host's 372 VFs are not)
-            vfs = sorted(v for v in (host.link_name(f"{pci}/{e}") for e in host.listdir(pci)
-                                     if e.startswith("virtfn")) if v)
+            vfs = sorted(vf for _, vf in vf_addresses(host, pci))
             pf_of.update(dict.fromkeys(vfs, address or ""))
         numa = host.read_int(f"{pci}/numa_node")
         speed = host.read_int(f"{base}/speed")

@@ -134,6 +134,22 @@ def read_link(host: Host, device: str) -> PcieLink:
     )
 
 
+_VIRTFN = re.compile(r"^virtfn(\d+)$")
+
+
+def vf_addresses(host: Host, function: str) -> list[tuple[int, str]]:
+    """(index, address) of an SR-IOV PF's VFs, from the ``virtfnN`` links of its directory
+    ``function`` (``/sys/bus/pci/devices/<pf>``), by index."""
+    found: list[tuple[int, str]] = []
+    for entry in host.listdir(function):
+        match = _VIRTFN.match(entry)
+        if match:
+            address = host.link_name(f"{function}/{entry}")
+            if address:
+                found.append((int(match.group(1)), address))
+    return sorted(found)
+
+
 def iommu_group_of(host: Host, device: str) -> int | None:
     name = host.link_name(f"{device}/iommu_group")
     return int(name) if name and name.isdigit() else None

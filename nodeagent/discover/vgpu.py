@@ -21,9 +21,8 @@ operator, nodeagent): ownership is prep's journal's business, not discovery's.
 from __future__ import annotations
 
 import os
-import re
 
-from nodeagent.discover.pci import GPU_CLASS_PREFIXES, PCI_DEVICES, iommu_group_of
+from nodeagent.discover.pci import GPU_CLASS_PREFIXES, PCI_DEVICES, iommu_group_of, vf_addresses
 from nodeagent.host import Host
 from nodeagent.inventory import Gpu, MdevInstance, MdevParent, MdevType, VgpuInfo, VgpuTypeId, VgpuVf
 
@@ -32,7 +31,6 @@ MDEV_DEVICES = "/sys/bus/mdev/devices"
 VGPU_DIR = "nvidia"  # a VF's vendor-specific vGPU directory (vGPU 17+)
 CREATABLE = "creatable_vgpu_types"
 CURRENT = "current_vgpu_type"
-_VIRTFN = re.compile(r"^virtfn(\d+)$")
 
 
 def discover_vgpu(host: Host, gpus: list[Gpu]) -> VgpuInfo:
@@ -82,21 +80,9 @@ def parse_creatable(text: str | None) -> list[VgpuTypeId]:
     return types
 
 
-def vf_addresses(host: Host, pf: str) -> list[tuple[int, str]]:
-    """(index, address) of a PF's SR-IOV VFs, from its ``virtfnN`` links, by index."""
-    found: list[tuple[int, str]] = []
-    for entry in host.listdir(f"{PCI_DEVICES}/{pf}"):
-        match = _VIRTFN.match(entry)
-        if match:
-            address = host.link_name(f"{PCI_DEVICES}/{pf}/{entry}")
-            if address:
-                found.append((int(match.group(1)), address))
-    return sorted(found)
-
-
 def _vgpu_vfs(host: Host, pf: str) -> list[VgpuVf]:
     raw: list[tuple[int, str, int | None, list[VgpuTypeId]]] = []
-    for index, address in vf_addresses(host, pf):
+    for index, address in vf_addresses(host, f"{PCI_DEVICES}/{pf}"):
         directory = f"{PCI_DEVICES}/{address}/{VGPU_DIR}"
         if not host.exists(f"{directory}/{CURRENT}"):
             continue

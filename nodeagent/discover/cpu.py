@@ -33,12 +33,10 @@ def _virtualization(flags: list[str]) -> str | None:
 CPUINFO = "/proc/cpuinfo"
 
 
-def _x86_block_end(data: bytes) -> int:
+def _x86_block_end(text: str) -> int:
     """Where the first block of an x86 cpuinfo ends (after its blank line); 0 when not there yet."""
-    end = data.find(b"\n\n")
-    if end < 0:
-        return 0
-    return end + 1 if architecture(first_values(data[:end].decode("utf-8", errors="replace"))) == "x86_64" else 0
+    end = text.find("\n\n")
+    return end + 1 if end >= 0 and architecture(first_values(text[:end])) == "x86_64" else 0
 
 
 def read_cpuinfo(host: Host) -> str:
@@ -50,11 +48,11 @@ def read_cpuinfo(host: Host) -> str:
     host. Other architectures put facts in a header or trailer (s390x, POWER) or differ per CPU
     (arm64 big.LITTLE), and are read whole.
     """
-    text = host.read_text_until(CPUINFO, lambda data: _x86_block_end(data) > 0) or ""
-    end = text.find("\n\n")
-    if end >= 0 and architecture(first_values(text[:end])) == "x86_64":
-        return text[:end + 1]
-    return text
+    # The question is asked of the first 64 KiB only (Host.read_text_until): decoding it is cheap.
+    text = host.read_text_until(
+        CPUINFO, lambda data: _x86_block_end(data.decode("utf-8", errors="replace")) > 0) or ""
+    end = _x86_block_end(text)
+    return text[:end] if end else text
 
 
 def discover_cpu(host: Host, cmdline: str) -> CpuInfo:

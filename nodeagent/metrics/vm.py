@@ -243,9 +243,9 @@ class _Batch:
         if not _INT_ONLY.issuperset(map(type, values)):
             return False
         values = list(values)
-        for i in self.seconds:  # as format_value writes them; as text already: "%s" of a str is a copy
-            value = values[i] * NS
-            values[i] = str(int(value)) if value.is_integer() and -1e15 < value < 1e15 else repr(value)
+        # as format_value writes them; as text already: "%s" of a str is a copy
+        for i, text in zip(self.seconds, _seconds_text([values[i] for i in self.seconds]), strict=True):
+            values[i] = text
         for i in self.kib:
             values[i] *= 1024
         for (out, _), text in zip(self.groups, (self._format() % tuple(values)).split(_PART), strict=True):

@@ -7,7 +7,6 @@ inside the commands that need them, so ``nodeagent --help`` starts fast and runs
 
 from __future__ import annotations
 
-import logging
 import sys
 
 import click
@@ -15,6 +14,7 @@ import click
 from nodeagent import __version__
 from nodeagent.commands.common import CliContext
 from nodeagent.commands.lazy import LazyGroup
+from nodeagent.lazylog import configure_when_imported
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
 
@@ -33,7 +33,7 @@ LOG_LEVELS = ["debug", "info", "warning", "error"]
 @click.pass_context
 def main(ctx: click.Context, root: str, live: bool | None, log_level: str) -> None:
     """Node agent for bare-metal KubeVirt hosts: inspect, check, label, measure and prepare a node."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    # logging.basicConfig, applied when something first imports logging (inspect may never do).
+    configure_when_imported(level=log_level.upper(), stream=sys.stderr, fmt="%(levelname)s %(name)s: %(message)s")
     ctx.obj = CliContext(root=root, live=live)
 

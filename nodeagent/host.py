@@ -30,18 +30,18 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import logging
 import os
 import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from nodeagent.inroot import InRootOpener, in_root_opener
+from nodeagent.lazylog import get_logger
 from nodeagent.parse import parse_cpulist
-from nodeagent.value import Value, value
+from nodeagent.value import Value, mutable, value
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _MAX_SYMLINKS = 40
 
@@ -157,7 +157,7 @@ class WriteRecord(Value):
     kind: str = "write"  # "write" (attribute), "file" (whole file, atomic), "remove", "run"
 
 
-@dataclass(eq=False)
+@mutable
 class CommandResult:
     """What a host command (:meth:`Host.run`) returned."""
 
@@ -183,7 +183,7 @@ the write through. The interceptor installed last sees the write first, as an ou
 CommandRunner = Callable[[Sequence[str]], CommandResult]
 
 
-@dataclass(eq=False)
+@mutable
 class HostTrace:
     """Every host path a discovery touched, with what it found (``capture`` packs these)."""
 
@@ -192,7 +192,7 @@ class HostTrace:
     probes: set[str] = field(default_factory=set)  # paths tested for existence, type or link
 
 
-@dataclass(eq=False)
+@mutable
 class HostStats:
     """How many host files and listings a run read, and how many writes it made."""
 
@@ -200,7 +200,7 @@ class HostStats:
     writes: int = 0
 
 
-@dataclass(eq=False)
+@mutable
 class HostRecord:
     """What one run (a discovery, an apply) saw and did through a Host. See the module docstring."""
 
@@ -212,7 +212,7 @@ class HostRecord:
     denied: set[str] = field(default_factory=set)  # present, but this user may not read them (EACCES/EPERM)
 
 
-@dataclass(eq=False)
+@mutable
 class Host:
     """A machine's files seen through a root directory. See the module docstring."""
 

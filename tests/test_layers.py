@@ -26,10 +26,11 @@ LAYERS: list[tuple[str, ...]] = [
     # metrics and health both serve through, the back-off policy publisher and daemon both retry with, and
     # the redaction of credentials in host files' text (capture uses it), the strict YAML reader of the
     # documents operators write (profiles, workload classes), the Host's openat2 opener under --root,
-    # the fast indented JSON writer and the import of a library's submodules without its package __init__.
+    # the fast indented JSON writer, the import of a library's submodules without its package __init__ and
+    # loggers that import logging when first used.
     ("nodeagent", "nodeagent.value", "nodeagent.parse", "nodeagent.contract", "nodeagent.kubenames",
      "nodeagent.host", "nodeagent.owned", "nodeagent.httpserver", "nodeagent.backoff", "nodeagent.redact",
-     "nodeagent.yamldoc", "nodeagent.inroot", "nodeagent.jsontext", "nodeagent.lazypkg"),
+     "nodeagent.yamldoc", "nodeagent.inroot", "nodeagent.jsontext", "nodeagent.lazypkg", "nodeagent.lazylog"),
     # The facts' data model: what discovery fills in and everything above reads.
     ("nodeagent.inventory",),
     # Reading facts: the Inventory from sysfs/procfs, live sources (libvirt, NVML, /proc/<pid>), and the

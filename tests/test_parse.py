@@ -84,6 +84,16 @@ def test_cmdline_drops_init_arguments_and_keeps_quotes() -> None:
     assert "--init-arg" not in params
 
 
+@given(st.text(alphabet=st.sampled_from(list("ab=-,.0 \t\r\n\x0b\x0c\xa0\u2003\x00#é")), max_size=40))
+def test_cmdline_without_quotes_splits_as_shlex_does(line: str) -> None:
+    # split_cmdline leaves shlex unimported for a line without quotes or backslashes: the words are
+    # shlex's (its whitespace only: a vertical tab or a no-break space stays inside a word).
+    import shlex
+
+    words = shlex.split(line, posix=True)
+    assert split_cmdline(line) == (words[: words.index("--")] if "--" in words else words)
+
+
 def test_isolcpus_flags_come_before_the_cpus() -> None:
     expected = ([*range(2, 12), *range(14, 24)], ["managed_irq", "domain"])
     assert isolcpus_cpus("managed_irq,domain,2-11,14-23") == expected

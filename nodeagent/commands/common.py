@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import click
 
 from nodeagent.host import Host, HostError
+from nodeagent.value import mutable
 
 
-@dataclass
+@mutable
 class CliContext:
     """The global options every command gets (``--root``, ``--live``)."""
 

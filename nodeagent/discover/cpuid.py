@@ -15,7 +15,7 @@ field lscpu reads for the same fact (util-linux lscpu-cputype.c / lscpu-arm.c):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from nodeagent.value import Value, value
 
 # MIDR_EL1 implementer codes, as lscpu names them.
 ARM_IMPLEMENTERS = {
@@ -60,8 +60,8 @@ S390_MACHINES = {
 }
 
 
-@dataclass(frozen=True)
-class Identity:
+@value
+class Identity(Value):
     """Which architecture printed a cpuinfo, its vendor and model names."""
 
     architecture: str | None
@@ -95,8 +95,8 @@ def merged(blocks: list[dict[str, str]]) -> dict[str, str]:
     """Every key's first value over all blocks (header, processor blocks and trailer alike)."""
     fields: dict[str, str] = {}
     for block in blocks:
-        for key, value in block.items():
-            fields.setdefault(key, value)
+        for key, text in block.items():
+            fields.setdefault(key, text)
     return fields
 
 
@@ -185,8 +185,8 @@ def _arm(blocks: list[dict[str, str]], arch: str) -> Identity:
 
 def _s390_model(fields: dict[str, str]) -> str | None:
     """``processor 0: version = FF,  identification = 0133E8,  machine = 8561`` → "IBM z15 (8561)"."""
-    for key, value in fields.items():
-        if key.startswith("processor ") and "machine" in value:
-            machine = value.rsplit("machine", 1)[1].strip(" =")
+    for key, text in fields.items():
+        if key.startswith("processor ") and "machine" in text:
+            machine = text.rsplit("machine", 1)[1].strip(" =")
             return f"{S390_MACHINES.get(machine, 'IBM Z')} ({machine})"
     return None

@@ -16,8 +16,6 @@ the config file, then the drop-in directory (``--config-dir``, files in lexical 
 
 from __future__ import annotations
 
-import shlex
-from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.discover.process import find_process
@@ -39,15 +37,18 @@ RANCHER = {"k3s": "k3s", "rke2": "rke2"}
 KUBELET_COMMS = ("kubelet", "k3s-server", "k3s-agent", "kubelite", "hyperkube")
 
 
-@dataclass
 class _Found:
-    """What the kubelet's configuration files said so far, while they are merged."""
+    """What the kubelet's configuration files said so far, while they are merged.
 
-    flavour: str | None = None
-    path: str | None = None  # the main file it was read from
-    config: dict[str, Any] = field(default_factory=dict)
-    present: bool = False
-    readable: bool = True
+    A plain class: a dataclass would compile its methods at every start (~0.5 ms) for this.
+    """
+
+    def __init__(self, flavour: str | None = None) -> None:
+        self.flavour = flavour
+        self.path: str | None = None  # the main file it was read from
+        self.config: dict[str, Any] = {}
+        self.present = False
+        self.readable = True
 
 
 def discover_kubelet(host: Host) -> KubeletInfo:
@@ -214,6 +215,8 @@ def _kubeadm(host: Host) -> _Found:
     env = host.read_text("/var/lib/kubelet/kubeadm-flags.env")
     for line in (env or "").splitlines():
         if line.startswith("KUBELET_KUBEADM_ARGS="):
+            import shlex  # only a host with kubeadm's flags file pays for it
+
             _merge_flags(host, "/var/lib/kubelet/kubeadm-flags.env",
                          shlex.split(line.partition("=")[2].strip().strip("\"'")), found)
     return found
@@ -228,6 +231,8 @@ def _others(host: Host) -> _Found:
 
 
 def _args_file_words(text: str) -> list[str]:
+    import shlex  # only MicroK8s hosts have an args file
+
     words: list[str] = []
     for raw in text.splitlines():
         line = raw.strip()

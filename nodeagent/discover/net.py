@@ -7,15 +7,15 @@ importing pyroute2 alone costs more than the whole of ``inspect``'s discovery.
 
 from __future__ import annotations
 
-import logging
 import re
 from typing import Any
 
 from nodeagent.discover.pci import vf_addresses
 from nodeagent.host import Host
 from nodeagent.inventory import Nic
+from nodeagent.lazylog import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 NET_DIR = "/sys/class/net"
 _PCI_ADDRESS = re.compile(r"^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$")
 

@@ -6,15 +6,14 @@ file, because discovery runs every few seconds in ``serve``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from nodeagent.host import Host
+from nodeagent.value import Value, value
 
 PCI_IDS_PATHS = ("/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids", "/usr/share/pci.ids")
 
 
-@dataclass(frozen=True)
-class PciName:
+@value
+class PciName(Value):
     """A vendor's and a device's names in pci.ids (None when not listed)."""
 
     vendor: str | None

@@ -12,8 +12,6 @@
 
 from __future__ import annotations
 
-import json
-
 from nodeagent.host import Host
 from nodeagent.inventory import PrepState
 from nodeagent.owned import (
@@ -35,6 +33,8 @@ def discover_prep_state(host: Host, cmdline: str, kubelet_started_at: float | No
     applied_at: float | None = None
     restart_since: float | None = None
     if journal_text is not None:
+        import json  # only a host nodeagent prepared has a journal: the others skip its ~2 ms import
+
         try:
             data = json.loads(journal_text)
         except json.JSONDecodeError:

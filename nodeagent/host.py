@@ -35,6 +35,7 @@ import stat
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import field
+from typing import Any
 
 from nodeagent.inroot import InRootOpener, in_root_opener
 from nodeagent.lazylog import get_logger
@@ -183,6 +184,14 @@ the write through. The interceptor installed last sees the write first, as an ou
 CommandRunner = Callable[[Sequence[str]], CommandResult]
 
 
+class _ThreadState(threading.local):
+    """One thread's state of a Host, read with one attribute lookup each (the defaults are class
+    attributes, so a thread that never set one does not pay for a missing attribute)."""
+
+    records: list[HostRecord] | tuple[()] = ()  # the records open on this thread, outermost first
+    memo: dict[Any, Any] | None = None  # the open snapshot's reads (Host.snapshot)
+
+
 @mutable
 class HostTrace:
     """Every host path a discovery touched, with what it found (``capture`` packs these)."""
@@ -225,7 +234,7 @@ class Host:
     _dir_cache: dict[str, str] = field(default_factory=dict, repr=False)  # host path → root-relative
     _real_dirs: dict[str, str] = field(default_factory=dict, repr=False)  # host dir → real dir + "/"
     _in_root: InRootOpener | bool | None = field(default=None, init=False, repr=False)  # None: not asked; False: none
-    _local: threading.local = field(default_factory=threading.local, repr=False)
+    _local: _ThreadState = field(default_factory=_ThreadState, repr=False)
 
     def __post_init__(self) -> None:
         if not os.path.isdir(self.root):
@@ -250,14 +259,16 @@ class Host:
         Records nest: every record open on this thread sees each warning, skip, write and count.
         """
         record = HostRecord() if record is None else record
-        stack: list[HostRecord] | None = getattr(self._local, "records", None)
-        if stack is None:
-            stack = self._local.records = []
-        stack.append(record)
+        local = self._local
+        stack = local.records
+        if not stack:
+            stack = local.records = [record]
+        else:
+            stack.append(record)  # type: ignore[union-attr]
         try:
             yield record
         finally:
-            stack.remove(record)
+            stack.remove(record)  # type: ignore[union-attr]
 
     @contextlib.contextmanager
     def snapshot(self) -> Iterator[None]:
@@ -272,7 +283,7 @@ class Host:
         read goes to the kernel (an allocation read back, a poll). Blocks nest (the outer one's
         reads are kept).
         """
-        outer = getattr(self._local, "memo", None)
+        outer = self._local.memo
         # (path, cap, refuse_over) → bytes for files, path → entries for directories
         self._local.memo = {} if outer is None else outer
         try:
@@ -282,11 +293,11 @@ class Host:
 
     def _end_snapshot(self) -> None:
         """The host is being changed: this thread's reads go to the kernel until its snapshot ends."""
-        if getattr(self._local, "memo", None) is not None:
+        if self._local.memo is not None:
             self._local.memo = None
 
-    def _records(self) -> list[HostRecord]:
-        return getattr(self._local, "records", None) or []
+    def _records(self) -> list[HostRecord] | tuple[()]:
+        return self._local.records
 
     def _count_read(self) -> None:
         for record in self._records():
@@ -347,7 +358,7 @@ class Host:
         or before a fresh discovery)."""
         self._dir_cache.clear()
         self._real_dirs.clear()
-        memo = getattr(self._local, "memo", None)
+        memo = self._local.memo
         if memo:
             memo.clear()
 
@@ -452,7 +463,7 @@ class Host:
         early spares the kernel generating the rest.
         """
         cap = BIG_FILES.get(path, READ_CAP)
-        memo = getattr(self._local, "memo", None)
+        memo = self._local.memo
         data = memo.get((path, cap, True)) if memo is not None else None
         if data is None:
             data = self._read_file(path, cap, refuse_over=True, enough=enough)
@@ -461,7 +472,7 @@ class Host:
         return None if data is None else data.decode("utf-8", errors="replace")
 
     def _read(self, path: str, cap: int, *, refuse_over: bool) -> bytes | None:
-        memo = getattr(self._local, "memo", None)
+        memo = self._local.memo
         if memo is None:
             return self._read_file(path, cap, refuse_over=refuse_over)
         key = (path, cap, refuse_over)
@@ -481,10 +492,10 @@ class Host:
         unless the file is regular. More than ``cap`` bytes: refused when ``refuse_over``, else cut.
         ``enough``: stop after the first read that makes it true (:meth:`read_text_until`).
         """
-        records = getattr(self._local, "records", None)
-        if records:
-            for record in records:
-                record.stats.reads += 1
+        local = self._local
+        records = local.records
+        for record in records:
+            record.stats.reads += 1
         try:
             fd = self._open_read(path)
         except OSError as exc:
@@ -511,21 +522,30 @@ class Host:
         finally:
             os.close(fd)
         if records and data is not None:
-            self._traced("file", path, data)
+            for record in records:
+                trace = record.trace
+                if trace is not None:
+                    trace.files[path] = data
         return data
 
     def _open_read(self, path: str) -> int:
+        """A descriptor of ``path`` for reading, opened inside the root (``OSError`` as ``os.open``).
+
+        Under another root, in order: a directory the walk resolved (an absolute open that does not
+        follow a last-component link), the kernel's in-root open from the root, the walk.
+        """
         if self.root == "/":
             if not path.startswith("/"):
                 raise HostError(f"host paths are absolute, got {path!r}")
             return os.open(path, _READ_FLAGS)
         cut = path.rfind("/")
-        real_dir = self._real_dirs.get(path[:cut]) if cut >= 0 else None  # keys are "" or absolute
+        parent = path[:cut]
+        real_dir = self._real_dirs.get(parent) if cut >= 0 else None  # keys are "" or absolute
         plain = "//" not in path and "/." not in path
         if real_dir is None and cut > 0:
-            head = self._dir_cache.get(path[:cut])  # a directory the walk resolved (a probe, a listing)
+            head = self._dir_cache.get(parent)  # a directory the walk resolved (a probe, a listing)
             if head is not None:
-                real_dir = self._real_dirs[path[:cut]] = self._real(head) + "/"
+                real_dir = self._real_dirs[parent] = self._real(head) + "/"
         if real_dir is not None and plain:
             try:
                 # O_NOFOLLOW: a link as the last component fails (ELOOP) instead of being followed
@@ -534,7 +554,7 @@ class Host:
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise
-        elif plain and path[:1] == "/" and path[-1:] != "/":
+        elif plain and cut >= 0 and path[0] == "/" and path[-1] != "/":
             fd = self._open_in_root(path, _READ_FLAGS)
             if fd is not None:
                 return fd
@@ -691,7 +711,7 @@ class Host:
 
     def listdir(self, path: str) -> list[str]:
         """Sorted entries of a directory; empty when it is absent."""
-        memo = getattr(self._local, "memo", None)
+        memo = self._local.memo
         if memo is not None:
             listed = memo.get(path)
             if listed is not None:

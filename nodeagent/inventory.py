@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
+from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
 from nodeagent.value import Value, value
 
 _PLAIN_SCALARS = frozenset((str, int, float, bool, type(None)))
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+_FIELDS: dict[type, tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
+"""A dataclass → its field names and a getter of all their values at once (one C call)."""
+
+
+def _one(names: tuple[str, ...]) -> Callable[[Any], tuple[Any, ...]]:
+    """attrgetter's answer as a tuple for zero or one field (attrgetter(name) returns the value)."""
+    return (lambda obj: (getattr(obj, names[0]),)) if names else (lambda obj: ())
 
 
 def to_plain(value: Any) -> Any:
@@ -34,11 +42,15 @@ def to_plain(value: Any) -> Any:
         if all(v.__class__ in _PLAIN_SCALARS for v in value):
             return list(value)
         return [to_plain(v) for v in value]
-    names = _FIELD_NAMES.get(cls)
-    if names is None and dataclasses.is_dataclass(cls):
-        names = _FIELD_NAMES[cls] = tuple(f.name for f in dataclasses.fields(cls))
-    if names is not None:
-        return {name: to_plain(getattr(value, name)) for name in names}
+    fields = _FIELDS.get(cls)
+    if fields is None and dataclasses.is_dataclass(cls):
+        names = tuple(f.name for f in dataclasses.fields(cls))
+        fields = _FIELDS[cls] = (names, operator.attrgetter(*names) if len(names) > 1 else _one(names))
+    if fields is not None:
+        names, values = fields
+        # Scalars (most fields) are taken as they are, without a call each.
+        return {name: item if item.__class__ in _PLAIN_SCALARS else to_plain(item)
+                for name, item in zip(names, values(value), strict=True)}
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

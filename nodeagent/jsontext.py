@@ -73,7 +73,12 @@ _INFINITY = float("inf")
 
 
 def _encode(value: Any, out: list[str], newline: str) -> None:
-    """Append ``value`` at the nesting whose line break (with its indent) is ``newline``."""
+    """Append ``value`` at the nesting whose line break (with its indent) is ``newline``.
+
+    A dict's strings, ints, None, booleans and lists of ints or of strings are written where the
+    dict is (one append each), not through a call per value: a 1024-CPU host has ~1,600 dicts
+    holding ~20,000 such values.
+    """
     cls = value.__class__
     if cls is dict:
         if not value:
@@ -94,23 +99,31 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
             kind = item.__class__
             if kind is str:
                 out.append(prefix + encode_basestring_ascii(item))
-            elif kind is dict or kind is list:
+            elif kind is int:
+                out.append(prefix + int.__repr__(item))
+            elif item is None:
+                out.append(prefix + "null")
+            elif kind is bool:
+                out.append(prefix + ("true" if item else "false"))
+            elif kind is list:
+                text = _flat_list(item, inner)
+                if text is None:
+                    out.append(prefix)
+                    _encode(item, out, inner)
+                else:
+                    out.append(prefix + text)
+            elif kind is dict:
                 out.append(prefix)
                 _encode(item, out, inner)
             else:
                 out.append(prefix + _scalar(item))
         out.append(newline + "}")
     elif cls is list:
-        if not value:
-            out.append("[]")
+        text = _flat_list(value, newline)
+        if text is not None:
+            out.append(text)
             return
         inner = newline + _INDENT
-        if all(v.__class__ is int for v in value):
-            out.append("[" + inner + ("," + inner).join(map(int.__repr__, value)) + newline + "]")
-            return
-        if all(v.__class__ is str for v in value):
-            out.append("[" + inner + ("," + inner).join(map(encode_basestring_ascii, value)) + newline + "]")
-            return
         separator = "[" + inner
         for item in value:
             out.append(separator)
@@ -122,6 +135,18 @@ def _encode(value: Any, out: list[str], newline: str) -> None:
         out.append(newline + "]")
     else:
         out.append(_scalar(value))
+
+
+def _flat_list(value: list[Any], newline: str) -> str | None:
+    """An empty list, or one of ints only or strings only, written whole; None for any other."""
+    if not value:
+        return "[]"
+    inner = newline + _INDENT
+    if all(v.__class__ is int for v in value):
+        return "[" + inner + ("," + inner).join(map(int.__repr__, value)) + newline + "]"
+    if all(v.__class__ is str for v in value):
+        return "[" + inner + ("," + inner).join(map(encode_basestring_ascii, value)) + newline + "]"
+    return None
 
 
 _PREFIXES: dict[str, dict[str, str]] = {}

@@ -32,7 +32,14 @@ def parse_cpulist(text: str, *, max_cpu: int = MAX_CPU_ID) -> list[int]:
         return []
     cpus: set[int] = set()
     for part in text.split(","):
-        match = _RANGE.match(part.strip())
+        single = part.strip()
+        if single.isdecimal():  # one CPU: the pattern's own \d digits, without the pattern (512 a 1024-CPU host)
+            cpu = int(single)
+            if cpu > max_cpu:
+                raise CpuIdRangeError(single, cpu, max_cpu)
+            cpus.add(cpu)
+            continue
+        match = _RANGE.match(single)
         if not match:
             raise ValueError(f"{part.strip()!r} is not {CPULIST_FORM}")
         first = int(match.group(1))

@@ -84,6 +84,45 @@ def test_cmdline_drops_init_arguments_and_keeps_quotes() -> None:
     assert "--init-arg" not in params
 
 
+def _regex_cpulist(text: str, max_cpu: int = 1 << 16) -> list[int]:
+    """parse_cpulist as it was before single CPUs skipped the pattern (the reference)."""
+    import re
+
+    cpus: set[int] = set()
+    for part in text.strip().split(",") if text.strip() else []:
+        match = re.match(r"^(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?$", part.strip())
+        if not match:
+            raise ValueError(part)
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first or last > max_cpu:
+            raise ValueError(part)
+        if match.group(3) is None:
+            cpus.update(range(first, last + 1))
+        else:
+            used, group = int(match.group(3)), int(match.group(4))
+            if group == 0 or used > group:
+                raise ValueError(part)
+            for start in range(first, last + 1, group):
+                cpus.update(range(start, min(start + used, last + 1)))
+    return sorted(cpus)
+
+
+@given(st.text(alphabet=st.sampled_from(list("0129-,: /\n\t\u0663\u00b2\uff15")), max_size=16))
+def test_parse_cpulist_single_cpus_parse_as_the_pattern_does(text: str) -> None:
+    # A lone CPU skips the regular expression (isdecimal is \d's own digit class): the same CPUs,
+    # and a ValueError for the same texts (superscripts are digits to isdigit, not to \d).
+    try:
+        expected: list[int] | None = _regex_cpulist(text)
+    except ValueError:
+        expected = None
+    try:
+        got: list[int] | None = parse_cpulist(text)
+    except ValueError:
+        got = None
+    assert got == expected
+
+
 @given(st.text(alphabet=st.sampled_from(list("ab=-,.0 \t\r\n\x0b\x0c\xa0\u2003\x00#é")), max_size=40))
 def test_cmdline_without_quotes_splits_as_shlex_does(line: str) -> None:
     # split_cmdline leaves shlex unimported for a line without quotes or backslashes: the words are

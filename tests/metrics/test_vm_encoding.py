@@ -73,16 +73,16 @@ def _reference(samples: list[DomainSample], gpus: set[str]) -> list[Metric]:
         info.add_metric([s.name, namespace, name, s.uuid], 1)
         state.add_metric([*ids, s.state_name], 1)
         vcpus.add_metric(ids, s.vcpu_count)
-        cpu.add_metric(ids, s.cpu_time_ns * 1e-9)
+        cpu.add_metric(ids, s.cpu_time_ns / 10**9)
         for v in s.vcpus:
-            vcpu_time.add_metric([*ids, str(v.index)], v.time_ns * 1e-9)
-            vcpu_wait.add_metric([*ids, str(v.index)], (v.delay_ns if v.delay_ns is not None else v.wait_ns) * 1e-9)
+            vcpu_time.add_metric([*ids, str(v.index)], v.time_ns / 10**9)
+            vcpu_wait.add_metric([*ids, str(v.index)], (v.delay_ns if v.delay_ns is not None else v.wait_ns) / 10**9)
         for key, label in MEMORY_STATES.items():
             if key in s.balloon_kib:
                 memory.add_metric([*ids, label], s.balloon_kib[key] * 1024)
         for b in s.blocks:
-            for direction, values in (("read", (b.read_bytes, b.read_requests, b.read_time_ns * 1e-9)),
-                                      ("write", (b.write_bytes, b.write_requests, b.write_time_ns * 1e-9))):
+            for direction, values in (("read", (b.read_bytes, b.read_requests, b.read_time_ns / 10**9)),
+                                      ("write", (b.write_bytes, b.write_requests, b.write_time_ns / 10**9))):
                 for family, value in zip(block, values, strict=True):
                     family.add_metric([*ids, b.name, direction], value)
         for n in s.nets:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from nodeagent.metrics import vm
-from nodeagent.metrics.exposition import TextFamily, format_value, render_text
+from nodeagent.metrics.exposition import TextFamily, render_text
 from nodeagent.metrics.vm import VmCollector
 from nodeagent.sources.libvirt_source import DomainSample, DomainXml, parse_domain_stats
 from tests.metrics.stubs import StubLibvirt
@@ -117,10 +118,14 @@ def test_domains_that_change_shape_come_and_go(monkeypatch: pytest.MonkeyPatch) 
     assert b'name="vm-2"' not in texts[2] and b'device="vdb"' not in texts[3]
 
 
-def test_seconds_are_written_as_format_value_writes_them() -> None:
-    nanoseconds = [0, 1, 999, 10**9, 5 * 10**9, 2_670_000_000, 532_956_559, 10**18 + 1, 123_456_789_012_345_678,
-                   -5, -(10**9), 10**23 + 7]
-    expected = [format_value(ns * 1e-9) for ns in nanoseconds]
-    assert vm._seconds_text(nanoseconds) == expected  # with 1e14 s: whole, below 1e15, an integer
-    assert vm._seconds_text([10**24, 3 * 10**9]) == ["1000000000000000.0", "3"]  # 1e15 s: repr, as format_value
+def test_seconds_are_the_exact_decimal_of_the_nanoseconds() -> None:
+    nanoseconds = [0, 1, 999, 10**9, 5 * 10**9, 2_670_000_000, 532_956_559, 300_000_000, 10**18 + 1,
+                   123_456_789_012_345_678, 2**64 - 1, 10**23 + 7, -5, -(10**9), -1_500_000_000]
+    texts = vm._seconds_text(nanoseconds)
+    assert texts == ["0", "0.000000001", "0.000000999", "1", "5", "2.67", "0.532956559", "0.3",
+                     "1000000000.000000001", "123456789.012345678", "18446744073.709551615",
+                     "100000000000000.000000007", "-0.000000005", "-1", "-1.5"]
+    for ns, text in zip(nanoseconds, texts, strict=True):
+        assert Fraction(text) == Fraction(ns, 10**9)  # exactly what libvirt counted
+        assert float(text) == ns / 10**9  # and Prometheus reads the correctly rounded float
     assert vm._seconds_text([]) == []

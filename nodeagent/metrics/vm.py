@@ -137,6 +137,8 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
 
 _OUT = {key: index for index, key in enumerate(FAMILIES)}  # family key → position in a scrape's line lists
 _INFO, _STATE, _VCPUS = _OUT["info"], _OUT["state"], _OUT["vcpus"]
+_HUGEPAGES, _PINNED, _ASSIGNED = _OUT["hugepages"], _OUT["pinned"], _OUT["assigned"]
+_NUMA_MEMORY, _NUMA_ALIGNED = _OUT["numa_memory"], _OUT["numa_aligned"]
 _INT, _SECONDS, _KIB = 0, 1, 2
 _INT_ONLY = frozenset({int})  # how a plan entry's value is written: as is, ns → s, KiB → bytes
 
@@ -369,6 +371,7 @@ class _DomainText:
         self.batch_shape: tuple[Any, ...] | None = None
         self.shape_probe: tuple[Callable[[dict[str, Any]], Any], tuple[Any, int]] | None = None
         self.per_domain: dict[str, str] = {}
+        self.hugepages_lines: dict[bool, str] = {}
         self.pinned: tuple[DomainXml | None, int, list[int], str] | None = None  # (xml, vcpus, online, line)
 
     def vcpus_line(self, count: int) -> str:
@@ -449,10 +452,7 @@ class _DomainText:
         return plan
 
     def hugepages_line(self, hugepages: bool) -> str:
-        line = self.per_domain.get("hugepages\0line" if hugepages else "hugepages\0no")
-        if line is None:
-            line = f"{self.series('hugepages')}{1 if hugepages else 0}\n"
-            self.per_domain["hugepages\0line" if hugepages else "hugepages\0no"] = line
+        line = self.hugepages_lines[hugepages] = f"{self.series('hugepages')}{1 if hugepages else 0}\n"
         return line
 
     def assigned(self, address: str) -> str:
@@ -547,19 +547,20 @@ class VmCollector:
                     continue
                 source_up.append(f'nodeagent_libvirt_up{{source="{label}"}} 1\n')
                 for sample in samples:
-                    if sample.name in seen_names:
-                        log.warning("domain %s reported by more than one libvirt daemon; keeping the first",
-                                    sample.name)
+                    domain, uuid, xml = sample.name, sample.uuid, sample.xml
+                    if domain in seen_names:
+                        log.warning("domain %s reported by more than one libvirt daemon; keeping the first", domain)
                         continue
-                    seen_names.add(sample.name)
-                    seen_uuids.add(sample.uuid)
-                    key = (sample.uuid, sample.name, sample.is_kubevirt)  # what namespace and name derive from
+                    seen_names.add(domain)
+                    seen_uuids.add(uuid)
+                    # what namespace and name derive from
+                    key = (uuid, domain, xml.kubevirt if xml is not None else sample.is_kubevirt)
                     text = previous.get(key)
                     if text is None:
                         namespace, name = sample.namespace_name
-                        text = _DomainText(sample.name, namespace, name, sample.uuid)
+                        text = _DomainText(domain, namespace, name, uuid)
                     current[key] = text
-                    pending = self._add_domain(families, lines, text, sample, host, pending=pending)
+                    pending = self._add_domain(lines, text, sample, host, pending)
             if pending:
                 self._write_pending(pending, lines)
             self._texts = current
@@ -569,8 +570,8 @@ class VmCollector:
             raise VmCollectorError("; ".join(failures))
         yield from families.values()
 
-    def _add_domain(self, f: dict[str, TextFamily], lines: list[list[str]], t: _DomainText, s: DomainSample,
-                    host: _HostView, *, pending: _Pending | None) -> _Pending | None:
+    def _add_domain(self, lines: list[list[str]], t: _DomainText, s: DomainSample, host: _HostView,
+                    pending: _Pending | None) -> _Pending | None:
         """Write the domain's lines; its batched ones are added to ``pending`` when that is not None.
         Returns what ``pending`` is for the next domain."""
         raw = s.raw
@@ -597,11 +598,12 @@ class VmCollector:
                 pending = None
                 if batch is None or not batch.write(raw, lines):
                     self._write_entries(t.plan_for(raw), raw, lines)
-        if s.xml is not None and s.xml.hostdev_pci:
-            for address in s.xml.hostdev_pci:
+        xml = s.xml
+        if xml is not None and xml.hostdev_pci:
+            for address in xml.hostdev_pci:
                 if address in host.gpus:
-                    f["assigned"].lines.append(t.assigned(address))
-        self._add_placement(f, t, s, host, vcpu_count)
+                    lines[_ASSIGNED].append(t.assigned(address))
+        self._add_placement(lines, t, s, host, vcpu_count)
         return pending
 
     def _write_pending(self, pending: _Pending, lines: list[list[str]]) -> None:
@@ -639,33 +641,34 @@ class VmCollector:
             else:
                 outs[out].append(f"{prefix}{value}\n")
 
-    def _add_placement(self, f: dict[str, TextFamily], t: _DomainText, s: DomainSample, host: _HostView,
+    def _add_placement(self, lines: list[list[str]], t: _DomainText, s: DomainSample, host: _HostView,
                        vcpu_count: int | None) -> None:
         online = host.online
         placement = self._placement.read(s) if self._placement is not None else None
-        hugepages = s.xml.hugepages if s.xml is not None else None
+        xml = s.xml
+        hugepages = xml.hugepages if xml is not None else None
         if placement is not None and placement.memory is not None and placement.memory.hugepage_bytes > 0:
             hugepages = True
         if hugepages is not None:
-            f["hugepages"].lines.append(t.hugepages_line(hugepages))
+            lines[_HUGEPAGES].append(t.hugepages_lines.get(hugepages) or t.hugepages_line(hugepages))
         if vcpu_count is None:
             return
         cached = t.pinned
-        if cached is not None and cached[0] is s.xml and cached[1] == vcpu_count and cached[2] is online:
+        if cached is not None and cached[0] is xml and cached[1] == vcpu_count and cached[2] is online:
             line: str | None = cached[3]
         else:
-            pinned = pinned_vcpus(vcpu_count, s.xml, online)
+            pinned = pinned_vcpus(vcpu_count, xml, online)
             line = None if pinned is None else f"{t.series('pinned')}{pinned}\n"
-            t.pinned = (s.xml, vcpu_count, online, line or "")
+            t.pinned = (xml, vcpu_count, online, line or "")
         if line:
-            f["pinned"].lines.append(line)
+            lines[_PINNED].append(line)
         if placement is None or placement.memory is None:
             return
         for node, size in placement.memory.node_bytes.items():
-            f["numa_memory"].lines.append(f"{t.series('numa_memory', numa_node=numa_label(node))}{size}\n")
-        allowed = vcpu_allowed_cpus(vcpu_count, s.xml, placement.threads, online)
+            lines[_NUMA_MEMORY].append(f"{t.series('numa_memory', numa_node=numa_label(node))}{size}\n")
+        allowed = vcpu_allowed_cpus(vcpu_count, xml, placement.threads, online)
         nodes = numa_nodes_of((c for cpus in allowed.values() for c in cpus), host.inventory.numa)
         aligned = numa_aligned(placement.memory, nodes, max_remote_ratio=self._max_remote_ratio)
         if aligned is not None:
-            f["numa_aligned"].lines.append(f"{t.series('numa_aligned')}{1 if aligned else 0}\n")
+            lines[_NUMA_ALIGNED].append(f"{t.series('numa_aligned')}{1 if aligned else 0}\n")
 

@@ -62,8 +62,9 @@ class _AfterImport:
     """A meta path finder that runs ``then(module)`` right after module ``name`` is executed.
 
     It finds nothing itself: it asks the finders after it for the module's spec and wraps the
-    loader for that one import, then puts the real loader back, so the module ends up exactly as a
-    plain import leaves it. It removes itself at the first import of ``name``.
+    loader for that import, which puts the real loader back before executing the module, so the
+    module ends up exactly as a plain import leaves it. It leaves ``sys.meta_path`` when the module
+    is executed (a ``find_spec`` that only probes for the module leaves it in place).
     """
 
     def __init__(self, name: str, then: Callable[[ModuleType], None]) -> None:
@@ -73,9 +74,9 @@ class _AfterImport:
     def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
         if fullname != self.name:
             return None
-        if self in sys.meta_path:
-            sys.meta_path.remove(self)
         for finder in list(sys.meta_path):
+            if finder is self or isinstance(finder, _AfterImport):
+                continue  # another configuration waiting for the same import wraps its own spec
             find = getattr(finder, "find_spec", None)
             spec = find(fullname, path, target) if find is not None else None
             if spec is not None:
@@ -83,8 +84,15 @@ class _AfterImport:
         else:
             return None
         if spec.loader is not None:
-            spec.loader = _ThenLoader(spec.loader, self.then)
+            spec.loader = _ThenLoader(spec.loader, self._executed)
         return spec
+
+    def _executed(self, module: ModuleType) -> None:
+        """The module ran: every configuration waiting for it applies, the first installed first."""
+        waiting = [finder for finder in sys.meta_path if isinstance(finder, _AfterImport) and finder.name == self.name]
+        for finder in reversed(waiting):
+            sys.meta_path.remove(finder)
+            finder.then(module)
 
 
 class _ThenLoader:

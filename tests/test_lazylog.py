@@ -66,6 +66,28 @@ def test_the_configuration_applies_when_logging_is_first_imported() -> None:
     assert lazy.stderr == eager.stderr == "INFO a.library: hello\n"
 
 
+def test_a_probe_for_logging_does_not_use_up_the_configuration() -> None:
+    # importlib.util.find_spec("logging") only asks where logging is; the import after it configures.
+    probed = LAZY.replace('assert "logging" not in sys.modules',
+                          'import importlib.util\nassert importlib.util.find_spec("logging") is not None\n'
+                          'assert "logging" not in sys.modules')
+    assert _state(_python(probed + STATE)) == _state(_python(EAGER + STATE))
+
+
+def test_two_configurations_waiting_apply_as_two_eager_calls_would() -> None:
+    # The CLI's main run twice before anything imported logging: the first configuration wins,
+    # as the second basicConfig call is a no-op once the root logger has a handler.
+    twice = LAZY.replace('configure_when_imported(level="INFO"',
+                         'configure_when_imported(level="ERROR", stream=sys.stderr, fmt="%(message)s")\n'
+                         'configure_when_imported(level="INFO"')
+    eager = EAGER.replace('logging.basicConfig(level="INFO"',
+                          'logging.basicConfig(level="ERROR", stream=sys.stderr, format="%(message)s")\n'
+                          'logging.basicConfig(level="INFO"')
+    lazy_run, eager_run = _python(twice + STATE), _python(eager + STATE)
+    assert _state(lazy_run) == _state(eager_run)
+    assert lazy_run.stderr == eager_run.stderr == ""
+
+
 def test_the_configuration_applies_at_once_when_logging_is_already_imported() -> None:
     code = "import logging\n" + LAZY.replace('assert "logging" not in sys.modules', "") + STATE
     assert _state(_python(code)) == _state(_python(EAGER + STATE))

@@ -547,14 +547,13 @@ class VmCollector:
                     continue
                 source_up.append(f'nodeagent_libvirt_up{{source="{label}"}} 1\n')
                 for sample in samples:
-                    domain, uuid, xml = sample.name, sample.uuid, sample.xml
+                    domain, uuid = sample.name, sample.uuid
                     if domain in seen_names:
                         log.warning("domain %s reported by more than one libvirt daemon; keeping the first", domain)
                         continue
                     seen_names.add(domain)
                     seen_uuids.add(uuid)
-                    # what namespace and name derive from
-                    key = (uuid, domain, xml.kubevirt if xml is not None else sample.is_kubevirt)
+                    key = (uuid, domain, sample.is_kubevirt)  # what namespace and name derive from
                     text = previous.get(key)
                     if text is None:
                         namespace, name = sample.namespace_name

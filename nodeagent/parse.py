@@ -41,19 +41,19 @@ def parse_cpulist(text: str, *, max_cpu: int = MAX_CPU_ID) -> list[int]:
             continue
         match = _RANGE.match(single)
         if not match:
-            raise ValueError(f"{part.strip()!r} is not {CPULIST_FORM}")
+            raise ValueError(f"{single!r} is not {CPULIST_FORM}")
         first = int(match.group(1))
         last = int(match.group(2)) if match.group(2) is not None else first
         if last < first:
-            raise ValueError(f"{part.strip()!r}: range end is below its start ({CPULIST_FORM})")
+            raise ValueError(f"{single!r}: range end is below its start ({CPULIST_FORM})")
         if last > max_cpu:
-            raise CpuIdRangeError(part.strip(), last, max_cpu)
+            raise CpuIdRangeError(single, last, max_cpu)
         if match.group(3) is None:
             cpus.update(range(first, last + 1))
             continue
         used, group = int(match.group(3)), int(match.group(4))
         if group == 0 or used > group:
-            raise ValueError(f"{part.strip()!r}: stride must be used/group with 0 < used <= group ({CPULIST_FORM})")
+            raise ValueError(f"{single!r}: stride must be used/group with 0 < used <= group ({CPULIST_FORM})")
         for start in range(first, last + 1, group):
             cpus.update(c for c in range(start, min(start + used, last + 1)))
     return sorted(cpus)
